@@ -1,0 +1,1 @@
+//! Shared helpers for the ripple integration tests.

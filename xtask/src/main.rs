@@ -1,0 +1,79 @@
+//! `cargo xtask`: the project's build pipeline. Builds the zomes to wasm reproducibly, packs the
+//! DNAs and the hApp without the `hc` binary, pins DNA hashes per network, and runs the tests and
+//! benchmarks. It is a developer tool, not part of the product.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod build;
+mod pin;
+mod workspace;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, pin, test and benchmark Ripple mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build every zome to wasm (adding the wasm32 target if missing) and pack
+    /// workdir/<dna>.dna, workdir/test/<dna>.dna and workdir/ripple.happ.
+    Build,
+    /// Compute each role's DNA hash for every network in manifests/holochain/networks.json and
+    /// write manifests/holochain/dnas/index.json (run `build` first).
+    Pin {
+        /// Fail, naming what differs, if the committed pins do not match the built bundles.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the integrity zomes a second time from a copy of the source at another path, into
+    /// another target dir, and fail unless the wasm is byte-identical (so pinned hashes hold on
+    /// every machine).
+    Repro,
+    /// Everything CI checks: build, pin --check, repro, unit tests, conductor tests.
+    Test {
+        /// Extra arguments for the conductor test binary (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark suite on conductors and record it in docs/benchmarks.md.
+    Bench {
+        #[arg(value_enum)]
+        suite: bench::Suite,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let ws = workspace::Workspace::locate()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    match Cli::parse().command {
+        Command::Build => rt.block_on(build::build(&ws)),
+        Command::Pin { check } => rt.block_on(pin::pin(&ws, check)),
+        Command::Repro => build::check_reproducible(&ws),
+        Command::Test { args } => {
+            rt.block_on(build::build(&ws))?;
+            rt.block_on(pin::pin(&ws, true))?;
+            build::check_reproducible(&ws)?;
+            workspace::step("unit tests (zome rules, types, xtask)");
+            ws.cargo(&["test", "-p", "agent_registry_integrity", "-p", "agent_registry_types", "-p", "xtask"])?;
+            workspace::step("conductor tests (sweettest, one binary)");
+            let mut cmd = vec!["test", "-p", "ripple_tests", "--test", "ripple", "--"];
+            cmd.extend(args.iter().map(String::as_str));
+            ws.cargo(&cmd)
+        }
+        Command::Bench { suite } => rt.block_on(bench::run(&ws, suite)),
+    }
+}

@@ -1,0 +1,113 @@
+//! Where things are: the workspace root, the target dir, the DNA manifests and the zomes in them.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+}
+
+/// A DNA manifest and the zome crates it names (crate name = zome name = wasm file name).
+pub struct DnaSource {
+    pub manifest: PathBuf,
+    pub name: String,
+    pub integrity: Vec<String>,
+    pub coordinators: Vec<String>,
+    /// Test-only DNAs (adversary zomes) are packed into workdir/test/.
+    pub test_only: bool,
+}
+
+#[derive(Deserialize)]
+struct ManifestZomes {
+    name: String,
+    integrity: Section,
+    coordinator: Section,
+}
+
+#[derive(Deserialize)]
+struct Section {
+    zomes: Vec<ZomeRef>,
+}
+
+#[derive(Deserialize)]
+struct ZomeRef {
+    name: String,
+}
+
+pub fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+impl Workspace {
+    pub fn locate() -> anyhow::Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent dir")?.to_path_buf();
+        let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => root.join("target"),
+        };
+        Ok(Self { root, target_dir })
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.root.join("workdir")
+    }
+
+    pub fn happ_manifest(&self) -> PathBuf {
+        self.root.join("happ/happ.yaml")
+    }
+
+    pub fn pins(&self) -> PathBuf {
+        self.root.join("manifests/holochain/dnas/index.json")
+    }
+
+    pub fn networks(&self) -> PathBuf {
+        self.root.join("manifests/holochain/networks.json")
+    }
+
+    /// `dnas/*/dna.yaml`, then the test-only `tests/dnas/*/dna.yaml`, in name order.
+    pub fn dna_sources(&self) -> anyhow::Result<Vec<DnaSource>> {
+        let mut sources = vec![];
+        for (dir, test_only) in [("dnas", false), ("tests/dnas", true)] {
+            let Ok(entries) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            let mut manifests: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path().join("dna.yaml"))).filter(|p| p.is_file()).collect();
+            manifests.sort();
+            for manifest in manifests {
+                let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+                let parsed: ManifestZomes =
+                    yaml_serde::from_str(&text).with_context(|| format!("{} is not a DNA manifest", self.rel(&manifest)))?;
+                sources.push(DnaSource {
+                    name: parsed.name,
+                    integrity: parsed.integrity.zomes.into_iter().map(|z| z.name).collect(),
+                    coordinators: parsed.coordinator.zomes.into_iter().map(|z| z.name).collect(),
+                    manifest,
+                    test_only,
+                });
+            }
+        }
+        if sources.is_empty() {
+            bail!("no DNA manifests found under {}/dnas", self.root.display());
+        }
+        Ok(sources)
+    }
+
+    /// Path relative to the workspace root, for messages.
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+    }
+
+    /// Runs cargo in the workspace, failing with the command line if it fails.
+    pub fn cargo(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new(cargo_bin()).args(args).current_dir(&self.root).status().context("running cargo")?;
+        if !status.success() {
+            bail!("`cargo {}` failed ({status})", args.join(" "));
+        }
+        Ok(())
+    }
+}
+
+pub fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}

@@ -1,0 +1,79 @@
+//! Coordinator `capabilities`: a node publishes its own advert and keeps its capability-index
+//! listings in step with it. Reads of other nodes' adverts live in `discovery`.
+use agent_registry_integrity::{AdvertIndexTag, EntryTypes, IndexKey, LinkTypes, NodeAdvert, UnitEntryTypes};
+use agent_registry_types::AdvertRecord;
+use hdk::prelude::*;
+
+#[derive(Debug, thiserror::Error)]
+enum CapabilitiesError {
+    #[error("advert rejected before publishing: {0}")]
+    InvalidAdvert(agent_registry_integrity::RuleViolation),
+    #[error("own chain holds an advert action without its entry: {0}")]
+    MissingEntry(ActionHash),
+}
+
+impl From<CapabilitiesError> for WasmError {
+    fn from(e: CapabilitiesError) -> Self {
+        wasm_error!(WasmErrorInner::Guest(e.to_string()))
+    }
+}
+
+/// The node itself (its sidecar): creates the advert on first call and updates it afterwards,
+/// re-listing the node under the capability paths of the new version. Publishing an unchanged
+/// advert writes nothing.
+#[hdk_extern]
+pub fn publish_node_advert(advert: NodeAdvert) -> ExternResult<AdvertRecord> {
+    advert.check().map_err(CapabilitiesError::InvalidAdvert)?;
+    let me = agent_info()?.agent_initial_pubkey;
+    let current = get_my_node_advert(())?;
+    if let Some(current) = &current {
+        if current.advert == advert {
+            return Ok(current.clone());
+        }
+        unlist(&me, &current.advert)?;
+    }
+    let (version, original) = match current {
+        None => {
+            let hash = create_entry(EntryTypes::NodeAdvert(advert.clone()))?;
+            (hash.clone(), hash)
+        }
+        Some(current) => (update_entry(current.original.clone(), &advert)?, current.original),
+    };
+    list(&me, &advert, &version)?;
+    Ok(AdvertRecord { version, original, advert })
+}
+
+/// The node itself: its current advert, read from its own source chain (no network).
+#[hdk_extern]
+pub fn get_my_node_advert(_: ()) -> ExternResult<Option<AdvertRecord>> {
+    let filter = ChainQueryFilter::new().entry_type(UnitEntryTypes::NodeAdvert.try_into()?).include_entries(true);
+    let records = query(filter)?;
+    let (Some(first), Some(latest)) = (records.first(), records.last()) else {
+        return Ok(None);
+    };
+    let advert = latest
+        .entry()
+        .to_app_option::<NodeAdvert>()
+        .map_err(|e| wasm_error!(e))?
+        .ok_or_else(|| CapabilitiesError::MissingEntry(latest.action_address().clone()))?;
+    Ok(Some(AdvertRecord { version: latest.action_address().clone(), original: first.action_address().clone(), advert }))
+}
+
+fn list(me: &AgentPubKey, advert: &NodeAdvert, version: &ActionHash) -> ExternResult<()> {
+    let tag = AdvertIndexTag { advert: version.clone() }.to_tag()?;
+    for key in IndexKey::for_advert(me, advert) {
+        create_link(key.path_hash()?, me.clone(), LinkTypes::CapabilityToNodes, tag.clone())?;
+    }
+    Ok(())
+}
+
+/// Removes this node's listings under every path of its previous advert version.
+fn unlist(me: &AgentPubKey, previous: &NodeAdvert) -> ExternResult<()> {
+    for key in IndexKey::for_advert(me, previous) {
+        let query = LinkQuery::try_new(key.path_hash()?, LinkTypes::CapabilityToNodes)?.author(me.clone());
+        for link in get_links(query, GetStrategy::Local)? {
+            delete_link(link.create_link_hash, GetOptions::local())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Coordinator `discovery`: finds nodes by capability and liveness. It reads the capability index
+//! (one path, chosen for selectivity) and the two newest heartbeat buckets; it never scans adverts
+//! or history.
+use std::collections::BTreeMap;
+
+use agent_registry_integrity::heartbeat::{anchor, HEARTBEAT_SHARDS};
+use agent_registry_integrity::index::{buckets_at_least, ALL_NODES_SHARDS};
+use agent_registry_integrity::{
+    AdvertIndexTag, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties, CPU_CORES_MAX, RAM_GB_MAX, STORAGE_GB_MAX,
+    VRAM_GB_MAX,
+};
+use agent_registry_types::{DiscoveryQuery, HeartbeatSeen, PeerRecord};
+use hdk::prelude::*;
+
+/// Anyone: nodes matching every given filter, online nodes first, then by name.
+#[hdk_extern]
+pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
+    let heard = heartbeats_in_window()?;
+    // "Who is online" alone is answered from the heartbeat buckets, not the whole node list.
+    let listings = if query.online_only && is_unfiltered(&query) {
+        latest_listings_of(&heard.keys().cloned().collect::<Vec<_>>())?
+    } else {
+        latest_listings(candidate_keys(&query))?
+    };
+    let mut peers: Vec<PeerRecord> = read_adverts(listings)?
+        .into_iter()
+        .filter(|(_, _, advert)| matches(&query, advert))
+        .map(|(agent, advert_version, advert)| {
+            let last_heartbeat = heard.get(&agent).cloned();
+            PeerRecord { online: last_heartbeat.is_some(), agent, advert_version, advert, last_heartbeat }
+        })
+        .filter(|peer| peer.online || !query.online_only)
+        .collect();
+    peers.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.advert.agent_name.cmp(&b.advert.agent_name)).then_with(|| a.agent.cmp(&b.agent)));
+    if let Some(limit) = query.limit {
+        peers.truncate(limit as usize);
+    }
+    Ok(peers)
+}
+
+/// Anyone: one node's current advert and liveness, if it has advertised.
+#[hdk_extern]
+pub fn get_peer(agent: AgentPubKey) -> ExternResult<Option<PeerRecord>> {
+    let listings = latest_listings_of(std::slice::from_ref(&agent))?;
+    let Some((agent, advert_version, advert)) = read_adverts(listings)?.pop() else {
+        return Ok(None);
+    };
+    let last_heartbeat = heartbeats_in_window_of(&agent)?;
+    Ok(Some(PeerRecord { online: last_heartbeat.is_some(), agent, advert_version, advert, last_heartbeat }))
+}
+
+/// Anyone: every node seen in the current or previous heartbeat bucket, with its newest sample.
+#[hdk_extern]
+pub fn get_online_nodes(_: ()) -> ExternResult<Vec<HeartbeatSeen>> {
+    Ok(heartbeats_in_window()?.into_values().collect())
+}
+
+fn is_unfiltered(q: &DiscoveryQuery) -> bool {
+    DiscoveryQuery { online_only: q.online_only, limit: q.limit, ..Default::default() } == *q
+}
+
+/// The index paths to read: the most selective filter given (exact values before ranges), or the
+/// whole sharded node list when there is none.
+fn candidate_keys(q: &DiscoveryQuery) -> Vec<IndexKey> {
+    let lower = |s: &String| s.to_ascii_lowercase();
+    if let Some(model) = &q.model {
+        return vec![IndexKey::Model(lower(model))];
+    }
+    if let Some(vendor) = &q.gpu_vendor {
+        return vec![IndexKey::GpuVendor(lower(vendor))];
+    }
+    if let Some(region) = &q.region {
+        return vec![IndexKey::Region(lower(region))];
+    }
+    if let Some(min) = q.min_vram_gb {
+        return buckets_at_least(min.into(), VRAM_GB_MAX.into()).into_iter().map(|bucket| IndexKey::GpuVram { bucket }).collect();
+    }
+    if let Some(arch) = &q.cpu_arch {
+        return vec![IndexKey::CpuArch(lower(arch))];
+    }
+    if let Some(min) = q.min_cpu_cores {
+        return buckets_at_least(min.into(), CPU_CORES_MAX.into()).into_iter().map(|bucket| IndexKey::CpuCores { bucket }).collect();
+    }
+    if let Some(min) = q.min_ram_gb {
+        return buckets_at_least(min.into(), RAM_GB_MAX.into()).into_iter().map(|bucket| IndexKey::RamGb { bucket }).collect();
+    }
+    if let Some(min) = q.min_storage_gb {
+        return buckets_at_least(min, STORAGE_GB_MAX.saturating_mul(3)).into_iter().map(|bucket| IndexKey::StorageGb { bucket }).collect();
+    }
+    (0..ALL_NODES_SHARDS).map(|shard| IndexKey::AllNodes { shard }).collect()
+}
+
+fn matches(q: &DiscoveryQuery, a: &NodeAdvert) -> bool {
+    let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+    let at_least = |want: Option<u64>, have: Option<u64>| want.is_none_or(|w| have.is_some_and(|h| h >= w));
+    eq(&q.cpu_arch, &a.compute.cpu_arch)
+        && eq(&q.region, &a.network.region)
+        && q.gpu_vendor.as_ref().is_none_or(|v| a.compute.gpus.iter().any(|g| g.vendor.eq_ignore_ascii_case(v)))
+        && q.model.as_ref().is_none_or(|m| a.inference.models_loaded.iter().any(|have| have.eq_ignore_ascii_case(m)))
+        && at_least(q.min_vram_gb.map(u64::from), a.max_vram_gb().map(u64::from))
+        && at_least(q.min_cpu_cores.map(u64::from), Some(a.compute.cpu_cores.into()))
+        && at_least(q.min_ram_gb.map(u64::from), Some(a.compute.ram_gb.into()))
+        && at_least(q.min_storage_gb, Some(a.storage_gb()))
+}
+
+/// Per agent, the advert version named by its newest listing on any of `keys`.
+fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<BTreeMap<AgentPubKey, (Timestamp, ActionHash)>> {
+    let inputs = keys
+        .iter()
+        .map(|key| Ok(GetLinksInput::from_query(LinkQuery::try_new(key.path_hash()?, LinkTypes::CapabilityToNodes)?, GetStrategy::Network)))
+        .collect::<ExternResult<Vec<_>>>()?;
+    Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
+}
+
+/// The same for named agents, read from their "all nodes" shard.
+fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<BTreeMap<AgentPubKey, (Timestamp, ActionHash)>> {
+    let inputs = agents
+        .iter()
+        .map(|agent| {
+            let query = LinkQuery::try_new(IndexKey::all_nodes_for(agent).path_hash()?, LinkTypes::CapabilityToNodes)?.author(agent.clone());
+            Ok(GetLinksInput::from_query(query, GetStrategy::Network))
+        })
+        .collect::<ExternResult<Vec<_>>>()?;
+    Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
+}
+
+fn newest_listing_per_agent(links: impl Iterator<Item = Link>) -> BTreeMap<AgentPubKey, (Timestamp, ActionHash)> {
+    let mut newest: BTreeMap<AgentPubKey, (Timestamp, ActionHash)> = BTreeMap::new();
+    for link in links {
+        let (Some(agent), Some(tag)) = (link.target.into_agent_pub_key(), AdvertIndexTag::from_tag(&link.tag)) else {
+            continue; // validation (IX1, IX2) keeps these out; skip rather than fail the query
+        };
+        if newest.get(&agent).is_none_or(|(at, _)| *at < link.timestamp) {
+            newest.insert(agent, (link.timestamp, tag.advert));
+        }
+    }
+    newest
+}
+
+/// Fetches the named advert versions in one batch.
+fn read_adverts(listings: BTreeMap<AgentPubKey, (Timestamp, ActionHash)>) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
+    let (agents, versions): (Vec<_>, Vec<_>) = listings.into_iter().map(|(agent, (_, version))| (agent, version)).unzip();
+    let inputs = versions.iter().map(|v| GetInput::new(v.clone().into(), GetOptions::network())).collect();
+    let records = HDK.with(|h| h.borrow().get(inputs))?;
+    let mut out = Vec::with_capacity(records.len());
+    for ((agent, version), record) in agents.into_iter().zip(versions).zip(records) {
+        let Some(record) = record else { continue }; // listing arrived before its advert; next query sees it
+        if record.action().author() != &agent {
+            continue;
+        }
+        if let Ok(Some(advert)) = record.entry().to_app_option::<NodeAdvert>() {
+            out.push((agent, version, advert));
+        }
+    }
+    Ok(out)
+}
+
+/// The anchors of the current and previous bucket (as this node's clock sees it) for `shards`.
+fn window_anchor_hashes(shards: impl Iterator<Item = u8> + Clone) -> ExternResult<Vec<EntryHash>> {
+    let props = RegistryProperties::current()?;
+    let now = props.bucket_of(sys_time()?);
+    [now, now - 1].into_iter().flat_map(|bucket| shards.clone().map(move |shard| anchor(bucket, shard).path_entry_hash())).collect()
+}
+
+fn heartbeats_in_window() -> ExternResult<BTreeMap<AgentPubKey, HeartbeatSeen>> {
+    read_heartbeats(window_anchor_hashes(0..HEARTBEAT_SHARDS)?, None)
+}
+
+fn heartbeats_in_window_of(agent: &AgentPubKey) -> ExternResult<Option<HeartbeatSeen>> {
+    let shard = agent_registry_integrity::heartbeat::shard_of(agent);
+    Ok(read_heartbeats(window_anchor_hashes(std::iter::once(shard))?, Some(agent))?.remove(agent))
+}
+
+/// The newest well-formed heartbeat per agent under `bases`.
+fn read_heartbeats(bases: Vec<EntryHash>, author: Option<&AgentPubKey>) -> ExternResult<BTreeMap<AgentPubKey, HeartbeatSeen>> {
+    let inputs = bases
+        .into_iter()
+        .map(|base| {
+            let mut query = LinkQuery::try_new(base, LinkTypes::BucketToHeartbeats)?;
+            if let Some(author) = author {
+                query = query.author(author.clone());
+            }
+            Ok(GetLinksInput::from_query(query, GetStrategy::Network))
+        })
+        .collect::<ExternResult<Vec<_>>>()?;
+    let mut newest: BTreeMap<AgentPubKey, HeartbeatSeen> = BTreeMap::new();
+    for link in HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten() {
+        let (Some(agent), Ok(sample)) = (link.target.into_agent_pub_key(), HeartbeatSample::from_tag(&link.tag)) else {
+            continue;
+        };
+        if newest.get(&agent).is_none_or(|seen| seen.at < link.timestamp) {
+            newest.insert(agent.clone(), HeartbeatSeen { agent, at: link.timestamp, sample });
+        }
+    }
+    Ok(newest)
+}

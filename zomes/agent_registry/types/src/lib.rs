@@ -1,0 +1,59 @@
+//! Inputs and outputs of the agent_registry coordinator zomes (`capabilities`, `heartbeat`,
+//! `discovery`), shared by the zomes, the sidecar and the tests. Not a zome: it exports no externs
+//! and is not part of the DNA hash.
+use hdi::prelude::*;
+
+pub use agent_registry_integrity::{Availability, HeartbeatSample, NodeAdvert, RegistryProperties};
+
+/// A version of a node's advert as the DHT holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AdvertRecord {
+    /// The action that wrote this version (create or update).
+    pub version: ActionHash,
+    /// The create action that all versions update.
+    pub original: ActionHash,
+    pub advert: NodeAdvert,
+}
+
+/// A heartbeat as a reader sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HeartbeatSeen {
+    pub agent: AgentPubKey,
+    /// When the node wrote it (the action timestamp).
+    pub at: Timestamp,
+    pub sample: HeartbeatSample,
+}
+
+/// Filters of `discovery.query_peers`; all given filters must hold. Text filters ignore case.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryQuery {
+    pub gpu_vendor: Option<String>,
+    /// At least one GPU with at least this much VRAM.
+    pub min_vram_gb: Option<u32>,
+    /// A model the node has loaded.
+    pub model: Option<String>,
+    pub cpu_arch: Option<String>,
+    pub region: Option<String>,
+    pub min_cpu_cores: Option<u32>,
+    pub min_ram_gb: Option<u32>,
+    /// Total storage (local SSD + IPFS + S3) in GB.
+    pub min_storage_gb: Option<u64>,
+    /// Only nodes seen in the current or previous heartbeat bucket.
+    pub online_only: bool,
+    /// At most this many results (online nodes first).
+    pub limit: Option<u32>,
+}
+
+/// One node found by discovery: the `holochain.query_peers` result row.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PeerRecord {
+    pub agent: AgentPubKey,
+    /// The advert version this row was read from.
+    pub advert_version: ActionHash,
+    pub advert: NodeAdvert,
+    /// The newest heartbeat in the online window, if any.
+    pub last_heartbeat: Option<HeartbeatSeen>,
+    /// Seen in the current or previous heartbeat bucket.
+    pub online: bool,
+}
