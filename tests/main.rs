@@ -1,1 +1,10 @@
-
+//! Ripple's integration tests, in one binary (`cargo xtask test` builds the bundles they load).
+//!
+//! - `agent_registry::validation`: an adversary breaks each rule; honest peers must reject it.
+//! - `agent_registry::mesh`: several conductors register, heartbeat and discover each other.
+//! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
+//! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
+mod agent_registry;
+mod bench;
+mod manifests;
+mod support;

@@ -3,7 +3,9 @@
 //! and is not part of the DNA hash.
 use hdi::prelude::*;
 
-pub use agent_registry_integrity::{Availability, HeartbeatSample, NodeAdvert, RegistryProperties};
+pub use agent_registry_integrity::{
+    Availability, Compute, Gpu, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert, RegistryProperties, Storage,
+};
 
 /// A version of a node's advert as the DHT holds it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

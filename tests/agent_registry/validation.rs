@@ -1,0 +1,212 @@
+//! Every rule of docs/integrity/agent_registry.md, broken on purpose.
+//!
+//! One honest conductor (Alice) and one adversary conductor with self-validation off, so what the
+//! adversary commits is published unchecked. Each rule gets its own adversary agent (a warranted
+//! agent is blocked, which would hide later violations), and the test waits until Alice has
+//! warranted that agent with a reason citing exactly that rule.
+use std::time::Duration;
+
+use agent_registry_types::{AdvertRecord, HeartbeatSample, NodeAdvert};
+use holochain::prelude::*;
+use holochain::sweettest::*;
+use serde::Serialize;
+
+use crate::support::*;
+
+// Mirrors of the adversary zome's inputs (tests/adversary/agent_registry_adversary).
+#[derive(Serialize, Debug)]
+struct UpdateAdvertInput {
+    original: ActionHash,
+    advert: NodeAdvert,
+}
+
+#[derive(Serialize, Debug)]
+enum ForgedBase {
+    ModelIndex(String),
+    OwnAllNodesShard,
+    HeartbeatBucket { buckets_ago: i64 },
+}
+
+#[derive(Serialize, Debug)]
+enum ForgedTag {
+    Advert(ActionHash),
+    Heartbeat(HeartbeatSample),
+    Raw(Vec<u8>),
+}
+
+#[derive(Serialize, Debug)]
+struct ForgedLink {
+    base: ForgedBase,
+    target: Option<AgentPubKey>,
+    heartbeat: bool,
+    tag: ForgedTag,
+}
+
+const ADV: &str = "agent_registry_adversary";
+
+struct Adversary<'a> {
+    conductor: &'a SweetConductor,
+    cell: SweetCell,
+}
+
+impl Adversary<'_> {
+    async fn call<I: Serialize + std::fmt::Debug, O: serde::de::DeserializeOwned + std::fmt::Debug>(&self, zome: &str, f: &str, input: I) -> O {
+        self.conductor.call(&self.cell.zome(zome), f, input).await
+    }
+
+    async fn publish(&self, advert: NodeAdvert) -> AdvertRecord {
+        self.call("capabilities", "publish_node_advert", advert).await
+    }
+
+    async fn forge(&self, link: ForgedLink) -> ActionHash {
+        self.call(ADV, "create_forged_link", link).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peers_reject_and_warrant_every_broken_rule() {
+    let seed = unique_seed("validation");
+    let props = fast_props();
+    let honest_dna = registry_dna(&seed, &props, false).await;
+    let adversary_dna = registry_dna(&seed, &props, true).await;
+    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
+
+    let mut conductors = SweetConductorBatch::from_configs_rendezvous([
+        SweetConductorConfig::rendezvous(true),
+        SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true),
+    ])
+    .await;
+    let (alice,) = conductors[0].setup_app("ripple", [&role(&honest_dna)]).await.unwrap().into_tuple();
+    let alice_advert: AdvertRecord = conductors[0].call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
+
+    let rules = ["AR1", "AR2", "AR3-foreign", "AR3-update-of-update", "AR4", "IX1", "IX2", "IX3", "HB1", "HB2", "HB3", "HB4", "HB5"];
+    let mut adversaries = vec![];
+    for rule in rules {
+        let (cell,) = conductors[1].setup_app(&format!("adversary-{rule}"), [&role(&adversary_dna)]).await.unwrap().into_tuple();
+        adversaries.push((rule, cell));
+    }
+    let mut all_cells: Vec<&SweetCell> = adversaries.iter().map(|(_, c)| c).collect();
+    all_cells.push(&alice);
+    await_consistency_s(120, all_cells.clone()).await.unwrap();
+
+    let alice_listing: Vec<ActionHash> =
+        conductors[1].call(&adversaries[0].1.zome(ADV), "get_listing_links", alice.agent_pubkey().clone()).await;
+    assert!(!alice_listing.is_empty(), "the adversary must see Alice's listing before trying to delete it");
+
+    for (rule, cell) in &adversaries {
+        let adv = Adversary { conductor: &conductors[1], cell: cell.clone() };
+        match *rule {
+            "AR1" => {
+                let mut bad = advert("bad-cores");
+                bad.compute.cpu_cores = 0;
+                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", bad).await;
+            }
+            "AR2" => {
+                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("first")).await;
+                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("second")).await;
+            }
+            "AR3-foreign" => {
+                let input = UpdateAdvertInput { original: alice_advert.original.clone(), advert: advert("hijacked") };
+                let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
+            }
+            "AR3-update-of-update" => {
+                adv.publish(advert("v1")).await;
+                let v2 = adv.publish(advert("v2")).await;
+                let input = UpdateAdvertInput { original: v2.version, advert: advert("v3") };
+                let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
+            }
+            "AR4" => {
+                let own = adv.publish(advert("doomed")).await;
+                let _: ActionHash = adv.call(ADV, "delete_advert", own.original).await;
+            }
+            "IX1" => {
+                let own = adv.publish(advert("impostor")).await;
+                let link = ForgedLink {
+                    base: ForgedBase::OwnAllNodesShard,
+                    target: Some(alice.agent_pubkey().clone()),
+                    heartbeat: false,
+                    tag: ForgedTag::Advert(own.version),
+                };
+                adv.forge(link).await;
+            }
+            "IX2" => {
+                let own = adv.publish(advert("no-models")).await;
+                let link = ForgedLink {
+                    base: ForgedBase::ModelIndex("qwen3-4b".into()),
+                    target: None,
+                    heartbeat: false,
+                    tag: ForgedTag::Advert(own.version),
+                };
+                adv.forge(link).await;
+            }
+            "IX3" => {
+                let _: ActionHash = adv.call(ADV, "delete_any_link", alice_listing[0].clone()).await;
+            }
+            "HB1" => {
+                let link = ForgedLink {
+                    base: ForgedBase::HeartbeatBucket { buckets_ago: 0 },
+                    target: Some(alice.agent_pubkey().clone()),
+                    heartbeat: true,
+                    tag: ForgedTag::Heartbeat(sample(1)),
+                };
+                adv.forge(link).await;
+            }
+            "HB2" => {
+                let link = ForgedLink {
+                    base: ForgedBase::HeartbeatBucket { buckets_ago: 0 },
+                    target: None,
+                    heartbeat: true,
+                    tag: ForgedTag::Raw(vec![0xff; 300]),
+                };
+                adv.forge(link).await;
+            }
+            "HB3" => {
+                let link = ForgedLink {
+                    base: ForgedBase::HeartbeatBucket { buckets_ago: 10 },
+                    target: None,
+                    heartbeat: true,
+                    tag: ForgedTag::Heartbeat(sample(1)),
+                };
+                adv.forge(link).await;
+            }
+            "HB4" => {
+                // The honest zome, but self-validation is off: two beats well inside the 1 s minimum.
+                let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
+                let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(2)).await;
+            }
+            "HB5" => {
+                let beat: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
+                let _: ActionHash = adv.call(ADV, "delete_any_link", beat).await;
+            }
+            other => unreachable!("no case for {other}"),
+        }
+    }
+
+    for (rule, cell) in &adversaries {
+        let id = rule.split('-').next().unwrap_or(rule);
+        let reasons = eventually(&format!("Alice warrants the {rule} adversary"), Duration::from_secs(120), || async {
+            let reasons = warrant_reasons(&alice, cell.agent_pubkey()).await;
+            (!reasons.is_empty()).then_some(reasons)
+        })
+        .await;
+        assert!(
+            reasons.iter().all(|r| r.starts_with(&format!("{id}: "))),
+            "the {rule} adversary was warranted for something else: {reasons:?}"
+        );
+    }
+
+    // The honest zomes refuse bad input up front with the rule that would break.
+    let mut bad = advert("alice");
+    bad.compute.gpus.push(agent_registry_types::Gpu { vendor: "NVIDIA".into(), model: "RTX 4090".into(), vram_gb: 24 });
+    let err = conductors[0].call_fallible::<_, AdvertRecord>(&alice.zome("capabilities"), "publish_node_advert", bad).await.unwrap_err();
+    assert!(err.to_string().contains("AR1: compute.gpus[0].vendor"), "{err}");
+    let mut hot = sample(1);
+    hot.cpu_percent = 140;
+    let err = conductors[0].call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
+    assert!(err.to_string().contains("HB2: cpu_percent must be 0-100"), "{err}");
+
+    // Alice herself is in good standing: nobody warranted her.
+    for (_, cell) in &adversaries {
+        assert!(warrant_reasons(cell, alice.agent_pubkey()).await.is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmarks (`cargo xtask bench …`), ignored in normal test runs.

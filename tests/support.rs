@@ -1,0 +1,91 @@
+//! Shared test plumbing: bundles, DNA properties, adverts, and waiting for the DHT.
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use agent_registry_types::{Availability, HeartbeatSample, NodeAdvert, RegistryProperties};
+use holochain::prelude::*;
+use holochain::sweettest::*;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn workdir() -> PathBuf {
+    repo_root().join("workdir")
+}
+
+/// A fresh network for one test: agent_registry from `workdir/` with `props` and a unique seed.
+/// `adversary` adds the test-only coordinator zome; the DNA hash stays the same.
+pub async fn registry_dna(seed: &str, props: &RegistryProperties, adversary: bool) -> DnaFile {
+    let path = if adversary { workdir().join("test/agent_registry_adversary.dna") } else { workdir().join("agent_registry.dna") };
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    let modifiers = DnaModifiersOpt::none().with_network_seed(seed.to_string()).with_properties(props.clone());
+    SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load agent_registry bundle")
+}
+
+/// Short buckets so liveness changes within a test.
+pub fn fast_props() -> RegistryProperties {
+    RegistryProperties { heartbeat_bucket_secs: 6, heartbeat_min_interval_secs: 1 }
+}
+
+pub fn unique_seed(name: &str) -> String {
+    format!("ripple-test-{name}-{}", nanos())
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+}
+
+pub const ROLE: &str = "agent_registry";
+
+pub fn role(dna: &DnaFile) -> (String, DnaFile) {
+    (ROLE.to_string(), dna.clone())
+}
+
+/// A small valid advert; tests change the fields they look for.
+pub fn advert(name: &str) -> NodeAdvert {
+    use agent_registry_types::*;
+    NodeAdvert {
+        agent_name: name.into(),
+        hardware_class: HardwareClass::Desktop,
+        compute: Compute { cpu_cores: 8, cpu_arch: "x86_64".into(), ram_gb: 16, gpus: vec![] },
+        storage: Storage { local_ssd_gb: 500, ipfs_pinned_gb: 0, s3_available_gb: 0 },
+        inference: Inference { models_loaded: vec![], max_batch_size: 1, tokens_per_second: 0, endpoint: None },
+        memory: Memory { vector_shards: 0, redis_memory_gb: 0 },
+        network: Network { bandwidth_mbps: 1000, region: String::new() },
+        availability: Availability::Online,
+    }
+}
+
+pub fn sample(seq: u64) -> HeartbeatSample {
+    HeartbeatSample { seq, cpu_percent: 12, gpu_percent: None, memory_percent: 40, availability: Availability::Online }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, failing with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Reasons of the warrants `issuer`'s cell has issued against `warrantee`.
+pub async fn warrant_reasons(issuer: &SweetCell, warrantee: &AgentPubKey) -> Vec<String> {
+    let warrants = issuer.dht_store().as_read().warrants_by_author(issuer.agent_pubkey().clone()).await.expect("read warrants");
+    warrants
+        .into_iter()
+        .filter(|w| &w.warrant().warrantee == warrantee)
+        .map(|w| match &w.warrant().proof {
+            WarrantProof::ChainIntegrity(ChainIntegrityWarrant::InvalidChainOp { reason, .. }) => reason.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
