@@ -1,1 +1,175 @@
-//! Benchmarks (`cargo xtask bench …`), ignored in normal test runs.
+//! Benchmarks, `#[ignore]`d in normal runs and started by `cargo xtask bench <suite>`, which puts the
+//! table this writes to `$RIPPLE_BENCH_OUT` into docs/benchmarks.md.
+use std::time::{Duration, Instant};
+
+use agent_registry_types::{AdvertRecord, DiscoveryQuery, Gpu, HeartbeatSeen, PeerRecord, RegistryProperties};
+use holochain::prelude::*;
+use holochain::sweettest::*;
+
+use crate::support::*;
+
+/// Number of adverts the discovery benchmark queries over (override with RIPPLE_BENCH_NODES).
+const NODES: usize = 1000;
+
+struct Stats {
+    what: String,
+    samples: Vec<Duration>,
+}
+
+impl Stats {
+    fn pct(&self, p: f64) -> Duration {
+        let mut s = self.samples.clone();
+        s.sort();
+        let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+        s.get(i).copied().unwrap_or_default()
+    }
+
+    fn row(&self) -> String {
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+        format!("| {} | {} | {} | {} |", self.what, self.samples.len(), ms(self.pct(0.5)), ms(self.pct(0.95)))
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
+}
+
+fn varied_advert(i: usize) -> agent_registry_types::NodeAdvert {
+    let mut a = advert(&format!("node-{i:04}"));
+    a.compute.cpu_cores = [4, 8, 16, 32, 64][i % 5];
+    a.compute.ram_gb = [8, 16, 64, 256][i % 4];
+    let vendor = ["nvidia", "amd", "intel"][i % 3];
+    if i % 2 == 0 {
+        a.compute.gpus =
+            vec![Gpu { vendor: vendor.into(), model: "bench-gpu".into(), vram_gb: [8, 16, 24, 48, 80][i % 5] }];
+    }
+    a.inference.models_loaded = vec![format!("model-{}", i % 10)];
+    a.network.region = ["us-west", "us-east", "eu-central", "ap-south"][i % 4].into();
+    a
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench registry"]
+async fn registry() {
+    let nodes: usize = std::env::var("RIPPLE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(NODES);
+    // No minimum heartbeat interval, so the write benchmark measures the conductor, not HB4.
+    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0 };
+    let dna = registry_dna(&unique_seed("bench"), &props, false).await;
+    let mut rows = vec![];
+
+    // Writes on one conductor.
+    let mut conductor = SweetConductor::standard().await;
+    let (writer,) = conductor.setup_app("writer", [&role(&dna)]).await.unwrap().into_tuple();
+    let mut adverts = vec![];
+    for i in 0..50 {
+        let mut a = varied_advert(i);
+        a.agent_name = "writer".into();
+        let (_, t): (AdvertRecord, _) =
+            timed(conductor.call(&writer.zome("capabilities"), "publish_node_advert", a)).await;
+        adverts.push(t);
+    }
+    rows.push(Stats {
+        what: "advert write (create, then updates that re-list ~8 index paths)".into(),
+        samples: adverts,
+    });
+    let mut beats = vec![];
+    let mut last_beat = None;
+    for seq in 0..200 {
+        let (hash, t): (ActionHash, _) =
+            timed(conductor.call(&writer.zome("heartbeat"), "heartbeat", sample(seq))).await;
+        beats.push(t);
+        last_beat = Some(hash);
+    }
+    rows.push(Stats { what: "heartbeat write".into(), samples: beats });
+    let heartbeat_action_bytes = {
+        let hash = last_beat.expect("at least one beat");
+        let store = writer.dht_store().as_read();
+        let details = eventually("the last heartbeat is integrated", Duration::from_secs(30), || {
+            let (store, hash) = (store.clone(), hash.clone());
+            async move { store.get_record_details(&hash, None).await.expect("read heartbeat") }
+        })
+        .await;
+        holochain_serialized_bytes::encode(details.record.signed_action()).expect("encode").len()
+    };
+
+    // Discovery over `nodes` adverts, one agent each, all on this conductor.
+    let start = Instant::now();
+    let apps = conductor.setup_apps("node", nodes, [&role(&dna)]).await.unwrap();
+    let cells: Vec<SweetCell> = apps.into_iter().map(|app| app.into_cells().remove(0)).collect();
+    let install = start.elapsed();
+    let start = Instant::now();
+    for (i, cell) in cells.iter().enumerate() {
+        let _: AdvertRecord = conductor.call(&cell.zome("capabilities"), "publish_node_advert", varied_advert(i)).await;
+        let _: ActionHash = conductor.call(&cell.zome("heartbeat"), "heartbeat", sample(1)).await;
+    }
+    let populate = start.elapsed();
+    let reader = &cells[0];
+    let queries = [
+        ("every node (16 shards)", DiscoveryQuery::default(), nodes + 1),
+        ("gpu_vendor = nvidia", DiscoveryQuery { gpu_vendor: Some("nvidia".into()), ..Default::default() }, 0),
+        ("model = model-3", DiscoveryQuery { model: Some("model-3".into()), ..Default::default() }, 0),
+        ("min_vram_gb = 40", DiscoveryQuery { min_vram_gb: Some(40), ..Default::default() }, 0),
+        ("online_only", DiscoveryQuery { online_only: true, ..Default::default() }, 0),
+    ];
+    for (what, q, expect_all) in queries {
+        let mut samples = vec![];
+        let mut found = 0;
+        for _ in 0..20 {
+            let (peers, t): (Vec<PeerRecord>, _) =
+                timed(conductor.call(&reader.zome("discovery"), "query_peers", q.clone())).await;
+            found = peers.len();
+            samples.push(t);
+        }
+        if expect_all > 0 {
+            assert_eq!(found, expect_all, "{what} must find every advert");
+        }
+        rows.push(Stats { what: format!("discovery over {} adverts: {what} → {found} nodes", nodes + 1), samples });
+    }
+    drop(cells);
+    conductor.shutdown().await;
+
+    // Heartbeat propagation between two conductors.
+    let mut pair = SweetConductorBatch::standard(2).await;
+    let apps = pair.setup_app("ripple", [&role(&dna)]).await.unwrap();
+    let pair_cells: Vec<SweetCell> = apps.into_inner().into_iter().map(|app| app.into_cells().remove(0)).collect();
+    let _: AdvertRecord =
+        pair[0].call(&pair_cells[0].zome("capabilities"), "publish_node_advert", advert("beater")).await;
+    await_consistency_s(120, pair_cells.iter()).await.unwrap();
+    let mut propagation = vec![];
+    for seq in 1..=20u64 {
+        let start = Instant::now();
+        let _: ActionHash = pair[0].call(&pair_cells[0].zome("heartbeat"), "heartbeat", sample(seq)).await;
+        loop {
+            let seen: Vec<HeartbeatSeen> = pair[1].call(&pair_cells[1].zome("discovery"), "get_online_nodes", ()).await;
+            if seen.iter().any(|h| &h.agent == pair_cells[0].agent_pubkey() && h.sample.seq == seq) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "heartbeat {seq} never reached the other conductor");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        propagation.push(start.elapsed());
+    }
+    rows.push(Stats {
+        what: "heartbeat propagation, conductor A write → visible in B's discovery".into(),
+        samples: propagation,
+    });
+
+    let mut out = String::from("| operation | samples | p50 ms | p95 ms |\n|---|---|---|---|\n");
+    for row in &rows {
+        out += &row.row();
+        out.push('\n');
+    }
+    out += &format!(
+        "\nSetup for the discovery rows: {} agents installed on one conductor in {:.0} s, adverts + one heartbeat each published in {:.0} s. \
+         A heartbeat's signed action is {heartbeat_action_bytes} bytes.\n",
+        nodes,
+        install.as_secs_f64(),
+        populate.as_secs_f64()
+    );
+    println!("{out}");
+    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
+        std::fs::write(path, out).expect("write benchmark results");
+    }
+}

@@ -15,9 +15,11 @@ fn conductor_template_parses_as_a_holochain_0_7_config() {
         .replace("${RIPPLE_ADMIN_PORT}", "4444")
         .replace("${HOLOCHAIN_BOOTSTRAP_URL}", "http://127.0.0.1:30000")
         .replace("${HOLOCHAIN_RELAY_URL}", "http://127.0.0.1:30000");
-    let unfilled: Vec<&str> = filled.lines().filter(|l| l.split('#').next().is_some_and(|yaml| yaml.contains("${"))).collect();
+    let unfilled: Vec<&str> =
+        filled.lines().filter(|l| l.split('#').next().is_some_and(|yaml| yaml.contains("${"))).collect();
     assert!(unfilled.is_empty(), "template variables this test does not fill: {unfilled:?}");
-    let config: ConductorConfig = yaml_serde::from_str(&filled).expect("Holochain 0.7.1 rejects manifests/holochain/conductor.yaml");
+    let config: ConductorConfig =
+        yaml_serde::from_str(&filled).expect("Holochain 0.7.1 rejects manifests/holochain/conductor.yaml");
     assert_eq!(config.admin_interfaces.as_ref().map(Vec::len), Some(1));
     let network = config.network;
     assert_eq!(network.bootstrap_url.as_str(), "http://127.0.0.1:30000/");
@@ -26,8 +28,10 @@ fn conductor_template_parses_as_a_holochain_0_7_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hash() {
-    let pins: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_root().join("manifests/holochain/dnas/index.json")).unwrap()).unwrap();
+    let pins: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("manifests/holochain/dnas/index.json")).unwrap(),
+    )
+    .unwrap();
     let pinned = pins["networks"]["local"]["dnas"]["agent_registry"].as_str().expect("a pin for local/agent_registry");
 
     let conductor = SweetConductor::standard().await;
@@ -44,9 +48,7 @@ async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hash() {
         })
         .await
         .expect("install workdir/ripple.happ");
-    let hashes: BTreeMap<String, String> = app
-        .all_cells()
-        .map(|cell_id| ("agent_registry".to_string(), cell_id.dna_hash().to_string()))
-        .collect();
+    let hashes: BTreeMap<String, String> =
+        app.all_cells().map(|cell_id| ("agent_registry".to_string(), cell_id.dna_hash().to_string())).collect();
     assert_eq!(hashes.get("agent_registry").map(String::as_str), Some(pinned));
 }

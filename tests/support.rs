@@ -17,7 +17,11 @@ pub fn workdir() -> PathBuf {
 /// A fresh network for one test: agent_registry from `workdir/` with `props` and a unique seed.
 /// `adversary` adds the test-only coordinator zome; the DNA hash stays the same.
 pub async fn registry_dna(seed: &str, props: &RegistryProperties, adversary: bool) -> DnaFile {
-    let path = if adversary { workdir().join("test/agent_registry_adversary.dna") } else { workdir().join("agent_registry.dna") };
+    let path = if adversary {
+        workdir().join("test/agent_registry_adversary.dna")
+    } else {
+        workdir().join("agent_registry.dna")
+    };
     assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
     let modifiers = DnaModifiersOpt::none().with_network_seed(seed.to_string()).with_properties(props.clone());
     SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load agent_registry bundle")
@@ -79,7 +83,8 @@ where
 
 /// Reasons of the warrants `issuer`'s cell has issued against `warrantee`.
 pub async fn warrant_reasons(issuer: &SweetCell, warrantee: &AgentPubKey) -> Vec<String> {
-    let warrants = issuer.dht_store().as_read().warrants_by_author(issuer.agent_pubkey().clone()).await.expect("read warrants");
+    let warrants =
+        issuer.dht_store().as_read().warrants_by_author(issuer.agent_pubkey().clone()).await.expect("read warrants");
     warrants
         .into_iter()
         .filter(|w| &w.warrant().warrantee == warrantee)

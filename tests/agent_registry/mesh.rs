@@ -2,7 +2,9 @@
 //! updates, and liveness.
 use std::time::Duration;
 
-use agent_registry_types::{AdvertRecord, DiscoveryQuery, Gpu, HardwareClass, NodeAdvert, PeerRecord, RegistryProperties};
+use agent_registry_types::{
+    AdvertRecord, DiscoveryQuery, Gpu, HardwareClass, NodeAdvert, PeerRecord, RegistryProperties,
+};
 use holochain::prelude::*;
 use holochain::sweettest::*;
 
@@ -59,7 +61,8 @@ async fn three_nodes_register_and_discover_each_other_with_every_filter() {
     let cells: Vec<SweetCell> = apps.into_inner().into_iter().map(|app| app.into_cells().remove(0)).collect();
 
     for ((conductor, cell), advert) in conductors.iter().zip(&cells).zip([gpu_box(), big_iron(), raspberry()]) {
-        let published: AdvertRecord = conductor.call(&cell.zome("capabilities"), "publish_node_advert", advert.clone()).await;
+        let published: AdvertRecord =
+            conductor.call(&cell.zome("capabilities"), "publish_node_advert", advert.clone()).await;
         assert_eq!(published.version, published.original, "the first publish creates the advert");
         let again: AdvertRecord = conductor.call(&cell.zome("capabilities"), "publish_node_advert", advert).await;
         assert_eq!(again, published, "publishing an unchanged advert writes nothing");
@@ -83,15 +86,22 @@ async fn three_nodes_register_and_discover_each_other_with_every_filter() {
         (DiscoveryQuery { min_ram_gb: Some(8), ..Default::default() }, vec!["gpu-box-01", "mi300-rack", "pi-kitchen"]),
         (DiscoveryQuery { min_ram_gb: Some(65), ..Default::default() }, vec!["mi300-rack"]),
         (DiscoveryQuery { min_storage_gb: Some(2000), ..Default::default() }, vec!["gpu-box-01", "mi300-rack"]),
-        (DiscoveryQuery { region: Some("us-west".into()), min_cpu_cores: Some(8), ..Default::default() }, vec!["gpu-box-01"]),
+        (
+            DiscoveryQuery { region: Some("us-west".into()), min_cpu_cores: Some(8), ..Default::default() },
+            vec!["gpu-box-01"],
+        ),
         (DiscoveryQuery { online_only: true, ..Default::default() }, vec!["gpu-box-01", "mi300-rack", "pi-kitchen"]),
-        (DiscoveryQuery { limit: Some(1), region: Some("eu-central".into()), ..Default::default() }, vec!["mi300-rack"]),
+        (
+            DiscoveryQuery { limit: Some(1), region: Some("eu-central".into()), ..Default::default() },
+            vec!["mi300-rack"],
+        ),
     ];
     for (conductor, cell) in conductors.iter().zip(&cells) {
         for (q, expected) in &cases {
             assert_eq!(query(conductor, cell, q.clone()).await, *expected, "query {q:?} from {}", cell.agent_pubkey());
         }
-        let everyone: Vec<PeerRecord> = conductor.call(&cell.zome("discovery"), "query_peers", DiscoveryQuery::default()).await;
+        let everyone: Vec<PeerRecord> =
+            conductor.call(&cell.zome("discovery"), "query_peers", DiscoveryQuery::default()).await;
         assert_eq!(everyone.len(), all.len());
         for peer in &everyone {
             let beat = peer.last_heartbeat.as_ref().expect("each node heartbeated");
@@ -102,13 +112,21 @@ async fn three_nodes_register_and_discover_each_other_with_every_filter() {
     // An update moves the node between index paths on every peer.
     let mut retooled = gpu_box();
     retooled.inference.models_loaded = vec!["phi-4-mini".into()];
-    let updated: AdvertRecord = conductors[0].call(&cells[0].zome("capabilities"), "publish_node_advert", retooled.clone()).await;
+    let updated: AdvertRecord =
+        conductors[0].call(&cells[0].zome("capabilities"), "publish_node_advert", retooled.clone()).await;
     assert_ne!(updated.version, updated.original);
     await_consistency_s(120, cells.iter()).await.unwrap();
     for (conductor, cell) in conductors.iter().zip(&cells) {
-        assert_eq!(query(conductor, cell, DiscoveryQuery { model: Some("qwen3-4b".into()), ..Default::default() }).await, Vec::<String>::new());
-        assert_eq!(query(conductor, cell, DiscoveryQuery { model: Some("phi-4-mini".into()), ..Default::default() }).await, vec!["gpu-box-01"]);
-        let peer: Option<PeerRecord> = conductor.call(&cell.zome("discovery"), "get_peer", cells[0].agent_pubkey().clone()).await;
+        assert_eq!(
+            query(conductor, cell, DiscoveryQuery { model: Some("qwen3-4b".into()), ..Default::default() }).await,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            query(conductor, cell, DiscoveryQuery { model: Some("phi-4-mini".into()), ..Default::default() }).await,
+            vec!["gpu-box-01"]
+        );
+        let peer: Option<PeerRecord> =
+            conductor.call(&cell.zome("discovery"), "get_peer", cells[0].agent_pubkey().clone()).await;
         let peer = peer.expect("node 0 is discoverable");
         assert_eq!((peer.advert, peer.advert_version), (retooled.clone(), updated.version.clone()));
     }
@@ -155,10 +173,13 @@ async fn a_node_that_stops_heartbeating_goes_offline_but_stays_discoverable() {
     let window = Duration::from_secs(2 * u64::from(props.heartbeat_bucket_secs));
     assert!(started.elapsed() <= window + Duration::from_secs(8), "offline only after {:?}", started.elapsed());
 
-    let everyone: Vec<PeerRecord> = conductors[0].call(&watcher.zome("discovery"), "query_peers", DiscoveryQuery::default()).await;
-    let gone = everyone.iter().find(|p| &p.agent == quitter.agent_pubkey()).expect("an offline node stays discoverable");
+    let everyone: Vec<PeerRecord> =
+        conductors[0].call(&watcher.zome("discovery"), "query_peers", DiscoveryQuery::default()).await;
+    let gone =
+        everyone.iter().find(|p| &p.agent == quitter.agent_pubkey()).expect("an offline node stays discoverable");
     assert!(!gone.online && gone.last_heartbeat.is_none());
     assert_eq!(everyone[0].agent, *watcher.agent_pubkey(), "online nodes sort first");
-    let peer: Option<PeerRecord> = conductors[0].call(&watcher.zome("discovery"), "get_peer", quitter.agent_pubkey().clone()).await;
+    let peer: Option<PeerRecord> =
+        conductors[0].call(&watcher.zome("discovery"), "get_peer", quitter.agent_pubkey().clone()).await;
     assert!(!peer.expect("get_peer finds the offline node").online);
 }

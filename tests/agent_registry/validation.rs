@@ -50,7 +50,12 @@ struct Adversary<'a> {
 }
 
 impl Adversary<'_> {
-    async fn call<I: Serialize + std::fmt::Debug, O: serde::de::DeserializeOwned + std::fmt::Debug>(&self, zome: &str, f: &str, input: I) -> O {
+    async fn call<I: Serialize + std::fmt::Debug, O: serde::de::DeserializeOwned + std::fmt::Debug>(
+        &self,
+        zome: &str,
+        f: &str,
+        input: I,
+    ) -> O {
         self.conductor.call(&self.cell.zome(zome), f, input).await
     }
 
@@ -77,12 +82,28 @@ async fn peers_reject_and_warrant_every_broken_rule() {
     ])
     .await;
     let (alice,) = conductors[0].setup_app("ripple", [&role(&honest_dna)]).await.unwrap().into_tuple();
-    let alice_advert: AdvertRecord = conductors[0].call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
+    let alice_advert: AdvertRecord =
+        conductors[0].call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
 
-    let rules = ["AR1", "AR2", "AR3-foreign", "AR3-update-of-update", "AR4", "IX1", "IX2", "IX3", "HB1", "HB2", "HB3", "HB4", "HB5"];
+    let rules = [
+        "AR1",
+        "AR2",
+        "AR3-foreign",
+        "AR3-update-of-update",
+        "AR4",
+        "IX1",
+        "IX2",
+        "IX3",
+        "HB1",
+        "HB2",
+        "HB3",
+        "HB4",
+        "HB5",
+    ];
     let mut adversaries = vec![];
     for rule in rules {
-        let (cell,) = conductors[1].setup_app(&format!("adversary-{rule}"), [&role(&adversary_dna)]).await.unwrap().into_tuple();
+        let (cell,) =
+            conductors[1].setup_app(&format!("adversary-{rule}"), [&role(&adversary_dna)]).await.unwrap().into_tuple();
         adversaries.push((rule, cell));
     }
     let mut all_cells: Vec<&SweetCell> = adversaries.iter().map(|(_, c)| c).collect();
@@ -198,11 +219,15 @@ async fn peers_reject_and_warrant_every_broken_rule() {
     // The honest zomes refuse bad input up front with the rule that would break.
     let mut bad = advert("alice");
     bad.compute.gpus.push(agent_registry_types::Gpu { vendor: "NVIDIA".into(), model: "RTX 4090".into(), vram_gb: 24 });
-    let err = conductors[0].call_fallible::<_, AdvertRecord>(&alice.zome("capabilities"), "publish_node_advert", bad).await.unwrap_err();
+    let err = conductors[0]
+        .call_fallible::<_, AdvertRecord>(&alice.zome("capabilities"), "publish_node_advert", bad)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("AR1: compute.gpus[0].vendor"), "{err}");
     let mut hot = sample(1);
     hot.cpu_percent = 140;
-    let err = conductors[0].call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
+    let err =
+        conductors[0].call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
     assert!(err.to_string().contains("HB2: cpu_percent must be 0-100"), "{err}");
 
     // Alice herself is in good standing: nobody warranted her.

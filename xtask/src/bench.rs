@@ -1,5 +1,6 @@
-//! Benchmarks run as ignored tests inside the conductor test binary (so Holochain is compiled once)
-//! and are written into their section of docs/benchmarks.md.
+//! Benchmarks run as ignored tests inside the conductor test binary, built with the release profile
+//! (a debug conductor would measure the debug build), and are written into their section of
+//! docs/benchmarks.md.
 use anyhow::Context;
 
 use crate::workspace::{step, Workspace};
@@ -25,9 +26,24 @@ pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&out);
     step(&format!("benchmark `{name}` (conductors in the test binary)"));
     std::env::set_var("RIPPLE_BENCH_OUT", &out);
-    ws.cargo(&["test", "-p", "ripple_tests", "--test", "ripple", "--", "--ignored", "--exact", "--nocapture", &format!("bench::{name}")])?;
-    let body = std::fs::read_to_string(&out).with_context(|| format!("the benchmark wrote no results to {}", out.display()))?;
-    let section = format!("{}\n\nCommand: `cargo xtask bench {name}`. Machine: {}.\n\n{}", heading(name), machine(), body.trim());
+    let filter = format!("bench::{name}");
+    ws.cargo(&[
+        "test",
+        "--release",
+        "-p",
+        "ripple_tests",
+        "--test",
+        "ripple",
+        "--",
+        "--ignored",
+        "--exact",
+        "--nocapture",
+        &filter,
+    ])?;
+    let body = std::fs::read_to_string(&out)
+        .with_context(|| format!("the benchmark wrote no results to {}", out.display()))?;
+    let section =
+        format!("{}\n\nCommand: `cargo xtask bench {name}`. Machine: {}.\n\n{}", heading(name), machine(), body.trim());
     let docs = ws.root.join("docs/benchmarks.md");
     let text = std::fs::read_to_string(&docs).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&docs, replace_section(&text, name, &section))?;
@@ -53,7 +69,12 @@ fn replace_section(text: &str, name: &str, section: &str) -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
@@ -61,7 +82,9 @@ fn machine() -> String {
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|kb| kb / 1024 / 1024)
         .unwrap_or(0);
-    format!("{cpu}, {cores} cores, {mem_gib} GiB RAM, Holochain 0.7.1 conductors in the test profile (dev, cranelift at opt-level 2)")
+    format!(
+        "{cpu}, {cores} cores, {mem_gib} GiB RAM, Holochain 0.7.1 sweettest conductors built with the release profile"
+    )
 }
 
 #[cfg(test)]

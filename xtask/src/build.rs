@@ -97,7 +97,14 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
 
 /// One cargo invocation for all zomes; on failure, names the zome crates that did not compile.
 fn build_wasm(src_root: &Path, target_dir: &Path, zomes: &BTreeSet<&str>) -> anyhow::Result<()> {
-    let mut args = vec!["build".to_string(), "--locked".into(), "--profile".into(), WASM_PROFILE.into(), "--target".into(), WASM_TARGET.into()];
+    let mut args = vec![
+        "build".to_string(),
+        "--locked".into(),
+        "--profile".into(),
+        WASM_PROFILE.into(),
+        "--target".into(),
+        WASM_TARGET.into(),
+    ];
     for zome in zomes {
         args.extend(["-p".into(), zome.to_string()]);
     }
@@ -124,10 +131,8 @@ fn build_wasm(src_root: &Path, target_dir: &Path, zomes: &BTreeSet<&str>) -> any
     if child.wait()?.success() {
         return Ok(());
     }
-    let failed: Vec<&str> = captured
-        .lines()
-        .filter_map(|l| l.strip_prefix("error: could not compile `")?.split('`').next())
-        .collect();
+    let failed: Vec<&str> =
+        captured.lines().filter_map(|l| l.strip_prefix("error: could not compile `")?.split('`').next()).collect();
     if failed.is_empty() {
         bail!("building the zomes failed; see cargo's output above");
     }
@@ -140,7 +145,8 @@ fn reproducible_rustflags(src_root: &Path, target_dir: &Path) -> anyhow::Result<
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot =
+        Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
     let sysroot = String::from_utf8(sysroot.stdout)?.trim().to_string();
     let mut flags = vec!["--cfg".to_string(), "getrandom_backend=\"custom\"".to_string()];
     // Longest prefixes first: rustc applies the last matching remap, so list the general ones first.
@@ -187,7 +193,10 @@ pub fn check_reproducible(ws: &Workspace) -> anyhow::Result<()> {
 }
 
 fn copy_tracked_files(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let out = Command::new("git").args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]).current_dir(from).output();
+    let out = Command::new("git")
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .current_dir(from)
+        .output();
     let files: Vec<String> = match out {
         Ok(out) if out.status.success() => {
             String::from_utf8(out.stdout)?.split('\0').filter(|f| !f.is_empty()).map(String::from).collect()

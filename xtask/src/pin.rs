@@ -44,7 +44,8 @@ pub async fn pin(ws: &Workspace, check: bool) -> anyhow::Result<()> {
         eprintln!("    wrote {}", ws.rel(&path));
         return Ok(());
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{} is missing: run `cargo xtask pin`", ws.rel(&path)))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is missing: run `cargo xtask pin`", ws.rel(&path)))?;
     let pinned: Pins = serde_json::from_str(&text).with_context(|| format!("{} is not a pin file", ws.rel(&path)))?;
     let mut stale = vec![];
     for (net, pins) in &computed.networks {
@@ -63,11 +64,18 @@ pub async fn pin(ws: &Workspace, check: bool) -> anyhow::Result<()> {
         }
     }
     if stale.is_empty() {
-        eprintln!("    {} DNA hashes match {}", computed.networks.values().map(|p| p.dnas.len()).sum::<usize>(), ws.rel(&path));
+        eprintln!(
+            "    {} DNA hashes match {}",
+            computed.networks.values().map(|p| p.dnas.len()).sum::<usize>(),
+            ws.rel(&path)
+        );
         return Ok(());
     }
     let toolchain = if pinned.rustc != computed.rustc {
-        format!("\nThe pins were made with `{}` but this is `{}`: a different compiler emits different wasm.", pinned.rustc, computed.rustc)
+        format!(
+            "\nThe pins were made with `{}` but this is `{}`: a different compiler emits different wasm.",
+            pinned.rustc, computed.rustc
+        )
     } else {
         String::new()
     };
@@ -97,8 +105,10 @@ async fn compute(ws: &Workspace) -> anyhow::Result<Pins> {
                 .find(|s| !s.test_only && s.name == role.name)
                 .with_context(|| format!("role `{}` has no dnas/{}/dna.yaml", role.name, role.name))?;
             let bundle_path = dna_bundle_path(ws, source);
-            let bytes = std::fs::read(&bundle_path).with_context(|| format!("{} missing: run `cargo xtask build`", ws.rel(&bundle_path)))?;
-            let bundle = DnaBundle::unpack(bytes.as_slice()).with_context(|| format!("unpacking {}", ws.rel(&bundle_path)))?;
+            let bytes = std::fs::read(&bundle_path)
+                .with_context(|| format!("{} missing: run `cargo xtask build`", ws.rel(&bundle_path)))?;
+            let bundle =
+                DnaBundle::unpack(bytes.as_slice()).with_context(|| format!("unpacking {}", ws.rel(&bundle_path)))?;
             let modifiers: DnaModifiersOpt = role
                 .dna
                 .modifiers
@@ -130,7 +140,8 @@ mod tests {
     #[test]
     fn the_committed_networks_are_the_three_ripple_networks() {
         let ws = Workspace::locate().unwrap();
-        let networks: BTreeMap<String, Network> = serde_json::from_str(&std::fs::read_to_string(ws.networks()).unwrap()).unwrap();
+        let networks: BTreeMap<String, Network> =
+            serde_json::from_str(&std::fs::read_to_string(ws.networks()).unwrap()).unwrap();
         let seeds: Vec<_> = networks.values().map(|n| n.network_seed.as_str()).collect();
         assert_eq!(networks.keys().collect::<Vec<_>>(), ["local", "mainnet", "testnet"]);
         assert_eq!(seeds, ["ripple-local", "ripple-mainnet", "ripple-testnet"]);

@@ -72,12 +72,14 @@ impl Workspace {
         let mut sources = vec![];
         for (dir, test_only) in [("dnas", false), ("tests/dnas", true)] {
             let Ok(entries) = std::fs::read_dir(self.root.join(dir)) else { continue };
-            let mut manifests: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path().join("dna.yaml"))).filter(|p| p.is_file()).collect();
+            let mut manifests: Vec<PathBuf> =
+                entries.filter_map(|e| Some(e.ok()?.path().join("dna.yaml"))).filter(|p| p.is_file()).collect();
             manifests.sort();
             for manifest in manifests {
-                let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-                let parsed: ManifestZomes =
-                    yaml_serde::from_str(&text).with_context(|| format!("{} is not a DNA manifest", self.rel(&manifest)))?;
+                let text =
+                    std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+                let parsed: ManifestZomes = yaml_serde::from_str(&text)
+                    .with_context(|| format!("{} is not a DNA manifest", self.rel(&manifest)))?;
                 sources.push(DnaSource {
                     name: parsed.name,
                     integrity: parsed.integrity.zomes.into_iter().map(|z| z.name).collect(),

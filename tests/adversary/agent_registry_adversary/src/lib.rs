@@ -2,7 +2,9 @@
 //! breaks one rule of `docs/integrity/agent_registry.md`. Run on a conductor with self-validation
 //! disabled, so the data reaches honest peers, which must reject it and warrant the author.
 use agent_registry_integrity::heartbeat::{anchor, shard_of};
-use agent_registry_integrity::{AdvertIndexTag, EntryTypes, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties};
+use agent_registry_integrity::{
+    AdvertIndexTag, EntryTypes, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties,
+};
 use hdk::prelude::*;
 
 /// AR1 (bad fields) or AR2 (a second advert): creates an advert entry as given.
@@ -87,6 +89,7 @@ pub fn delete_any_link(create_link_hash: ActionHash) -> ExternResult<ActionHash>
 /// Helper for tests: the create-link hashes of `agent`'s listings on its "all nodes" shard.
 #[hdk_extern]
 pub fn get_listing_links(agent: AgentPubKey) -> ExternResult<Vec<ActionHash>> {
-    let query = LinkQuery::try_new(IndexKey::all_nodes_for(&agent).path_hash()?, LinkTypes::CapabilityToNodes)?.author(agent);
+    let query =
+        LinkQuery::try_new(IndexKey::all_nodes_for(&agent).path_hash()?, LinkTypes::CapabilityToNodes)?.author(agent);
     Ok(get_links(query, GetStrategy::Network)?.into_iter().map(|l| l.create_link_hash).collect())
 }

@@ -56,7 +56,11 @@ pub fn get_my_node_advert(_: ()) -> ExternResult<Option<AdvertRecord>> {
         .to_app_option::<NodeAdvert>()
         .map_err(|e| wasm_error!(e))?
         .ok_or_else(|| CapabilitiesError::MissingEntry(latest.action_address().clone()))?;
-    Ok(Some(AdvertRecord { version: latest.action_address().clone(), original: first.action_address().clone(), advert }))
+    Ok(Some(AdvertRecord {
+        version: latest.action_address().clone(),
+        original: first.action_address().clone(),
+        advert,
+    }))
 }
 
 fn list(me: &AgentPubKey, advert: &NodeAdvert, version: &ActionHash) -> ExternResult<()> {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use agent_registry_integrity::heartbeat::{anchor, HEARTBEAT_SHARDS};
 use agent_registry_integrity::index::{buckets_at_least, ALL_NODES_SHARDS};
 use agent_registry_integrity::{
-    AdvertIndexTag, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties, CPU_CORES_MAX, RAM_GB_MAX, STORAGE_GB_MAX,
-    VRAM_GB_MAX,
+    AdvertIndexTag, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties, CPU_CORES_MAX, RAM_GB_MAX,
+    STORAGE_GB_MAX, VRAM_GB_MAX,
 };
 use agent_registry_types::{DiscoveryQuery, HeartbeatSeen, PeerRecord};
 use hdk::prelude::*;
@@ -31,7 +31,12 @@ pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
         })
         .filter(|peer| peer.online || !query.online_only)
         .collect();
-    peers.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.advert.agent_name.cmp(&b.advert.agent_name)).then_with(|| a.agent.cmp(&b.agent)));
+    peers.sort_by(|a, b| {
+        b.online
+            .cmp(&a.online)
+            .then_with(|| a.advert.agent_name.cmp(&b.advert.agent_name))
+            .then_with(|| a.agent.cmp(&b.agent))
+    });
     if let Some(limit) = query.limit {
         peers.truncate(limit as usize);
     }
@@ -73,19 +78,31 @@ fn candidate_keys(q: &DiscoveryQuery) -> Vec<IndexKey> {
         return vec![IndexKey::Region(lower(region))];
     }
     if let Some(min) = q.min_vram_gb {
-        return buckets_at_least(min.into(), VRAM_GB_MAX.into()).into_iter().map(|bucket| IndexKey::GpuVram { bucket }).collect();
+        return buckets_at_least(min.into(), VRAM_GB_MAX.into())
+            .into_iter()
+            .map(|bucket| IndexKey::GpuVram { bucket })
+            .collect();
     }
     if let Some(arch) = &q.cpu_arch {
         return vec![IndexKey::CpuArch(lower(arch))];
     }
     if let Some(min) = q.min_cpu_cores {
-        return buckets_at_least(min.into(), CPU_CORES_MAX.into()).into_iter().map(|bucket| IndexKey::CpuCores { bucket }).collect();
+        return buckets_at_least(min.into(), CPU_CORES_MAX.into())
+            .into_iter()
+            .map(|bucket| IndexKey::CpuCores { bucket })
+            .collect();
     }
     if let Some(min) = q.min_ram_gb {
-        return buckets_at_least(min.into(), RAM_GB_MAX.into()).into_iter().map(|bucket| IndexKey::RamGb { bucket }).collect();
+        return buckets_at_least(min.into(), RAM_GB_MAX.into())
+            .into_iter()
+            .map(|bucket| IndexKey::RamGb { bucket })
+            .collect();
     }
     if let Some(min) = q.min_storage_gb {
-        return buckets_at_least(min, STORAGE_GB_MAX.saturating_mul(3)).into_iter().map(|bucket| IndexKey::StorageGb { bucket }).collect();
+        return buckets_at_least(min, STORAGE_GB_MAX.saturating_mul(3))
+            .into_iter()
+            .map(|bucket| IndexKey::StorageGb { bucket })
+            .collect();
     }
     (0..ALL_NODES_SHARDS).map(|shard| IndexKey::AllNodes { shard }).collect()
 }
@@ -107,7 +124,12 @@ fn matches(q: &DiscoveryQuery, a: &NodeAdvert) -> bool {
 fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<BTreeMap<AgentPubKey, (Timestamp, ActionHash)>> {
     let inputs = keys
         .iter()
-        .map(|key| Ok(GetLinksInput::from_query(LinkQuery::try_new(key.path_hash()?, LinkTypes::CapabilityToNodes)?, GetStrategy::Network)))
+        .map(|key| {
+            Ok(GetLinksInput::from_query(
+                LinkQuery::try_new(key.path_hash()?, LinkTypes::CapabilityToNodes)?,
+                GetStrategy::Network,
+            ))
+        })
         .collect::<ExternResult<Vec<_>>>()?;
     Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
 }
@@ -117,7 +139,8 @@ fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<BTreeMap<AgentPubK
     let inputs = agents
         .iter()
         .map(|agent| {
-            let query = LinkQuery::try_new(IndexKey::all_nodes_for(agent).path_hash()?, LinkTypes::CapabilityToNodes)?.author(agent.clone());
+            let query = LinkQuery::try_new(IndexKey::all_nodes_for(agent).path_hash()?, LinkTypes::CapabilityToNodes)?
+                .author(agent.clone());
             Ok(GetLinksInput::from_query(query, GetStrategy::Network))
         })
         .collect::<ExternResult<Vec<_>>>()?;
@@ -138,8 +161,11 @@ fn newest_listing_per_agent(links: impl Iterator<Item = Link>) -> BTreeMap<Agent
 }
 
 /// Fetches the named advert versions in one batch.
-fn read_adverts(listings: BTreeMap<AgentPubKey, (Timestamp, ActionHash)>) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
-    let (agents, versions): (Vec<_>, Vec<_>) = listings.into_iter().map(|(agent, (_, version))| (agent, version)).unzip();
+fn read_adverts(
+    listings: BTreeMap<AgentPubKey, (Timestamp, ActionHash)>,
+) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
+    let (agents, versions): (Vec<_>, Vec<_>) =
+        listings.into_iter().map(|(agent, (_, version))| (agent, version)).unzip();
     let inputs = versions.iter().map(|v| GetInput::new(v.clone().into(), GetOptions::network())).collect();
     let records = HDK.with(|h| h.borrow().get(inputs))?;
     let mut out = Vec::with_capacity(records.len());
@@ -159,7 +185,10 @@ fn read_adverts(listings: BTreeMap<AgentPubKey, (Timestamp, ActionHash)>) -> Ext
 fn window_anchor_hashes(shards: impl Iterator<Item = u8> + Clone) -> ExternResult<Vec<EntryHash>> {
     let props = RegistryProperties::current()?;
     let now = props.bucket_of(sys_time()?);
-    [now, now - 1].into_iter().flat_map(|bucket| shards.clone().map(move |shard| anchor(bucket, shard).path_entry_hash())).collect()
+    [now, now - 1]
+        .into_iter()
+        .flat_map(|bucket| shards.clone().map(move |shard| anchor(bucket, shard).path_entry_hash()))
+        .collect()
 }
 
 fn heartbeats_in_window() -> ExternResult<BTreeMap<AgentPubKey, HeartbeatSeen>> {
@@ -172,7 +201,10 @@ fn heartbeats_in_window_of(agent: &AgentPubKey) -> ExternResult<Option<Heartbeat
 }
 
 /// The newest well-formed heartbeat per agent under `bases`.
-fn read_heartbeats(bases: Vec<EntryHash>, author: Option<&AgentPubKey>) -> ExternResult<BTreeMap<AgentPubKey, HeartbeatSeen>> {
+fn read_heartbeats(
+    bases: Vec<EntryHash>,
+    author: Option<&AgentPubKey>,
+) -> ExternResult<BTreeMap<AgentPubKey, HeartbeatSeen>> {
     let inputs = bases
         .into_iter()
         .map(|base| {

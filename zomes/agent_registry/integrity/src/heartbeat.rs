@@ -26,7 +26,11 @@ pub struct HeartbeatSample {
 impl HeartbeatSample {
     /// HB2 for a decoded sample.
     pub fn check(&self) -> Result<(), RuleViolation> {
-        for (field, v) in [("cpu_percent", Some(self.cpu_percent)), ("gpu_percent", self.gpu_percent), ("memory_percent", Some(self.memory_percent))] {
+        for (field, v) in [
+            ("cpu_percent", Some(self.cpu_percent)),
+            ("gpu_percent", self.gpu_percent),
+            ("memory_percent", Some(self.memory_percent)),
+        ] {
             if let Some(v) = v {
                 ensure(v <= 100, Rule::HB2, || format!("{field} must be 0-100, got {v}"))?;
             }
@@ -53,7 +57,11 @@ impl HeartbeatSample {
 
 /// Anchor of the heartbeats of key shard `shard` in time bucket `bucket`.
 pub fn anchor(bucket: i64, shard: u8) -> Path {
-    Path::from(vec![Component::from("ripple.hb"), Component::from(bucket.to_string()), Component::from(shard.to_string())])
+    Path::from(vec![
+        Component::from("ripple.hb"),
+        Component::from(bucket.to_string()),
+        Component::from(shard.to_string()),
+    ])
 }
 
 pub fn shard_of(agent: &AgentPubKey) -> u8 {
@@ -71,7 +79,11 @@ pub fn anchor_hash_for(props: &RegistryProperties, agent: &AgentPubKey, at: Time
 
 /// HB3: the anchors a heartbeat stamped `at` may sit under (its bucket, or the one just before
 /// when `at` is within the boundary grace).
-pub fn accepted_anchor_hashes(props: &RegistryProperties, agent: &AgentPubKey, at: Timestamp) -> ExternResult<Vec<EntryHash>> {
+pub fn accepted_anchor_hashes(
+    props: &RegistryProperties,
+    agent: &AgentPubKey,
+    at: Timestamp,
+) -> ExternResult<Vec<EntryHash>> {
     let earlier = Timestamp::from_micros(at.as_micros() - BUCKET_BOUNDARY_GRACE_SECS * 1_000_000);
     let mut hashes = vec![anchor_hash_for(props, agent, at)?];
     if props.bucket_of(earlier) != props.bucket_of(at) {
@@ -85,7 +97,13 @@ mod tests {
     use super::*;
 
     fn sample() -> HeartbeatSample {
-        HeartbeatSample { seq: u64::MAX, cpu_percent: 100, gpu_percent: Some(100), memory_percent: 100, availability: Availability::Maintenance }
+        HeartbeatSample {
+            seq: u64::MAX,
+            cpu_percent: 100,
+            gpu_percent: Some(100),
+            memory_percent: 100,
+            availability: Availability::Maintenance,
+        }
     }
 
     #[test]

@@ -12,16 +12,26 @@ const ROOT: &str = "ripple.idx";
 /// One capability-index path. Text keys are lower-case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IndexKey {
-    AllNodes { shard: u8 },
+    AllNodes {
+        shard: u8,
+    },
     GpuVendor(String),
     /// Nodes with a GPU whose VRAM falls in `[bucket, 2*bucket)` (bucket 0: VRAM of 0 GB).
-    GpuVram { bucket: u64 },
+    GpuVram {
+        bucket: u64,
+    },
     Model(String),
     CpuArch(String),
     Region(String),
-    CpuCores { bucket: u64 },
-    RamGb { bucket: u64 },
-    StorageGb { bucket: u64 },
+    CpuCores {
+        bucket: u64,
+    },
+    RamGb {
+        bucket: u64,
+    },
+    StorageGb {
+        bucket: u64,
+    },
 }
 
 impl IndexKey {

@@ -118,7 +118,9 @@ impl NodeAdvert {
         ensure(label_ok(&c.cpu_arch), Rule::AR1, || {
             format!("compute.cpu_arch must be 1-{LABEL_MAX} characters of [a-z0-9_-], got {:?}", c.cpu_arch)
         })?;
-        ensure(c.ram_gb <= RAM_GB_MAX, Rule::AR1, || format!("compute.ram_gb must be at most {RAM_GB_MAX}, got {}", c.ram_gb))?;
+        ensure(c.ram_gb <= RAM_GB_MAX, Rule::AR1, || {
+            format!("compute.ram_gb must be at most {RAM_GB_MAX}, got {}", c.ram_gb)
+        })?;
         ensure(c.gpus.len() <= GPUS_MAX, Rule::AR1, || format!("at most {GPUS_MAX} GPUs, got {}", c.gpus.len()))?;
         for (i, gpu) in c.gpus.iter().enumerate() {
             ensure(label_ok(&gpu.vendor), Rule::AR1, || {
@@ -133,8 +135,14 @@ impl NodeAdvert {
         }
 
         let s = &self.storage;
-        for (field, v) in [("local_ssd_gb", s.local_ssd_gb), ("ipfs_pinned_gb", s.ipfs_pinned_gb), ("s3_available_gb", s.s3_available_gb)] {
-            ensure(v <= STORAGE_GB_MAX, Rule::AR1, || format!("storage.{field} must be at most {STORAGE_GB_MAX}, got {v}"))?;
+        for (field, v) in [
+            ("local_ssd_gb", s.local_ssd_gb),
+            ("ipfs_pinned_gb", s.ipfs_pinned_gb),
+            ("s3_available_gb", s.s3_available_gb),
+        ] {
+            ensure(v <= STORAGE_GB_MAX, Rule::AR1, || {
+                format!("storage.{field} must be at most {STORAGE_GB_MAX}, got {v}")
+            })?;
         }
 
         let inf = &self.inference;
@@ -161,7 +169,9 @@ impl NodeAdvert {
                 && (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
                 && endpoint.chars().all(|c| c.is_ascii_graphic());
             ensure(ok, Rule::AR1, || {
-                format!("inference.endpoint must be an http(s) URL of at most {ENDPOINT_MAX} characters, got {endpoint:?}")
+                format!(
+                    "inference.endpoint must be an http(s) URL of at most {ENDPOINT_MAX} characters, got {endpoint:?}"
+                )
             })?;
         }
 
@@ -175,7 +185,10 @@ impl NodeAdvert {
             format!("network.bandwidth_mbps must be at most 10000000, got {}", self.network.bandwidth_mbps)
         })?;
         ensure(self.network.region.is_empty() || label_ok(&self.network.region), Rule::AR1, || {
-            format!("network.region must be empty or 1-{LABEL_MAX} characters of [a-z0-9_-], got {:?}", self.network.region)
+            format!(
+                "network.region must be empty or 1-{LABEL_MAX} characters of [a-z0-9_-], got {:?}",
+                self.network.region
+            )
         })
     }
 

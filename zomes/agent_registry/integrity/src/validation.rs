@@ -24,7 +24,9 @@ type Verdict = ExternResult<Result<(), RuleViolation>>;
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     let verdict = match op.flattened::<EntryTypes, LinkTypes>()? {
         FlatOp::CreateRecord(record) => match record {
-            OpRecord::CreateEntry { app_entry: EntryTypes::NodeAdvert(advert), action: _ } => validate_create_node_advert(&advert),
+            OpRecord::CreateEntry { app_entry: EntryTypes::NodeAdvert(advert), action: _ } => {
+                validate_create_node_advert(&advert)
+            }
             OpRecord::UpdateEntry { app_entry: EntryTypes::NodeAdvert(advert), action } => {
                 validate_update_node_advert(&action, &advert)
             }
@@ -54,8 +56,12 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             | OpRecord::InitZomesComplete { .. } => Ok(Ok(())),
         },
         FlatOp::CreateEntry(entry) => match entry {
-            OpEntry::CreateEntry { app_entry: EntryTypes::NodeAdvert(advert), action: _ } => validate_create_node_advert(&advert),
-            OpEntry::UpdateEntry { app_entry: EntryTypes::NodeAdvert(advert), action } => validate_update_node_advert(&action, &advert),
+            OpEntry::CreateEntry { app_entry: EntryTypes::NodeAdvert(advert), action: _ } => {
+                validate_create_node_advert(&advert)
+            }
+            OpEntry::UpdateEntry { app_entry: EntryTypes::NodeAdvert(advert), action } => {
+                validate_update_node_advert(&action, &advert)
+            }
             OpEntry::CreateAgent { .. }
             | OpEntry::UpdateAgent { .. }
             | OpEntry::CreateCapGrant { .. }
@@ -64,8 +70,13 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             | OpEntry::UpdateCapClaim { .. } => Ok(Ok(())),
         },
         FlatOp::Update(update) => match update {
-            OpUpdate::Entry { app_entry: EntryTypes::NodeAdvert(advert), action } => validate_update_node_advert(&action, &advert),
-            OpUpdate::PrivateEntry { .. } | OpUpdate::Agent { .. } | OpUpdate::CapClaim { .. } | OpUpdate::CapGrant { .. } => Ok(Ok(())),
+            OpUpdate::Entry { app_entry: EntryTypes::NodeAdvert(advert), action } => {
+                validate_update_node_advert(&action, &advert)
+            }
+            OpUpdate::PrivateEntry { .. }
+            | OpUpdate::Agent { .. }
+            | OpUpdate::CapClaim { .. }
+            | OpUpdate::CapGrant { .. } => Ok(Ok(())),
         },
         FlatOp::Delete(OpDelete { action }) => validate_delete_entry(&action),
         FlatOp::Link(OpLink::CreateLink { link_type, action }) => validate_create_link(link_type, &action),
@@ -76,7 +87,9 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             OpActivity::CreateEntry { app_entry_type: Some(UnitEntryTypes::NodeAdvert), action } => {
                 validate_node_advert_chain_position(&action)
             }
-            OpActivity::CreateLink { link_type: Some(LinkTypes::BucketToHeartbeats), action } => validate_heartbeat_interval(&action),
+            OpActivity::CreateLink { link_type: Some(LinkTypes::BucketToHeartbeats), action } => {
+                validate_heartbeat_interval(&action)
+            }
             // Everything else on the chain is judged by the record/entry/link authorities above.
             _ => Ok(Ok(())),
         },
@@ -99,12 +112,14 @@ fn validate_update_node_advert(action: &TypedAction<UpdateData>, advert: &NodeAd
         return Ok(Err(violation));
     }
     let original = must_get_action(action.data.original_action_address.clone())?;
-    Ok(ensure(original.action().author() == action.author(), Rule::AR3, || "only the node that created an advert may update it".into())
-        .and_then(|()| {
-            ensure(matches!(original.action().data, ActionData::Create(_)), Rule::AR3, || {
-                "an advert update must reference the original create, not another update".into()
-            })
-        }))
+    Ok(ensure(original.action().author() == action.author(), Rule::AR3, || {
+        "only the node that created an advert may update it".into()
+    })
+    .and_then(|()| {
+        ensure(matches!(original.action().data, ActionData::Create(_)), Rule::AR3, || {
+            "an advert update must reference the original create, not another update".into()
+        })
+    }))
 }
 
 /// Rules: AR4 (adverts are never deleted; a node leaves by going offline).
@@ -146,7 +161,11 @@ fn validate_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkDat
     }
 }
 
-fn validate_delete_link(link_type: LinkTypes, original: &TypedAction<CreateLinkData>, action: &TypedAction<DeleteLinkData>) -> Verdict {
+fn validate_delete_link(
+    link_type: LinkTypes,
+    original: &TypedAction<CreateLinkData>,
+    action: &TypedAction<DeleteLinkData>,
+) -> Verdict {
     match link_type {
         LinkTypes::CapabilityToNodes => validate_delete_link_capability_to_nodes(original, action),
         LinkTypes::BucketToHeartbeats => validate_delete_link_heartbeat(),
@@ -180,8 +199,13 @@ fn validate_create_link_capability_to_nodes(action: &TypedAction<CreateLinkData>
 }
 
 /// Rules: IX3 (only the link's author deletes it).
-fn validate_delete_link_capability_to_nodes(original: &TypedAction<CreateLinkData>, action: &TypedAction<DeleteLinkData>) -> Verdict {
-    Ok(ensure(original.author() == action.author(), Rule::IX3, || "only the node that listed itself may remove the listing".into()))
+fn validate_delete_link_capability_to_nodes(
+    original: &TypedAction<CreateLinkData>,
+    action: &TypedAction<DeleteLinkData>,
+) -> Verdict {
+    Ok(ensure(original.author() == action.author(), Rule::IX3, || {
+        "only the node that listed itself may remove the listing".into()
+    }))
 }
 
 /// Rules: HB1 (about the author), HB2 (small, well-formed sample), HB3 (under the anchor of the
@@ -197,7 +221,10 @@ fn validate_create_link_heartbeat(action: &TypedAction<CreateLinkData>) -> Verdi
     let props = RegistryProperties::current()?;
     let accepted = accepted_anchor_hashes(&props, author, action.timestamp())?;
     Ok(ensure(accepted.into_iter().any(|h| AnyLinkableHash::from(h) == action.data.base_address), Rule::HB3, || {
-        format!("a heartbeat must sit under the anchor of its own {}-second bucket and key shard", props.heartbeat_bucket_secs)
+        format!(
+            "a heartbeat must sit under the anchor of its own {}-second bucket and key shard",
+            props.heartbeat_bucket_secs
+        )
     }))
 }
 
@@ -212,11 +239,14 @@ fn validate_heartbeat_interval(action: &TypedAction<CreateLinkData>) -> Verdict 
         return Ok(Ok(())); // unreachable for a link; sys validation rejects it anyway
     };
     let props = RegistryProperties::current()?;
-    let since = Timestamp::from_micros(action.timestamp().as_micros() - i64::from(props.heartbeat_min_interval_secs) * 1_000_000);
+    let since = Timestamp::from_micros(
+        action.timestamp().as_micros() - i64::from(props.heartbeat_min_interval_secs) * 1_000_000,
+    );
     if must_get_action(prev.clone())?.action().timestamp() <= since {
         return Ok(Ok(())); // nothing at all on the chain inside the interval
     }
-    for earlier in must_get_agent_activity(action.author().clone(), ChainFilter::until_timestamp(prev.clone(), since))? {
+    for earlier in must_get_agent_activity(action.author().clone(), ChainFilter::until_timestamp(prev.clone(), since))?
+    {
         let earlier = earlier.action.action();
         if earlier.timestamp() > since && is_heartbeat(earlier)? {
             return Ok(Err(RuleViolation::new(
@@ -238,7 +268,9 @@ fn is_node_advert(action: &Action) -> ExternResult<bool> {
 
 fn is_heartbeat(action: &Action) -> ExternResult<bool> {
     Ok(match &action.data {
-        ActionData::CreateLink(link) => matches!(LinkTypes::from_type(link.zome_index, link.link_type)?, Some(LinkTypes::BucketToHeartbeats)),
+        ActionData::CreateLink(link) => {
+            matches!(LinkTypes::from_type(link.zome_index, link.link_type)?, Some(LinkTypes::BucketToHeartbeats))
+        }
         _ => false,
     })
 }

@@ -4,7 +4,8 @@
 use hdi::prelude::*;
 
 pub use agent_registry_integrity::{
-    Availability, Compute, Gpu, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert, RegistryProperties, Storage,
+    Availability, Compute, Gpu, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
+    RegistryProperties, Storage,
 };
 
 /// A version of a node's advert as the DHT holds it.
