@@ -68,43 +68,28 @@ fn is_unfiltered(q: &DiscoveryQuery) -> bool {
 /// whole sharded node list when there is none.
 fn candidate_keys(q: &DiscoveryQuery) -> Vec<IndexKey> {
     let lower = |s: &String| s.to_ascii_lowercase();
+    let at_least =
+        |min: u64, max: u64, key: fn(u64) -> IndexKey| buckets_at_least(min, max).into_iter().map(key).collect();
     if let Some(model) = &q.model {
-        return vec![IndexKey::Model(lower(model))];
+        vec![IndexKey::Model(lower(model))]
+    } else if let Some(vendor) = &q.gpu_vendor {
+        vec![IndexKey::GpuVendor(lower(vendor))]
+    } else if let Some(region) = &q.region {
+        vec![IndexKey::Region(lower(region))]
+    } else if let Some(min) = q.min_vram_gb {
+        at_least(min.into(), VRAM_GB_MAX.into(), |bucket| IndexKey::GpuVram { bucket })
+    } else if let Some(arch) = &q.cpu_arch {
+        vec![IndexKey::CpuArch(lower(arch))]
+    } else if let Some(min) = q.min_cpu_cores {
+        at_least(min.into(), CPU_CORES_MAX.into(), |bucket| IndexKey::CpuCores { bucket })
+    } else if let Some(min) = q.min_ram_gb {
+        at_least(min.into(), RAM_GB_MAX.into(), |bucket| IndexKey::RamGb { bucket })
+    } else if let Some(min) = q.min_storage_gb {
+        // Total storage is the sum of three fields, each bounded by STORAGE_GB_MAX.
+        at_least(min, STORAGE_GB_MAX.saturating_mul(3), |bucket| IndexKey::StorageGb { bucket })
+    } else {
+        (0..ALL_NODES_SHARDS).map(|shard| IndexKey::AllNodes { shard }).collect()
     }
-    if let Some(vendor) = &q.gpu_vendor {
-        return vec![IndexKey::GpuVendor(lower(vendor))];
-    }
-    if let Some(region) = &q.region {
-        return vec![IndexKey::Region(lower(region))];
-    }
-    if let Some(min) = q.min_vram_gb {
-        return buckets_at_least(min.into(), VRAM_GB_MAX.into())
-            .into_iter()
-            .map(|bucket| IndexKey::GpuVram { bucket })
-            .collect();
-    }
-    if let Some(arch) = &q.cpu_arch {
-        return vec![IndexKey::CpuArch(lower(arch))];
-    }
-    if let Some(min) = q.min_cpu_cores {
-        return buckets_at_least(min.into(), CPU_CORES_MAX.into())
-            .into_iter()
-            .map(|bucket| IndexKey::CpuCores { bucket })
-            .collect();
-    }
-    if let Some(min) = q.min_ram_gb {
-        return buckets_at_least(min.into(), RAM_GB_MAX.into())
-            .into_iter()
-            .map(|bucket| IndexKey::RamGb { bucket })
-            .collect();
-    }
-    if let Some(min) = q.min_storage_gb {
-        return buckets_at_least(min, STORAGE_GB_MAX.saturating_mul(3))
-            .into_iter()
-            .map(|bucket| IndexKey::StorageGb { bucket })
-            .collect();
-    }
-    (0..ALL_NODES_SHARDS).map(|shard| IndexKey::AllNodes { shard }).collect()
 }
 
 fn matches(q: &DiscoveryQuery, a: &NodeAdvert) -> bool {
