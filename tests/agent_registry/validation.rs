@@ -1,9 +1,10 @@
 //! Every rule of docs/integrity/agent_registry.md, broken on purpose.
 //!
-//! One honest conductor (Alice) and one adversary conductor with self-validation off, so what the
-//! adversary commits is published unchecked. Each rule gets its own adversary agent (a warranted
-//! agent is blocked, which would hide later violations), and the test waits until Alice has
-//! warranted that agent with a reason citing exactly that rule.
+//! One honest conductor (Alice) and, for each rule in turn, a fresh adversary conductor with
+//! self-validation off, so what the adversary commits is published unchecked. The test waits until
+//! Alice has warranted the adversary with a reason citing exactly that rule. Each rule needs its
+//! own conductor: a warrant makes Alice block the adversary, and kitsune2 blocks a whole peer URL
+//! when any agent there is blocked, which would hide every later violation from that conductor.
 use std::time::Duration;
 
 use agent_registry_types::{AdvertRecord, HeartbeatSample, NodeAdvert};
@@ -76,14 +77,12 @@ async fn peers_reject_and_warrant_every_broken_rule() {
     let adversary_dna = registry_dna(&seed, &props, true).await;
     assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
 
-    let mut conductors = SweetConductorBatch::from_configs_rendezvous([
-        SweetConductorConfig::rendezvous(true),
-        SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true),
-    ])
-    .await;
-    let (alice,) = conductors[0].setup_app("ripple", [&role(&honest_dna)]).await.unwrap().into_tuple();
+    let rendezvous = SweetLocalRendezvous::new().await;
+    let mut honest =
+        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
+    let (alice,) = honest.setup_app("ripple", [&role(&honest_dna)]).await.unwrap().into_tuple();
     let alice_advert: AdvertRecord =
-        conductors[0].call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
+        honest.call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
 
     let rules = [
         "AR1",
@@ -100,112 +99,18 @@ async fn peers_reject_and_warrant_every_broken_rule() {
         "HB4",
         "HB5",
     ];
-    let mut adversaries = vec![];
+    // One adversary conductor at a time: several at once on two cores starve gossip (tried: groups of
+    // five took longer and missed consistency).
     for rule in rules {
-        let (cell,) =
-            conductors[1].setup_app(&format!("adversary-{rule}"), [&role(&adversary_dna)]).await.unwrap().into_tuple();
-        adversaries.push((rule, cell));
-    }
-    let mut all_cells: Vec<&SweetCell> = adversaries.iter().map(|(_, c)| c).collect();
-    all_cells.push(&alice);
-    await_consistency_s(120, all_cells.clone()).await.unwrap();
+        let round = std::time::Instant::now();
+        let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
+        let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
+        let (cell,) = conductor.setup_app("adversary", [&role(&adversary_dna)]).await.unwrap().into_tuple();
+        await_consistency_s(180, [&alice, &cell]).await.unwrap();
+        break_rule(rule, &Adversary { conductor: &conductor, cell: cell.clone() }, &alice, &alice_advert).await;
 
-    let alice_listing: Vec<ActionHash> =
-        conductors[1].call(&adversaries[0].1.zome(ADV), "get_listing_links", alice.agent_pubkey().clone()).await;
-    assert!(!alice_listing.is_empty(), "the adversary must see Alice's listing before trying to delete it");
-
-    for (rule, cell) in &adversaries {
-        let adv = Adversary { conductor: &conductors[1], cell: cell.clone() };
-        match *rule {
-            "AR1" => {
-                let mut bad = advert("bad-cores");
-                bad.compute.cpu_cores = 0;
-                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", bad).await;
-            }
-            "AR2" => {
-                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("first")).await;
-                let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("second")).await;
-            }
-            "AR3-foreign" => {
-                let input = UpdateAdvertInput { original: alice_advert.original.clone(), advert: advert("hijacked") };
-                let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
-            }
-            "AR3-update-of-update" => {
-                adv.publish(advert("v1")).await;
-                let v2 = adv.publish(advert("v2")).await;
-                let input = UpdateAdvertInput { original: v2.version, advert: advert("v3") };
-                let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
-            }
-            "AR4" => {
-                let own = adv.publish(advert("doomed")).await;
-                let _: ActionHash = adv.call(ADV, "delete_advert", own.original).await;
-            }
-            "IX1" => {
-                let own = adv.publish(advert("impostor")).await;
-                let link = ForgedLink {
-                    base: ForgedBase::OwnAllNodesShard,
-                    target: Some(alice.agent_pubkey().clone()),
-                    heartbeat: false,
-                    tag: ForgedTag::Advert(own.version),
-                };
-                adv.forge(link).await;
-            }
-            "IX2" => {
-                let own = adv.publish(advert("no-models")).await;
-                let link = ForgedLink {
-                    base: ForgedBase::ModelIndex("qwen3-4b".into()),
-                    target: None,
-                    heartbeat: false,
-                    tag: ForgedTag::Advert(own.version),
-                };
-                adv.forge(link).await;
-            }
-            "IX3" => {
-                let _: ActionHash = adv.call(ADV, "delete_any_link", alice_listing[0].clone()).await;
-            }
-            "HB1" => {
-                let link = ForgedLink {
-                    base: ForgedBase::HeartbeatBucket { buckets_ago: 0 },
-                    target: Some(alice.agent_pubkey().clone()),
-                    heartbeat: true,
-                    tag: ForgedTag::Heartbeat(sample(1)),
-                };
-                adv.forge(link).await;
-            }
-            "HB2" => {
-                let link = ForgedLink {
-                    base: ForgedBase::HeartbeatBucket { buckets_ago: 0 },
-                    target: None,
-                    heartbeat: true,
-                    tag: ForgedTag::Raw(vec![0xff; 300]),
-                };
-                adv.forge(link).await;
-            }
-            "HB3" => {
-                let link = ForgedLink {
-                    base: ForgedBase::HeartbeatBucket { buckets_ago: 10 },
-                    target: None,
-                    heartbeat: true,
-                    tag: ForgedTag::Heartbeat(sample(1)),
-                };
-                adv.forge(link).await;
-            }
-            "HB4" => {
-                // The honest zome, but self-validation is off: two beats well inside the 1 s minimum.
-                let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
-                let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(2)).await;
-            }
-            "HB5" => {
-                let beat: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
-                let _: ActionHash = adv.call(ADV, "delete_any_link", beat).await;
-            }
-            other => unreachable!("no case for {other}"),
-        }
-    }
-
-    for (rule, cell) in &adversaries {
         let id = rule.split('-').next().unwrap_or(rule);
-        let reasons = eventually(&format!("Alice warrants the {rule} adversary"), Duration::from_secs(120), || async {
+        let reasons = eventually(&format!("Alice warrants the {rule} adversary"), Duration::from_secs(180), || async {
             let reasons = warrant_reasons(&alice, cell.agent_pubkey()).await;
             (!reasons.is_empty()).then_some(reasons)
         })
@@ -214,24 +119,96 @@ async fn peers_reject_and_warrant_every_broken_rule() {
             reasons.iter().all(|r| r.starts_with(&format!("{id}: "))),
             "the {rule} adversary was warranted for something else: {reasons:?}"
         );
+        assert!(warrant_reasons(&cell, alice.agent_pubkey()).await.is_empty(), "Alice did nothing wrong");
+        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
+        conductor.shutdown().await;
     }
 
     // The honest zomes refuse bad input up front with the rule that would break.
     let mut bad = advert("alice");
     bad.compute.gpus.push(agent_registry_types::Gpu { vendor: "NVIDIA".into(), model: "RTX 4090".into(), vram_gb: 24 });
-    let err = conductors[0]
+    let err = honest
         .call_fallible::<_, AdvertRecord>(&alice.zome("capabilities"), "publish_node_advert", bad)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("AR1: compute.gpus[0].vendor"), "{err}");
     let mut hot = sample(1);
     hot.cpu_percent = 140;
-    let err =
-        conductors[0].call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
+    let err = honest.call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
     assert!(err.to_string().contains("HB2: cpu_percent must be 0-100"), "{err}");
+}
 
-    // Alice herself is in good standing: nobody warranted her.
-    for (_, cell) in &adversaries {
-        assert!(warrant_reasons(cell, alice.agent_pubkey()).await.is_empty());
+/// Commits, as `adv`, data that breaks `rule`.
+async fn break_rule(rule: &str, adv: &Adversary<'_>, alice: &SweetCell, alice_advert: &AdvertRecord) {
+    let heartbeat_link = |buckets_ago, target, tag| ForgedLink {
+        base: ForgedBase::HeartbeatBucket { buckets_ago },
+        target,
+        heartbeat: true,
+        tag,
+    };
+    match rule {
+        "AR1" => {
+            let mut bad = advert("bad-cores");
+            bad.compute.cpu_cores = 0;
+            let _: ActionHash = adv.call(ADV, "create_advert_unchecked", bad).await;
+        }
+        "AR2" => {
+            let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("first")).await;
+            let _: ActionHash = adv.call(ADV, "create_advert_unchecked", advert("second")).await;
+        }
+        "AR3-foreign" => {
+            let input = UpdateAdvertInput { original: alice_advert.original.clone(), advert: advert("hijacked") };
+            let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
+        }
+        "AR3-update-of-update" => {
+            adv.publish(advert("v1")).await;
+            let v2 = adv.publish(advert("v2")).await;
+            let input = UpdateAdvertInput { original: v2.version, advert: advert("v3") };
+            let _: ActionHash = adv.call(ADV, "update_advert_unchecked", input).await;
+        }
+        "AR4" => {
+            let own = adv.publish(advert("doomed")).await;
+            let _: ActionHash = adv.call(ADV, "delete_advert", own.original).await;
+        }
+        "IX1" => {
+            let own = adv.publish(advert("impostor")).await;
+            let target = Some(alice.agent_pubkey().clone());
+            adv.forge(ForgedLink {
+                base: ForgedBase::OwnAllNodesShard,
+                target,
+                heartbeat: false,
+                tag: ForgedTag::Advert(own.version),
+            })
+            .await;
+        }
+        "IX2" => {
+            let own = adv.publish(advert("no-models")).await;
+            let base = ForgedBase::ModelIndex("qwen3-4b".into());
+            adv.forge(ForgedLink { base, target: None, heartbeat: false, tag: ForgedTag::Advert(own.version) }).await;
+        }
+        "IX3" => {
+            let listing: Vec<ActionHash> = adv.call(ADV, "get_listing_links", alice.agent_pubkey().clone()).await;
+            let first = listing.first().expect("the adversary sees Alice's listing").clone();
+            let _: ActionHash = adv.call(ADV, "delete_any_link", first).await;
+        }
+        "HB1" => {
+            adv.forge(heartbeat_link(0, Some(alice.agent_pubkey().clone()), ForgedTag::Heartbeat(sample(1)))).await;
+        }
+        "HB2" => {
+            adv.forge(heartbeat_link(0, None, ForgedTag::Raw(vec![0xff; 300]))).await;
+        }
+        "HB3" => {
+            adv.forge(heartbeat_link(10, None, ForgedTag::Heartbeat(sample(1)))).await;
+        }
+        "HB4" => {
+            // The honest zome, but self-validation is off: two beats well inside the 1 s minimum.
+            let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
+            let _: ActionHash = adv.call("heartbeat", "heartbeat", sample(2)).await;
+        }
+        "HB5" => {
+            let beat: ActionHash = adv.call("heartbeat", "heartbeat", sample(1)).await;
+            let _: ActionHash = adv.call(ADV, "delete_any_link", beat).await;
+        }
+        other => unreachable!("no case for {other}"),
     }
 }

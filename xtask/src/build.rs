@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use holochain_types::prelude::{AppManifest, ValidatedDnaManifest};
 use mr_bundle::FileSystemBundler;
 
-use crate::workspace::{cargo_bin, step, DnaSource, Workspace};
+use crate::workspace::{cargo_command, step, DnaSource, Workspace};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASM_PROFILE: &str = "wasm";
@@ -26,21 +26,26 @@ pub async fn build(ws: &Workspace) -> anyhow::Result<()> {
     step("wasm32 target");
     ensure_wasm_target()?;
 
+    check_zome_crates_exist(ws, &sources)?;
     let integrity: BTreeSet<&str> = sources.iter().flat_map(|s| &s.integrity).map(String::as_str).collect();
     let coordinators: BTreeSet<&str> = sources.iter().flat_map(|s| &s.coordinators).map(String::as_str).collect();
-    step(&format!("building integrity zomes to wasm, each on its own: {}", list(&integrity)));
-    for zome in &integrity {
-        build_wasm(&ws.root, &ws.target_dir, &BTreeSet::from([*zome]))?;
-    }
-    step(&format!("building coordinator zomes to wasm: {}", list(&coordinators)));
-    build_wasm(&ws.root, &ws.target_dir, &coordinators)?;
-    let zomes: BTreeSet<&str> = integrity.union(&coordinators).copied().collect();
     let wasm_dir = ws.workdir().join("wasm");
     std::fs::create_dir_all(&wasm_dir)?;
-    for zome in &zomes {
+    let copy_out = |zome: &str| -> anyhow::Result<()> {
         let built = wasm_path(&ws.target_dir, zome);
         std::fs::copy(&built, wasm_dir.join(format!("{zome}.wasm")))
             .with_context(|| format!("zome `{zome}` built but {} is missing", built.display()))?;
+        Ok(())
+    };
+    step(&format!("building integrity zomes to wasm, each on its own: {}", list(&integrity)));
+    for zome in &integrity {
+        build_wasm(&ws.root, &ws.target_dir, &BTreeSet::from([*zome]))?;
+        copy_out(zome)?; // now, before a coordinator build can rebuild it as a dependency
+    }
+    step(&format!("building coordinator zomes to wasm: {}", list(&coordinators)));
+    build_wasm(&ws.root, &ws.target_dir, &coordinators)?;
+    for zome in &coordinators {
+        copy_out(zome)?;
     }
 
     step("packing DNA bundles");
@@ -108,9 +113,8 @@ fn build_wasm(src_root: &Path, target_dir: &Path, zomes: &BTreeSet<&str>) -> any
     for zome in zomes {
         args.extend(["-p".into(), zome.to_string()]);
     }
-    let mut child = Command::new(cargo_bin())
+    let mut child = cargo_command(src_root)
         .args(&args)
-        .current_dir(src_root)
         .env("CARGO_TARGET_DIR", target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(src_root, target_dir)?.join("\u{1f}"))
         .env_remove("RUSTFLAGS")
@@ -131,12 +135,41 @@ fn build_wasm(src_root: &Path, target_dir: &Path, zomes: &BTreeSet<&str>) -> any
     if child.wait()?.success() {
         return Ok(());
     }
-    let failed: Vec<&str> =
-        captured.lines().filter_map(|l| l.strip_prefix("error: could not compile `")?.split('`').next()).collect();
+    let failed = failed_crates(&captured);
     if failed.is_empty() {
         bail!("building the zomes failed; see cargo's output above");
     }
     bail!("zome crate(s) failed to compile for {WASM_TARGET}: {}", failed.join(", "))
+}
+
+/// The crates cargo reports as failed, from its `error: could not compile `NAME` …` lines.
+fn failed_crates(cargo_stderr: &str) -> Vec<&str> {
+    cargo_stderr.lines().filter_map(|l| l.strip_prefix("error: could not compile `")?.split('`').next()).collect()
+}
+
+/// Every zome a manifest names must be a crate of this workspace (crate name = zome name).
+fn check_zome_crates_exist(ws: &Workspace, sources: &[DnaSource]) -> anyhow::Result<()> {
+    let out = cargo_command(&ws.root)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("`cargo metadata` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let crates: BTreeSet<&str> =
+        meta["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    for source in sources {
+        for zome in source.integrity.iter().chain(&source.coordinators) {
+            if !crates.contains(zome.as_str()) {
+                bail!(
+                    "{} names zome `{zome}`, but no workspace crate is called `{zome}` (crate name = zome name = wasm name)",
+                    ws.rel(&source.manifest)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rustflags for a wasm build whose bytes do not depend on where things live on this machine.
@@ -213,4 +246,18 @@ fn copy_tracked_files(from: &Path, to: &Path) -> anyhow::Result<()> {
         std::fs::copy(&src, &dst).with_context(|| format!("copying {file}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_crates_that_failed() {
+        let stderr =
+            "error[E0425]: cannot find value `x`\nerror: could not compile `discovery` (lib) due to 1 previous error\n\
+                      error: could not compile `heartbeat` (lib) due to 2 previous errors\n";
+        assert_eq!(failed_crates(stderr), ["discovery", "heartbeat"]);
+        assert!(failed_crates("warning: unused\n").is_empty());
+    }
 }

@@ -102,7 +102,7 @@ impl Workspace {
 
     /// Runs cargo in the workspace, failing with the command line if it fails.
     pub fn cargo(&self, args: &[&str]) -> anyhow::Result<()> {
-        let status = Command::new(cargo_bin()).args(args).current_dir(&self.root).status().context("running cargo")?;
+        let status = cargo_command(&self.root).args(args).status().context("running cargo")?;
         if !status.success() {
             bail!("`cargo {}` failed ({status})", args.join(" "));
         }
@@ -110,6 +110,27 @@ impl Workspace {
     }
 }
 
-pub fn cargo_bin() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+/// A cargo command in `dir` without the variables `cargo run` set for xtask itself. Left in, they
+/// reach build scripts' `rerun-if-env-changed` checks (ring watches `CARGO_MANIFEST_DIR`), so a
+/// build started by xtask and one started from a shell would keep invalidating each other.
+pub fn cargo_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd
 }
