@@ -8,8 +8,11 @@ use holochain::sweettest::*;
 
 use crate::support::*;
 
-/// Number of adverts the discovery benchmark queries over (override with RIPPLE_BENCH_NODES).
-const NODES: usize = 1000;
+/// Number of adverts the discovery benchmark queries over (override with RIPPLE_BENCH_NODES). The
+/// issue asks for 1,000, but every advert needs its own agent, and an installed agent holds ~23 MB
+/// of conductor memory even when its app is disabled: 1,000 was OOM-killed at 23 GB twice on the
+/// 24 GB benchmark machine.
+const NODES: usize = 300;
 
 struct Stats {
     what: String,
@@ -116,6 +119,10 @@ async fn registry() {
         populate += start.elapsed();
     }
     let reader = &writer;
+    let rss_mib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024);
     let queries = [
         ("every node (16 shards)", DiscoveryQuery::default(), nodes + 1), // + the writer
         ("gpu_vendor = nvidia", DiscoveryQuery { gpu_vendor: Some("nvidia".into()), ..Default::default() }, 0),
@@ -171,11 +178,12 @@ async fn registry() {
         out.push('\n');
     }
     out += &format!(
-        "\nSetup for the discovery rows: {} agents installed on one conductor in {:.0} s, adverts + one heartbeat each published in {:.0} s. \
-         A heartbeat's signed action is {heartbeat_action_bytes} bytes.\n",
-        nodes,
+        "\nSetup for the discovery rows: {nodes} agents installed on one conductor in {:.0} s, adverts + one heartbeat each \
+         published in {:.0} s. A heartbeat's signed action is {heartbeat_action_bytes} bytes. Test process resident memory \
+         with {} agents installed: {rss_mib} MiB.\n",
         install.as_secs_f64(),
-        populate.as_secs_f64()
+        populate.as_secs_f64(),
+        nodes + 1,
     );
     println!("{out}");
     if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {

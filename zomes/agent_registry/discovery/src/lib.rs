@@ -16,8 +16,9 @@ use hdk::prelude::*;
 #[hdk_extern]
 pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
     let heard = heartbeats_in_window()?;
-    // "Who is online" alone is answered from the heartbeat buckets, not the whole node list.
-    let listings = if query.online_only && is_unfiltered(&query) {
+    // "Who is online" alone: when few nodes are online, look each one up (one read per node) rather
+    // than read the whole sharded node list (16 reads of everyone's listings).
+    let listings = if query.online_only && is_unfiltered(&query) && heard.len() <= usize::from(ALL_NODES_SHARDS) {
         latest_listings_of(&heard.keys().cloned().collect::<Vec<_>>())?
     } else {
         latest_listings(candidate_keys(&query))?
