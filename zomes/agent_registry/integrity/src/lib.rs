@@ -38,3 +38,6 @@ pub enum LinkTypes {
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     validation::validate(op)
 }
+
+#[cfg(test)]
+mod tests;
