@@ -44,7 +44,7 @@ fn varied_advert(i: usize) -> agent_registry_types::NodeAdvert {
     a.compute.cpu_cores = [4, 8, 16, 32, 64][i % 5];
     a.compute.ram_gb = [8, 16, 64, 256][i % 4];
     let vendor = ["nvidia", "amd", "intel"][i % 3];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         a.compute.gpus =
             vec![Gpu { vendor: vendor.into(), model: "bench-gpu".into(), vram_gb: [8, 16, 24, 48, 80][i % 5] }];
     }
