@@ -3,8 +3,10 @@
 //! - `agent_registry::validation`: an adversary breaks each rule; honest peers must reject it.
 //! - `agent_registry::mesh`: several conductors register, heartbeat and discover each other.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
+//! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
 mod agent_registry;
 mod bench;
 mod manifests;
+mod sidecar;
 mod support;

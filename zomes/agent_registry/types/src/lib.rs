@@ -5,7 +5,7 @@ use hdi::prelude::*;
 
 pub use agent_registry_integrity::{
     Availability, Compute, Gpu, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
-    RegistryProperties, Storage,
+    RegistryProperties, Storage, AGENT_NAME_MAX, ENDPOINT_MAX, GPUS_MAX, LABEL_MAX, MODELS_MAX, MODEL_NAME_MAX,
 };
 
 /// A version of a node's advert as the DHT holds it.

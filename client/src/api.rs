@@ -1,0 +1,246 @@
+//! The node's HTTP API on loopback: `/health`, `/status`, `/peers`, `/advert`, `/metrics`.
+//! The CLI's `status`, `peers` and `advert` commands are clients of it.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use agent_registry_types::{Availability, DiscoveryQuery, HeartbeatSample, HeartbeatSeen, NodeAdvert, PeerRecord};
+
+use crate::mesh::{CellReport, Mesh, MeshStatus, PeerSeen, PRIMARY_ROLE};
+use crate::metrics::{process_rss_bytes, Gauges, Metrics};
+use crate::node::{AdvertRefresh, NodeAgent, NodeState};
+
+/// Facts fixed for the life of `ripple up`.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub network: String,
+    pub network_seed: String,
+    pub embedded: bool,
+    pub admin_url: String,
+    pub bootstrap_url: Option<url::Url>,
+    pub relay_url: Option<url::Url>,
+    pub serving_bootstrap: bool,
+    pub started: Instant,
+}
+
+pub struct ApiState {
+    pub mesh: Arc<Mesh>,
+    pub node: Arc<NodeAgent>,
+    pub metrics: Arc<Metrics>,
+    pub info: NodeInfo,
+}
+
+/// `/status`: the spec's `holochain.join_mesh` outputs, plus diagnostics and the node agent's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub network: String,
+    pub network_seed: String,
+    pub agent_pubkey: String,
+    pub cell_ids: Vec<CellReport>,
+    pub peer_count: usize,
+    pub mesh_status: MeshStatus,
+    pub diagnostics: Diagnostics,
+    pub node: NodeState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// `embedded` or `attached`.
+    pub conductor: String,
+    pub admin_url: String,
+    pub app_port: u16,
+    /// The bootstrap+relay this node uses (unknown when attached: the conductor's own config).
+    pub bootstrap_url: Option<String>,
+    pub bootstrap_reachable: Option<bool>,
+    pub bootstrap_error: Option<String>,
+    pub relay_url: Option<String>,
+    /// This node serves ripple-local's bootstrap+relay for the others.
+    pub serving_bootstrap: bool,
+    pub peers_seen: Vec<PeerSeen>,
+    pub last_gossip_ms: Option<i64>,
+    pub completed_gossip_rounds: u64,
+    pub pending_fetch_ops: usize,
+    pub uptime_secs: u64,
+}
+
+/// `/peers` row: a node found by discovery and what state it is in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerRow {
+    pub agent_pubkey: String,
+    /// `online` (heartbeat in the window and advert says online), `offline`, `draining`, `maintenance`.
+    pub state: String,
+    pub is_self: bool,
+    pub last_heartbeat_ms: Option<i64>,
+    pub load: Option<HeartbeatSample>,
+    pub advert: NodeAdvert,
+}
+
+/// `/peers` query string; the CLI's `ripple peers` flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersQuery {
+    pub gpu_vendor: Option<String>,
+    pub min_vram_gb: Option<u32>,
+    pub model: Option<String>,
+    pub region: Option<String>,
+    pub cpu_arch: Option<String>,
+    pub min_cpu_cores: Option<u32>,
+    pub min_ram_gb: Option<u32>,
+    pub min_storage_gb: Option<u64>,
+    /// Only nodes that are online now.
+    pub online: bool,
+    pub limit: Option<u32>,
+}
+
+impl PeersQuery {
+    pub fn discovery(&self) -> DiscoveryQuery {
+        DiscoveryQuery {
+            gpu_vendor: self.gpu_vendor.clone(),
+            min_vram_gb: self.min_vram_gb,
+            model: self.model.clone(),
+            cpu_arch: self.cpu_arch.clone(),
+            region: self.region.clone(),
+            min_cpu_cores: self.min_cpu_cores,
+            min_ram_gb: self.min_ram_gb,
+            min_storage_gb: self.min_storage_gb,
+            online_only: self.online,
+            limit: self.limit,
+        }
+    }
+}
+
+/// A failure as the API shows it: a status and a message, never a backtrace.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn message(&self) -> &str {
+        &self.1
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(StatusCode::BAD_GATEWAY, e.to_string())
+    }
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/advert", get(advert))
+        .route("/advert/refresh", post(refresh))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+pub async fn status_report(s: &ApiState) -> Result<StatusReport, ApiError> {
+    let view = s.mesh.network_view().await?;
+    let (bootstrap_reachable, bootstrap_error) = match &s.info.bootstrap_url {
+        Some(url) => match crate::bootstrap::probe(url, Duration::from_secs(3)).await {
+            Ok(()) => (Some(true), None),
+            Err(e) => (Some(false), Some(e)),
+        },
+        None => (None, None),
+    };
+    Ok(StatusReport {
+        network: s.info.network.clone(),
+        network_seed: s.info.network_seed.clone(),
+        agent_pubkey: s.mesh.agent.to_string(),
+        cell_ids: s.mesh.cell_reports(),
+        peer_count: view.peer_count,
+        mesh_status: view.mesh_status,
+        diagnostics: Diagnostics {
+            conductor: if s.info.embedded { "embedded" } else { "attached" }.into(),
+            admin_url: s.info.admin_url.clone(),
+            app_port: s.mesh.app_port,
+            bootstrap_url: s.info.bootstrap_url.as_ref().map(|u| u.to_string()),
+            bootstrap_reachable,
+            bootstrap_error,
+            relay_url: s.info.relay_url.as_ref().map(|u| u.to_string()),
+            serving_bootstrap: s.info.serving_bootstrap,
+            peers_seen: view.peers_seen,
+            last_gossip_ms: view.last_gossip_ms,
+            completed_gossip_rounds: view.completed_gossip_rounds,
+            pending_fetch_ops: view.pending_fetch_ops,
+            uptime_secs: s.info.started.elapsed().as_secs(),
+        },
+        node: s.node.state(),
+    })
+}
+
+async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<StatusReport>, ApiError> {
+    Ok(Json(status_report(&s).await?))
+}
+
+pub async fn find_peers(s: &ApiState, query: &PeersQuery) -> Result<Vec<PeerRow>, ApiError> {
+    let found: Vec<PeerRecord> = s.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query.discovery()).await?;
+    Ok(found
+        .into_iter()
+        .map(|p| PeerRow {
+            agent_pubkey: p.agent.to_string(),
+            state: peer_state(p.online, p.advert.availability).into(),
+            is_self: p.agent == s.mesh.agent,
+            last_heartbeat_ms: p.last_heartbeat.as_ref().map(|h| h.at.as_millis()),
+            load: p.last_heartbeat.map(|h| h.sample),
+            advert: p.advert,
+        })
+        .filter(|row| !query.online || row.state == "online")
+        .collect())
+}
+
+/// A node is online only while it beats and its advert does not say otherwise.
+fn peer_state(beating: bool, availability: Availability) -> &'static str {
+    match (beating, availability) {
+        (false, _) | (_, Availability::Offline) => "offline",
+        (true, Availability::Online) => "online",
+        (true, Availability::Draining) => "draining",
+        (true, Availability::Maintenance) => "maintenance",
+    }
+}
+
+async fn peers(
+    State(s): State<Arc<ApiState>>,
+    query: Result<Query<PeersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<PeerRow>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(Json(find_peers(&s, &query).await?))
+}
+
+async fn advert(State(s): State<Arc<ApiState>>) -> Json<NodeState> {
+    Json(s.node.state())
+}
+
+async fn refresh(State(s): State<Arc<ApiState>>) -> Result<Json<AdvertRefresh>, ApiError> {
+    Ok(Json(s.node.refresh_advert().await?))
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    let view = s.mesh.network_view().await.ok();
+    let online: Option<Vec<HeartbeatSeen>> = s.mesh.call(PRIMARY_ROLE, "discovery", "get_online_nodes", &()).await.ok();
+    let node = s.node.state();
+    let gauges = Gauges {
+        peers: view.map_or(0, |v| v.peer_count),
+        online_peers: online.map(|nodes| nodes.iter().filter(|n| n.agent != s.mesh.agent).count()),
+        heartbeat_age_secs: s.node.heartbeat_age().map(|d| d.as_secs_f64()),
+        heartbeats_sent: node.heartbeats_sent,
+        heartbeat_failures: node.heartbeat_failures,
+        process_rss_bytes: process_rss_bytes(),
+        embedded_conductor: s.info.embedded,
+        uptime_secs: s.info.started.elapsed().as_secs_f64(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()
+}

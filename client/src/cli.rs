@@ -1,0 +1,549 @@
+//! The `ripple` command line: arguments, resolution against `ripple.toml`, and output (tables for
+//! people, `--json` for scripts). Exit codes: 0 ok, 1 failure, 2 bad input, 3 no node running.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{PeerRow, PeersQuery, StatusReport};
+use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN, DEFAULT_BOOTSTRAP_LISTEN};
+use crate::manifests::Manifests;
+use crate::node::probe::ProbeSources;
+use crate::node::{AdvertRefresh, NodeSettings, NodeState};
+use crate::runfile::{RunFile, RunFileError};
+use crate::up::{self, ConductorChoice, Ready, UpError, UpSettings};
+
+/// Ripple mesh node: joins a Ripple network through a Holochain conductor, publishes this
+/// machine's capabilities and heartbeats, and finds other nodes.
+#[derive(Debug, Parser)]
+#[command(name = "ripple", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (conductor databases, keystore, ripple.toml).
+    #[arg(long, global = true, env = "RIPPLE_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Config file [default: <data>/ripple.toml].
+    #[arg(long, global = true, env = "RIPPLE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The manifests directory (networks, DNA pins, conductor template).
+    #[arg(long, global = true, env = "RIPPLE_MANIFESTS", value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a ripple.toml with every setting and its default, commented.
+    Init(InitArgs),
+    /// Start the node: conductor, network, advert, heartbeats and the HTTP API. Stops on Ctrl-C/SIGTERM.
+    Up(UpArgs),
+    /// The running node's agent, cells, peers and mesh status (holochain.join_mesh's outputs).
+    Status,
+    /// Nodes on the mesh, filtered by capability.
+    Peers(PeersArgs),
+    /// This node's advert.
+    #[command(subcommand)]
+    Advert(AdvertCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Network to write into the config.
+    #[arg(long, default_value = "local")]
+    pub network: String,
+    /// Node name [default: the host name].
+    #[arg(long)]
+    pub agent_name: Option<String>,
+    /// Overwrite an existing config.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct UpArgs {
+    /// Network from networks.json: local, testnet or mainnet [default: local].
+    #[arg(long, env = "RIPPLE_NETWORK")]
+    pub network: Option<String>,
+    /// Attach to a running conductor's admin websocket (e.g. from `hc sandbox`) instead of embedding one.
+    #[arg(long, value_name = "ws://127.0.0.1:PORT")]
+    pub admin_url: Option<String>,
+    /// Join this bootstrap+relay server (ripple-local: the URL the first node printed).
+    #[arg(long, value_name = "URL")]
+    pub bootstrap: Option<String>,
+    /// Where the first ripple-local node serves bootstrap+relay [default: 127.0.0.1:0, any free port].
+    #[arg(long, value_name = "ADDR")]
+    pub bootstrap_listen: Option<SocketAddr>,
+    /// Keystore passphrase file [default: $RIPPLE_PASSPHRASE, else <data>/passphrase, created on first start].
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The hApp bundle [default: workdir/ripple.happ].
+    #[arg(long, env = "RIPPLE_HAPP", value_name = "FILE")]
+    pub happ: Option<PathBuf>,
+    /// Loopback address of the HTTP API [default: 127.0.0.1:7780; port 0 picks one].
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
+    /// Node name in the advert [default: the host name].
+    #[arg(long)]
+    pub agent_name: Option<String>,
+    /// Latency region in the advert, e.g. us-west.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Seconds between heartbeats [default: half the network's heartbeat bucket].
+    #[arg(long)]
+    pub heartbeat_secs: Option<u32>,
+    /// OpenAI-compatible (LocalAI) base URL whose /v1/models go into the advert.
+    #[arg(long, value_name = "URL")]
+    pub localai_url: Option<String>,
+    /// Kubo RPC API base URL whose repo size goes into the advert.
+    #[arg(long, value_name = "URL")]
+    pub ipfs_api_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// GPU vendor, e.g. nvidia.
+    #[arg(long)]
+    pub gpu_vendor: Option<String>,
+    /// At least one GPU with this many GB of VRAM.
+    #[arg(long, value_name = "GB")]
+    pub min_vram: Option<u32>,
+    /// A loaded model.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub cpu_arch: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub min_cpu_cores: Option<u32>,
+    #[arg(long, value_name = "GB")]
+    pub min_ram: Option<u32>,
+    /// Only nodes online now.
+    #[arg(long)]
+    pub online: bool,
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdvertCommand {
+    /// The advert as published, and the probe it came from.
+    Show,
+    /// Probe the hardware again and republish the advert if anything changed.
+    Refresh,
+}
+
+/// Bad input (exit code 2) as opposed to a failure while running (1).
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<crate::manifests::ManifestError>().is_some() {
+        return true;
+    }
+    matches!(
+        e.downcast_ref::<UpError>(),
+        Some(
+            UpError::Manifest(_)
+                | UpError::Setting(_)
+                | UpError::BootstrapUnreachable { .. }
+                | UpError::ApiBind { .. }
+                | UpError::BootstrapBind { .. }
+                | UpError::RunFile(RunFileError::AlreadyRunning { .. })
+                | UpError::Conductor(crate::conductor::ConductorError::Passphrase(_))
+                | UpError::Node(crate::node::NodeError::HeartbeatPeriod { .. })
+        )
+    )
+}
+
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if matches!(e.downcast_ref::<RunFileError>(), Some(RunFileError::NotRunning(_))) {
+        ExitCode::from(3)
+    } else if is_bad_input(e) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli.data.clone().unwrap_or_else(config::default_data_dir);
+    let config_path = cli.config.clone().unwrap_or_else(|| data_dir.join(CONFIG_FILE));
+    match cli.command {
+        Command::Init(ref args) => init(&cli, args, &config_path),
+        Command::Up(ref args) => {
+            let file = ConfigFile::load(&config_path, cli.config.is_some())?;
+            let settings = resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()))?;
+            run_up(settings, cli.json).await
+        }
+        Command::Status => {
+            let status: StatusReport = api_get(&data_dir, "status").await?;
+            print(cli.json, &status, render_status)
+        }
+        Command::Peers(ref args) => {
+            let query = PeersQuery {
+                gpu_vendor: args.gpu_vendor.clone(),
+                min_vram_gb: args.min_vram,
+                model: args.model.clone(),
+                region: args.region.clone(),
+                cpu_arch: args.cpu_arch.clone(),
+                min_cpu_cores: args.min_cpu_cores,
+                min_ram_gb: args.min_ram,
+                min_storage_gb: None,
+                online: args.online,
+                limit: args.limit,
+            };
+            let query_string = serde_urlencoded(&query);
+            let peers: Vec<PeerRow> = api_get(&data_dir, &format!("peers?{query_string}")).await?;
+            print(cli.json, &peers, render_peers)
+        }
+        Command::Advert(AdvertCommand::Show) => {
+            let state: NodeState = api_get(&data_dir, "advert").await?;
+            print(cli.json, &state, render_advert)
+        }
+        Command::Advert(AdvertCommand::Refresh) => {
+            let refreshed: AdvertRefresh = api_post(&data_dir, "advert/refresh").await?;
+            print(cli.json, &refreshed, |r| {
+                let what = if r.changed { "published a new advert version" } else { "advert unchanged, nothing written" };
+                format!("{what}: {}\n", r.advert.version)
+            })
+        }
+    }
+}
+
+fn init(cli: &Cli, args: &InitArgs, path: &Path) -> anyhow::Result<()> {
+    let manifests = Manifests::new(manifests_dir(cli.manifests.as_deref()));
+    manifests.network(&args.network)?;
+    let name = args.agent_name.clone().unwrap_or_else(config::default_agent_name);
+    config::check_agent_name(&name)?;
+    config::write_init(path, &config::init_template(&args.network, &name), args.force)?;
+    print(cli.json, &serde_json::json!({ "config": path }), |_| format!("wrote {}\n", path.display()))
+}
+
+/// Resolves `ripple up`'s settings: flag, then environment (clap), then ripple.toml, then default.
+pub fn resolve_up(args: &UpArgs, file: &ConfigFile, data_dir: &Path, manifests: PathBuf) -> Result<UpSettings, anyhow::Error> {
+    let manifests = Manifests::new(manifests);
+    let network_name = args.network.clone().or(file.network.clone()).unwrap_or_else(|| "local".into());
+    let network = manifests.network(&network_name)?;
+
+    let admin_url = args.admin_url.clone().or(file.admin_url.clone());
+    let conductor = match admin_url {
+        Some(url) => {
+            let url = config::parse_url("--admin-url", &url, &["ws"])?;
+            let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if !loopback {
+                return Err(ConfigError::Setting(format!(
+                    "--admin-url {url}: the admin websocket is unauthenticated, so ripple only attaches to one on loopback"
+                ))
+                .into());
+            }
+            ConductorChoice::Attach { admin_url: url }
+        }
+        None => ConductorChoice::Embedded {
+            passphrase_file: args.passphrase_file.clone().or(file.passphrase_file.clone()),
+            passphrase_env: std::env::var(crate::conductor::PASSPHRASE_ENV).ok(),
+        },
+    };
+    let bootstrap = args
+        .bootstrap
+        .clone()
+        .or(file.bootstrap.clone())
+        .map(|u| config::parse_url("--bootstrap", &u, &["http", "https"]))
+        .transpose()?;
+    let api_listen = args.api.or(file.api_listen).unwrap_or_else(|| parse_addr(DEFAULT_API_LISTEN));
+    if !api_listen.ip().is_loopback() {
+        return Err(ConfigError::Setting(format!("--api {api_listen}: the HTTP API serves on loopback only")).into());
+    }
+
+    let node = &file.node;
+    let agent_name = args.agent_name.clone().or(node.agent_name.clone()).unwrap_or_else(config::default_agent_name);
+    config::check_agent_name(&agent_name)?;
+    let optional_url = |flag: &str, value: Option<String>| {
+        value.map(|v| config::parse_url(flag, &v, &["http", "https"])).transpose()
+    };
+    let sources = ProbeSources {
+        localai_url: optional_url("localai_url", args.localai_url.clone().or(node.localai_url.clone()))?,
+        ipfs_api_url: optional_url("ipfs_api_url", args.ipfs_api_url.clone().or(node.ipfs_api_url.clone()))?,
+    };
+    let region = args.region.clone().or(node.region.clone()).unwrap_or_default();
+    let region_ok = region.is_empty()
+        || (region.len() <= agent_registry_types::LABEL_MAX
+            && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c)));
+    if !region_ok {
+        return Err(ConfigError::Setting(format!("region `{region}` must be up to 32 characters of [a-z0-9_-]")).into());
+    }
+    let advert_refresh_secs = node.advert_refresh_secs.unwrap_or(60);
+    if advert_refresh_secs == 0 {
+        return Err(ConfigError::Setting("advert_refresh_secs must be at least 1".into()).into());
+    }
+
+    Ok(UpSettings {
+        data_dir: data_dir.into(),
+        network,
+        conductor,
+        bootstrap,
+        bootstrap_listen: args.bootstrap_listen.or(file.bootstrap_listen).unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
+        happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
+        api_listen,
+        node: NodeSettings {
+            data_dir: data_dir.into(),
+            agent_name,
+            hardware_class: node.hardware_class,
+            region,
+            bandwidth_mbps: node.bandwidth_mbps.unwrap_or(1000),
+            heartbeat_secs: args.heartbeat_secs.or(node.heartbeat_secs),
+            advert_refresh: Duration::from_secs(advert_refresh_secs.into()),
+            sources,
+            max_batch_size: node.max_batch_size.unwrap_or(1),
+            tokens_per_second: node.tokens_per_second.unwrap_or(0),
+            vector_shards: node.vector_shards.unwrap_or(0),
+            redis_memory_gb: node.redis_memory_gb.unwrap_or(0),
+            s3_available_gb: node.s3_available_gb.unwrap_or(0),
+        },
+        manifests,
+    })
+}
+
+fn parse_addr(text: &str) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// `./manifests` when run from a checkout, else the checkout this binary was built from.
+fn manifests_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf).unwrap_or_else(|| from_checkout("manifests", "manifests/holochain/networks.json"))
+}
+
+fn default_happ() -> PathBuf {
+    from_checkout("workdir/ripple.happ", "workdir/ripple.happ")
+}
+
+fn from_checkout(relative: &str, marker: &str) -> PathBuf {
+    if Path::new(marker).exists() {
+        return PathBuf::from(relative);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+async fn run_up(settings: UpSettings, json: bool) -> anyhow::Result<()> {
+    let progress = |line: &str| eprintln!("==> {line}");
+    let ready = |r: &Ready| {
+        if json {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        } else {
+            if let Some(note) = &r.passphrase {
+                eprintln!("==> {note}");
+            }
+            print!("{}", render_status(&r.status));
+            println!("api          {}", r.api_url);
+            if r.status.diagnostics.serving_bootstrap {
+                if let Some(url) = &r.status.diagnostics.bootstrap_url {
+                    println!("join with    ripple up --network {} --bootstrap {url}", r.status.network);
+                }
+            }
+            println!("ready; Ctrl-C stops the node");
+        }
+    };
+    up::run(settings, &progress, &ready).await?;
+    eprintln!("==> stopped");
+    Ok(())
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", human(value));
+    }
+    Ok(())
+}
+
+async fn api_get<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str) -> anyhow::Result<T> {
+    let run = RunFile::read(data_dir)?;
+    let response = http()?.get(format!("{}/{path}", run.api_url)).send().await?;
+    decode(response).await
+}
+
+async fn api_post<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str) -> anyhow::Result<T> {
+    let run = RunFile::read(data_dir)?;
+    let response = http()?.post(format!("{}/{path}", run.api_url)).send().await?;
+    decode(response).await
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?)
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        anyhow::bail!("the node answered {status}: {message}");
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// `a=1&b=x` from the set fields of a query struct.
+fn serde_urlencoded(query: &PeersQuery) -> String {
+    let value = serde_json::to_value(query).unwrap_or_default();
+    let mut url = url::Url::parse("http://q/").expect("static URL");
+    if let Some(map) = value.as_object() {
+        let mut pairs = url.query_pairs_mut();
+        for (key, v) in map {
+            match v {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => {}
+                serde_json::Value::String(s) => {
+                    pairs.append_pair(key, s);
+                }
+                other => {
+                    pairs.append_pair(key, &other.to_string());
+                }
+            }
+        }
+    }
+    url.query().unwrap_or_default().to_string()
+}
+
+fn ago(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => format!("{} s ago", ((crate::mesh::unix_ms() - ms) / 1000).max(0)),
+        None => "never".into(),
+    }
+}
+
+pub fn render_status(s: &StatusReport) -> String {
+    let d = &s.diagnostics;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("network", format!("{} ({})", s.network, s.network_seed));
+    line("agent", s.agent_pubkey.clone());
+    line("mesh", format!("{} with {} peer(s)", serde_plain(&s.mesh_status), s.peer_count));
+    for cell in &s.cell_ids {
+        line("cell", format!("{} {}", cell.role, cell.dna_hash));
+    }
+    line("conductor", format!("{} at {}", d.conductor, d.admin_url));
+    if let Some(url) = &d.bootstrap_url {
+        let reach = match (d.bootstrap_reachable, &d.bootstrap_error) {
+            (Some(true), _) => "reachable".to_string(),
+            (_, Some(e)) => format!("UNREACHABLE: {e}"),
+            _ => "unknown".into(),
+        };
+        let served = if d.serving_bootstrap { ", served by this node" } else { "" };
+        line("bootstrap", format!("{url} ({reach}{served})"));
+    }
+    if let Some(relay) = &d.relay_url {
+        line("relay", relay.clone());
+    }
+    line("gossip", format!("last {}, {} rounds, {} ops pending", ago(d.last_gossip_ms), d.completed_gossip_rounds, d.pending_fetch_ops));
+    let n = &s.node;
+    line(
+        "heartbeat",
+        format!(
+            "every {} s (bucket {} s), last {}, {} sent, {} failed",
+            n.heartbeat_period_secs,
+            n.heartbeat_bucket_secs,
+            ago(n.last_heartbeat_ms),
+            n.heartbeats_sent,
+            n.heartbeat_failures
+        ),
+    );
+    if let Some(advert) = &n.advert {
+        let a = &advert.advert;
+        line(
+            "advert",
+            format!(
+                "{} ({}), {} cores {}, {} GB RAM, {} GPU(s), {}",
+                a.agent_name,
+                serde_plain(&a.hardware_class),
+                a.compute.cpu_cores,
+                a.compute.cpu_arch,
+                a.compute.ram_gb,
+                a.compute.gpus.len(),
+                serde_plain(&a.availability)
+            ),
+        );
+    }
+    if let Some(e) = &n.last_error {
+        line("last error", e.clone());
+    }
+    for w in n.probe.iter().flat_map(|p| &p.warnings) {
+        line("warning", w.clone());
+    }
+    out
+}
+
+fn render_peers(peers: &Vec<PeerRow>) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "STATE".into(),
+        "AGENT".into(),
+        "CLASS".into(),
+        "CPU".into(),
+        "RAM".into(),
+        "GPUS".into(),
+        "MODELS".into(),
+        "REGION".into(),
+        "LAST BEAT".into(),
+    ]];
+    for p in peers {
+        let a = &p.advert;
+        let gpus = a.compute.gpus.iter().map(|g| format!("{} {} {}G", g.vendor, g.model, g.vram_gb)).collect::<Vec<_>>();
+        rows.push([
+            format!("{}{}", a.agent_name, if p.is_self { " (self)" } else { "" }),
+            p.state.clone(),
+            short(&p.agent_pubkey),
+            serde_plain(&a.hardware_class),
+            format!("{}x {}", a.compute.cpu_cores, a.compute.cpu_arch),
+            format!("{} GB", a.compute.ram_gb),
+            if gpus.is_empty() { "-".into() } else { gpus.join(", ") },
+            if a.inference.models_loaded.is_empty() { "-".into() } else { a.inference.models_loaded.join(", ") },
+            if a.network.region.is_empty() { "-".into() } else { a.network.region.clone() },
+            ago(p.last_heartbeat_ms),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("{} node(s)\n", peers.len()));
+    out
+}
+
+fn render_advert(state: &NodeState) -> String {
+    let mut out = match &state.advert {
+        Some(record) => format!(
+            "version {}\n{}\n",
+            record.version,
+            serde_json::to_string_pretty(&record.advert).unwrap_or_default()
+        ),
+        None => "no advert published\n".into(),
+    };
+    if let Some(probe) = &state.probe {
+        out.push_str(&format!("probe: {} ({} cores), {} GB free disk\n", probe.cpu_model, probe.cpu_cores, probe.disk_free_gb));
+        for w in &probe.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+    }
+    out
+}
+
+fn short(key: &str) -> String {
+    if key.len() > 14 {
+        format!("{}…{}", &key[..8], &key[key.len() - 4..])
+    } else {
+        key.into()
+    }
+}
+
+/// An enum's serde name (`connected`, `edge_server`, …).
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}

@@ -1,0 +1,17 @@
+//! The Ripple sidecar: a thin client of a Holochain conductor (embedded in this process by
+//! default, or an existing one on loopback) that joins a Ripple network, publishes this node's
+//! capability advert and heartbeats, and answers discovery over a loopback HTTP API.
+//!
+//! It is not a database or a coordinator: all shared state lives in the hApp's DHTs, and the
+//! sidecar reaches it only through the conductor's admin and app websockets.
+pub mod api;
+pub mod bootstrap;
+pub mod cli;
+pub mod conductor;
+pub mod config;
+pub mod manifests;
+pub mod mesh;
+pub mod metrics;
+pub mod node;
+pub mod runfile;
+pub mod up;

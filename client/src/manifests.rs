@@ -1,0 +1,191 @@
+//! The runtime descriptions the sidecar reads from `manifests/`: which networks exist
+//! (`holochain/networks.json`), which DNA hashes each network runs (`holochain/dnas/index.json`),
+//! and the conductor config template (`holochain/conductor.yaml`). Also the check that a hApp bundle
+//! is the one a network pins.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use holochain_types::prelude::{AppBundle, AppManifest, DnaModifiersOpt, YamlProperties};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("unknown network `{name}`: {path} defines {known}")]
+    UnknownNetwork { name: String, path: PathBuf, known: String },
+    #[error("hApp bundle {path} not found. Build it with `cargo xtask build` or pass --happ FILE")]
+    MissingBundle { path: PathBuf },
+    #[error("hApp bundle {path} is not a valid bundle: {reason}")]
+    BadBundle { path: PathBuf, reason: String },
+    #[error(
+        "the hApp bundle {bundle} does not match the DNA hashes pinned for network `{network}` in {pins}:\n  {}\n\
+         If you changed an integrity zome on purpose, run `cargo xtask build && cargo xtask pin` and commit the pins; \
+         otherwise rebuild the bundle from the pinned source with `cargo xtask build`.",
+        differences.join("\n  ")
+    )]
+    PinMismatch { network: String, bundle: PathBuf, pins: PathBuf, differences: Vec<String> },
+}
+
+/// The `manifests/` directory.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    pub root: PathBuf,
+}
+
+/// One entry of `networks.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub network_seed: String,
+    #[serde(default)]
+    pub description: String,
+    /// `None` for ripple-local: the sidecar serves bootstrap and relay itself.
+    pub bootstrap_url: Option<String>,
+    pub relay_url: Option<String>,
+    /// DNA properties per role that differ from the bundle's (part of the DNA hash, so pinned).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dna_properties: BTreeMap<String, serde_json::Value>,
+}
+
+/// A named network.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Network {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: NetworkSpec,
+}
+
+#[derive(Debug, Deserialize)]
+struct Pins {
+    networks: BTreeMap<String, NetworkPins>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NetworkPins {
+    dnas: BTreeMap<String, String>,
+}
+
+/// A hApp bundle read into memory, with the DNA hash each role gets on a network.
+pub struct CheckedBundle {
+    pub bytes: bytes::Bytes,
+    /// Role name → DNA hash (base64) on the network it was checked for.
+    pub role_hashes: BTreeMap<String, String>,
+}
+
+impl Manifests {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn networks_path(&self) -> PathBuf {
+        self.root.join("holochain/networks.json")
+    }
+
+    pub fn pins_path(&self) -> PathBuf {
+        self.root.join("holochain/dnas/index.json")
+    }
+
+    pub fn conductor_template_path(&self) -> PathBuf {
+        self.root.join("holochain/conductor.yaml")
+    }
+
+    pub fn networks(&self) -> Result<BTreeMap<String, NetworkSpec>, ManifestError> {
+        let path = self.networks_path();
+        serde_json::from_str(&read(&path)?).map_err(|e| ManifestError::Invalid { path, reason: e.to_string() })
+    }
+
+    pub fn network(&self, name: &str) -> Result<Network, ManifestError> {
+        let mut networks = self.networks()?;
+        let known = networks.keys().cloned().collect::<Vec<_>>().join(", ");
+        let spec = networks.remove(name).ok_or_else(|| ManifestError::UnknownNetwork {
+            name: name.into(),
+            path: self.networks_path(),
+            known,
+        })?;
+        Ok(Network { name: name.into(), spec })
+    }
+
+    /// Reads the bundle and refuses it unless every role hashes to the pin of `network`.
+    pub async fn check_bundle(&self, bundle: &Path, network: &Network) -> Result<CheckedBundle, ManifestError> {
+        let bytes = match std::fs::read(bundle) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ManifestError::MissingBundle { path: bundle.into() })
+            }
+            Err(source) => return Err(ManifestError::Read { path: bundle.into(), source }),
+        };
+        let role_hashes = role_hashes(&bytes, network)
+            .await
+            .map_err(|reason| ManifestError::BadBundle { path: bundle.into(), reason })?;
+
+        let pins_path = self.pins_path();
+        let pins: Pins = serde_json::from_str(&read(&pins_path)?)
+            .map_err(|e| ManifestError::Invalid { path: pins_path.clone(), reason: e.to_string() })?;
+        let pinned = pins.networks.get(&network.name).map(|p| &p.dnas);
+        let mut differences = vec![];
+        for (role, hash) in &role_hashes {
+            match pinned.and_then(|p| p.get(role)) {
+                Some(pin) if pin == hash => {}
+                Some(pin) => differences.push(format!("role `{role}`: pinned {pin}, bundle has {hash}")),
+                None => differences.push(format!("role `{role}`: no pin (bundle has {hash})")),
+            }
+        }
+        for role in pinned.into_iter().flat_map(|p| p.keys()) {
+            if !role_hashes.contains_key(role) {
+                differences.push(format!("role `{role}`: pinned but missing from the bundle"));
+            }
+        }
+        if !differences.is_empty() {
+            return Err(ManifestError::PinMismatch {
+                network: network.name.clone(),
+                bundle: bundle.into(),
+                pins: pins_path,
+                differences,
+            });
+        }
+        Ok(CheckedBundle { bytes, role_hashes })
+    }
+}
+
+impl Network {
+    /// Role modifiers a node installs with: the network's DNA properties, if it overrides any.
+    pub fn role_modifiers(&self) -> Result<HashMap<String, DnaModifiersOpt<YamlProperties>>, String> {
+        self.spec
+            .dna_properties
+            .iter()
+            .map(|(role, props)| {
+                let yaml = yaml_serde::to_value(props).map_err(|e| format!("dna_properties.{role}: {e}"))?;
+                Ok((role.clone(), DnaModifiersOpt::none().with_properties(YamlProperties::new(yaml))))
+            })
+            .collect()
+    }
+}
+
+/// The DNA hash of each role of a bundle as the conductor computes it at install time on `network`
+/// (the same steps as `install_app_bundle`: network seed, then role overrides, then resolve).
+pub async fn role_hashes(bytes: &bytes::Bytes, network: &Network) -> Result<BTreeMap<String, String>, String> {
+    let bundle = AppBundle::unpack(bytes.as_ref()).map_err(|e| e.to_string())?;
+    let mut manifest: AppManifest = bundle.manifest().clone();
+    manifest.set_network_seed(network.spec.network_seed.clone());
+    let overrides = network.role_modifiers()?;
+    let unknown: Vec<_> =
+        overrides.keys().filter(|r| !manifest.app_roles().iter().any(|m| &&m.name == r)).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(format!("network `{}` sets dna_properties for unknown roles {unknown:?}", network.name));
+    }
+    manifest.override_modifiers(overrides).map_err(|e| e.to_string())?;
+    let bundle = AppBundle::from(bundle.into_inner().update_manifest(manifest).map_err(|e| e.to_string())?);
+    let resolution = bundle.resolve_cells(Default::default(), Default::default()).await.map_err(|e| e.to_string())?;
+    Ok(resolution
+        .role_assignments
+        .iter()
+        .filter_map(|(role, assignment)| Some((role.clone(), assignment.as_primary()?.dna_hash().to_string())))
+        .collect())
+}
+
+fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.into(), source })
+}

@@ -1,0 +1,322 @@
+//! Joining a Ripple network through a conductor's admin websocket, and talking to the cells
+//! through its app websocket: install the hApp once, enable it, attach an app interface, authorise
+//! signing credentials, then zome calls and the network view (`holochain.join_mesh`'s outputs).
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use holochain_client::{
+    AdminWebsocket, AgentPubKey, AllowedOrigins, AppInfo, AppStatusFilter, AppWebsocket,
+    AuthorizeSigningCredentialsPayload, CellId, CellInfo, ClientAgentSigner, ExternIO,
+    IssueAppAuthenticationTokenPayload, ZomeCallTarget,
+};
+use holochain_types::app::{AppBundleSource, InstallAppPayload, RoleSettings};
+use holochain_types::prelude::AppStatus;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::manifests::{CheckedBundle, Network};
+use crate::metrics::Metrics;
+
+/// The installed app id of the ripple hApp on every conductor.
+pub const APP_ID: &str = "ripple";
+/// The role whose network the mesh status describes.
+pub const PRIMARY_ROLE: &str = "agent_registry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("cannot reach the conductor's admin websocket at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("conductor refused `{step}`: {reason}")]
+    Conductor { step: &'static str, reason: String },
+    #[error(
+        "the conductor already has `{APP_ID}` installed with other DNAs than network `{network}` uses \
+         ({differences}). This data dir or conductor belongs to another network or build: use another \
+         --data dir, or --network that matches it"
+    )]
+    OtherNetwork { network: String, differences: String },
+    #[error("zome call {zome}.{function} failed: {reason}")]
+    ZomeCall { zome: String, function: String, reason: String },
+}
+
+/// A joined node: admin and app websockets to the conductor, and the cells of the hApp.
+pub struct Mesh {
+    admin: AdminWebsocket,
+    app: AppWebsocket,
+    pub admin_port: u16,
+    pub app_port: u16,
+    pub agent: AgentPubKey,
+    /// Role name → cell.
+    pub cells: BTreeMap<String, CellId>,
+    /// True when this start installed the hApp (the first start of a data dir).
+    pub installed_now: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// `holochain.join_mesh`'s cell_ids entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellReport {
+    pub role: String,
+    pub dna_hash: String,
+    pub agent_pubkey: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MeshStatus {
+    /// Peers known and gossip has completed with at least one of them; nothing pending.
+    Connected,
+    /// Peers known, but no gossip round has completed yet or ops are still being fetched.
+    Syncing,
+    /// No other peer known.
+    Isolated,
+}
+
+/// A peer the conductor knows in the primary role's space.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerSeen {
+    pub agent_pubkey: String,
+    pub url: Option<String>,
+    /// When its signed agent info expires (unix ms); kitsune2 re-signs live agents before this.
+    pub expires_at_ms: i64,
+}
+
+/// What the conductor's network layer says about the primary space.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkView {
+    pub peer_count: usize,
+    pub mesh_status: MeshStatus,
+    pub peers_seen: Vec<PeerSeen>,
+    pub last_gossip_ms: Option<i64>,
+    pub completed_gossip_rounds: u64,
+    pub pending_fetch_ops: usize,
+}
+
+impl Mesh {
+    /// Connects to the admin websocket on loopback, installs the hApp if it is not installed yet
+    /// (refusing an installed one with other DNA hashes), enables it and connects an app websocket.
+    pub async fn join(
+        admin_port: u16,
+        bundle: &CheckedBundle,
+        network: &Network,
+        metrics: Arc<Metrics>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self, MeshError> {
+        let admin = AdminWebsocket::connect(("127.0.0.1", admin_port), None)
+            .await
+            .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{admin_port}"), reason: e.to_string() })?;
+        let step = |step: &'static str| move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") };
+
+        let existing = admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
+        let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == APP_ID) {
+            Some(info) => {
+                check_installed_hashes(&info, bundle, network)?;
+                (info, false)
+            }
+            None => {
+                progress("installing the ripple hApp (first start: the conductor compiles the wasm, this takes a while)");
+                let roles_settings = role_settings(network)?;
+                let info = admin
+                    .install_app(InstallAppPayload {
+                        source: AppBundleSource::Bytes(bundle.bytes.clone()),
+                        agent_key: None,
+                        installed_app_id: Some(APP_ID.into()),
+                        network_seed: Some(network.spec.network_seed.clone()),
+                        roles_settings,
+                        ignore_genesis_failure: false,
+                        restore_from_dht: false,
+                    })
+                    .await
+                    .map_err(step("install_app"))?;
+                check_installed_hashes(&info, bundle, network)?;
+                (info, true)
+            }
+        };
+        if !matches!(info.status, AppStatus::Enabled) {
+            progress("enabling the ripple hApp");
+            admin.enable_app(APP_ID.into()).await.map_err(step("enable_app"))?;
+        }
+
+        let interfaces = admin.list_app_interfaces().await.map_err(step("list_app_interfaces"))?;
+        let app_port = match interfaces
+            .iter()
+            .find(|i| matches!(i.allowed_origins, AllowedOrigins::Any) && i.installed_app_id.as_deref().is_none_or(|id| id == APP_ID))
+        {
+            Some(interface) => interface.port,
+            None => admin
+                .attach_app_interface(0, None, AllowedOrigins::Any, Some(APP_ID.into()))
+                .await
+                .map_err(step("attach_app_interface"))?,
+        };
+
+        let cells = provisioned_cells(&info);
+        let signer = ClientAgentSigner::default();
+        for cell_id in cells.values() {
+            let credentials = admin
+                .authorize_signing_credentials(AuthorizeSigningCredentialsPayload { cell_id: cell_id.clone(), functions: None })
+                .await
+                .map_err(|e| MeshError::Conductor { step: "authorize_signing_credentials", reason: e.to_string() })?;
+            signer.add_credentials(cell_id.clone(), credentials);
+        }
+        let token = admin
+            .issue_app_auth_token(IssueAppAuthenticationTokenPayload::for_installed_app_id(APP_ID.into()))
+            .await
+            .map_err(step("issue_app_auth_token"))?
+            .token;
+        let app = AppWebsocket::connect(("127.0.0.1", app_port), token, signer.into(), None)
+            .await
+            .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{app_port} (app)"), reason: e.to_string() })?;
+
+        Ok(Self { admin, app, admin_port, app_port, agent: info.agent_pub_key.clone(), cells, installed_now, metrics })
+    }
+
+    /// Calls `zome.function` in `role`'s cell, timing it into the zome-call histogram.
+    pub async fn call<I, O>(&self, role: &str, zome: &str, function: &str, input: &I) -> Result<O, MeshError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let fail = |reason: String| MeshError::ZomeCall { zome: zome.into(), function: function.into(), reason };
+        let payload = ExternIO::encode(input).map_err(|e| fail(e.to_string()))?;
+        let started = Instant::now();
+        let result = self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
+        self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
+        result.map_err(|e| fail(zome_error_text(&e)))?.decode().map_err(|e| fail(e.to_string()))
+    }
+
+    pub fn cell_reports(&self) -> Vec<CellReport> {
+        self.cells
+            .iter()
+            .map(|(role, id)| CellReport {
+                role: role.clone(),
+                dna_hash: id.dna_hash().to_string(),
+                agent_pubkey: id.agent_pubkey().to_string(),
+            })
+            .collect()
+    }
+
+    /// Peers, gossip and fetch state of the primary role's space.
+    pub async fn network_view(&self) -> Result<NetworkView, MeshError> {
+        let dna = self.cells.get(PRIMARY_ROLE).map(|c| c.dna_hash().clone());
+        let step = |step: &'static str| move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") };
+        let infos = self.admin.agent_info(dna.clone().map(|d| vec![d])).await.map_err(step("agent_info"))?;
+        let now_ms = unix_ms();
+        let mut peers_seen: Vec<PeerSeen> = infos
+            .iter()
+            .filter_map(|signed| decode_agent_info(signed))
+            .filter(|info| !info.is_tombstone && info.expires_at.as_micros() / 1000 > now_ms)
+            .map(|info| (AgentPubKey::from_k2_agent(&info.agent), info))
+            .filter(|(agent, _)| agent != &self.agent)
+            .map(|(agent, info)| PeerSeen {
+                agent_pubkey: agent.to_string(),
+                url: info.url.as_ref().map(|u| u.as_str().to_string()),
+                expires_at_ms: info.expires_at.as_micros() / 1000,
+            })
+            .collect();
+        peers_seen.sort_by(|a, b| a.agent_pubkey.cmp(&b.agent_pubkey));
+
+        let metrics = self.admin.dump_network_metrics(dna.clone(), false).await.map_err(step("dump_network_metrics"))?;
+        let space = dna.as_ref().and_then(|d| metrics.get(d));
+        let (last_gossip_ms, completed_gossip_rounds, pending_fetch_ops) = match space {
+            Some(m) => (
+                m.gossip_state_summary
+                    .peer_meta
+                    .values()
+                    .filter_map(|p| p.last_gossip_timestamp.map(|t| t.as_micros() / 1000))
+                    .max(),
+                m.gossip_state_summary.peer_meta.values().map(|p| u64::from(p.completed_rounds.unwrap_or(0))).sum(),
+                m.fetch_state_summary.pending_requests.len(),
+            ),
+            None => (None, 0, 0),
+        };
+        let mesh_status = match (peers_seen.len(), completed_gossip_rounds, pending_fetch_ops) {
+            (0, _, _) => MeshStatus::Isolated,
+            (_, 0, _) | (_, _, 1..) => MeshStatus::Syncing,
+            _ => MeshStatus::Connected,
+        };
+        Ok(NetworkView {
+            peer_count: peers_seen.len(),
+            mesh_status,
+            peers_seen,
+            last_gossip_ms,
+            completed_gossip_rounds,
+            pending_fetch_ops,
+        })
+    }
+}
+
+/// The hApp's provisioned cells by role.
+fn provisioned_cells(info: &AppInfo) -> BTreeMap<String, CellId> {
+    info.cell_info
+        .iter()
+        .flat_map(|(role, cells)| {
+            cells.iter().filter_map(move |c| match c {
+                CellInfo::Provisioned(p) => Some((role.clone(), p.cell_id.clone())),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// An installed hApp must run exactly the DNAs the network pins.
+fn check_installed_hashes(info: &AppInfo, bundle: &CheckedBundle, network: &Network) -> Result<(), MeshError> {
+    let installed: BTreeMap<String, String> =
+        provisioned_cells(info).into_iter().map(|(role, id)| (role, id.dna_hash().to_string())).collect();
+    if installed == bundle.role_hashes {
+        return Ok(());
+    }
+    let differences = bundle
+        .role_hashes
+        .iter()
+        .filter(|(role, hash)| installed.get(*role) != Some(hash))
+        .map(|(role, hash)| {
+            format!("{role}: installed {}, network wants {hash}", installed.get(role).map_or("nothing", String::as_str))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(MeshError::OtherNetwork { network: network.name.clone(), differences })
+}
+
+fn role_settings(network: &Network) -> Result<Option<HashMap<String, RoleSettings>>, MeshError> {
+    let modifiers = network
+        .role_modifiers()
+        .map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
+    if modifiers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        modifiers
+            .into_iter()
+            .map(|(role, modifiers)| {
+                (role, RoleSettings::Provisioned { membrane_proof: None, modifiers: Some(modifiers), init_properties: None })
+            })
+            .collect(),
+    ))
+}
+
+fn decode_agent_info(signed: &str) -> Option<kitsune2_api::AgentInfo> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Signed {
+        agent_info: String,
+    }
+    let outer: Signed = serde_json::from_str(signed).ok()?;
+    serde_json::from_str(&outer.agent_info).ok()
+}
+
+/// Zome errors arrive wrapped in several layers of Debug; keep the guest's own message.
+fn zome_error_text(e: &holochain_client::ConductorApiError) -> String {
+    let text = format!("{e:?}");
+    match text.find("Guest(\"") {
+        Some(start) => {
+            let rest = &text[start + 7..];
+            rest.find("\")").map_or(text.clone(), |end| rest[..end].replace("\\\"", "\""))
+        }
+        None => text,
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

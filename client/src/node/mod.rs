@@ -1,0 +1,305 @@
+//! The node agent: turns a hardware probe into this node's advert, republishes it when it changes,
+//! beats at the network's pace, and says `offline` on the way out.
+pub mod probe;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use agent_registry_types::{
+    AdvertRecord, Availability, Compute, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
+    RegistryProperties, Storage,
+};
+
+use crate::mesh::{unix_ms, Mesh, MeshError, PRIMARY_ROLE};
+use probe::{Probe, ProbeSources};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    #[error("heartbeat_secs = {configured}: {reason}")]
+    HeartbeatPeriod { configured: u32, reason: String },
+    #[error("the advert built from this node's probe and config is invalid: {0}")]
+    InvalidAdvert(String),
+}
+
+/// What the operator configured about this node (the rest comes from the probe).
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub data_dir: PathBuf,
+    pub agent_name: String,
+    pub hardware_class: Option<HardwareClass>,
+    pub region: String,
+    pub bandwidth_mbps: u32,
+    pub heartbeat_secs: Option<u32>,
+    pub advert_refresh: Duration,
+    pub sources: ProbeSources,
+    pub max_batch_size: u32,
+    pub tokens_per_second: u32,
+    pub vector_shards: u32,
+    pub redis_memory_gb: u32,
+    pub s3_available_gb: u64,
+}
+
+/// The node agent's view of itself, as `/status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeState {
+    pub advert: Option<AdvertRecord>,
+    pub probe: Option<Probe>,
+    pub heartbeat_period_secs: u32,
+    pub heartbeat_bucket_secs: u32,
+    pub heartbeats_sent: u64,
+    pub heartbeat_failures: u64,
+    pub last_heartbeat_ms: Option<i64>,
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    last_heartbeat_at: Option<Instant>,
+}
+
+pub struct NodeAgent {
+    mesh: Arc<Mesh>,
+    settings: NodeSettings,
+    period: Duration,
+    seq: Mutex<u64>,
+    /// Kept between beats: CPU usage is measured over the interval between two refreshes.
+    system: Mutex<sysinfo::System>,
+    state: Mutex<NodeState>,
+}
+
+/// Result of `advert refresh`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdvertRefresh {
+    /// False when the probe found nothing new, so nothing was written.
+    pub changed: bool,
+    pub advert: AdvertRecord,
+}
+
+impl NodeAgent {
+    /// Reads the network's heartbeat timing, publishes the advert if the DHT's differs from the
+    /// probe, and writes the first heartbeat.
+    pub async fn start(mesh: Arc<Mesh>, settings: NodeSettings) -> Result<Arc<Self>, NodeError> {
+        let timing: RegistryProperties = mesh.call(PRIMARY_ROLE, "heartbeat", "get_heartbeat_settings", &()).await?;
+        let period = heartbeat_period(&timing, settings.heartbeat_secs)?;
+        let current: Option<AdvertRecord> = mesh.call(PRIMARY_ROLE, "capabilities", "get_my_node_advert", &()).await?;
+        let state = NodeState {
+            advert: current,
+            heartbeat_period_secs: period,
+            heartbeat_bucket_secs: timing.heartbeat_bucket_secs,
+            ..Default::default()
+        };
+        let agent = Arc::new(Self {
+            mesh,
+            settings,
+            period: Duration::from_secs(period.into()),
+            seq: Mutex::new(0),
+            system: Mutex::new(sysinfo::System::new()),
+            state: Mutex::new(state),
+        });
+        agent.refresh_advert().await?;
+        agent.heartbeat().await;
+        Ok(agent)
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.state.lock().ok()?.last_heartbeat_at.map(|t| t.elapsed())
+    }
+
+    /// Probes again and republishes the advert (availability online) if anything changed.
+    pub async fn refresh_advert(&self) -> Result<AdvertRefresh, NodeError> {
+        let probe = probe::probe(&self.settings.data_dir, &self.settings.sources).await;
+        let mut advert = build_advert(&self.settings, &probe, Availability::Online);
+        if let Ok(mut state) = self.state.lock() {
+            state.probe = Some(probe);
+            if let Some(published) = &state.advert {
+                let (old, new) = (&published.advert.storage, &mut advert.storage);
+                new.local_ssd_gb = steady(old.local_ssd_gb, new.local_ssd_gb);
+                new.ipfs_pinned_gb = steady(old.ipfs_pinned_gb, new.ipfs_pinned_gb);
+            }
+        }
+        self.publish_if_changed(advert).await
+    }
+
+    /// Marks this node offline in its advert (on a clean shutdown).
+    pub async fn go_offline(&self) -> Result<AdvertRefresh, NodeError> {
+        let advert = self.state.lock().ok().and_then(|s| s.advert.clone()).map(|r| r.advert);
+        let Some(mut advert) = advert else {
+            return Err(NodeError::InvalidAdvert("no advert was published, so none to mark offline".into()));
+        };
+        advert.availability = Availability::Offline;
+        self.publish_if_changed(advert).await
+    }
+
+    async fn publish_if_changed(&self, advert: NodeAdvert) -> Result<AdvertRefresh, NodeError> {
+        advert.check().map_err(|e| NodeError::InvalidAdvert(e.to_string()))?;
+        let current = self.state.lock().ok().and_then(|s| s.advert.clone());
+        if let Some(current) = current.filter(|c| c.advert == advert) {
+            return Ok(AdvertRefresh { changed: false, advert: current });
+        }
+        let record: AdvertRecord = self.mesh.call(PRIMARY_ROLE, "capabilities", "publish_node_advert", &advert).await?;
+        if let Ok(mut state) = self.state.lock() {
+            state.advert = Some(record.clone());
+        }
+        tracing::info!(version = %record.version, "advert published");
+        Ok(AdvertRefresh { changed: true, advert: record })
+    }
+
+    /// One heartbeat with the current load; failures are counted and kept for `/status`.
+    pub async fn heartbeat(&self) {
+        let seq = self.seq.lock().map(|mut s| {
+            *s += 1;
+            *s
+        });
+        let (cpu_percent, memory_percent) = self.system.lock().map_or((0, 0), |mut s| {
+            s.refresh_cpu_usage();
+            s.refresh_memory();
+            (percent(f64::from(s.global_cpu_usage())), percent(100.0 * s.used_memory() as f64 / s.total_memory().max(1) as f64))
+        });
+        let sample = HeartbeatSample {
+            seq: seq.unwrap_or(0),
+            cpu_percent,
+            gpu_percent: None,
+            memory_percent,
+            availability: Availability::Online,
+        };
+        let result: Result<holochain_types::prelude::ActionHash, _> =
+            self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
+        let Ok(mut state) = self.state.lock() else { return };
+        match result {
+            Ok(_) => {
+                state.heartbeats_sent += 1;
+                state.last_heartbeat_ms = Some(unix_ms());
+                state.last_heartbeat_at = Some(Instant::now());
+                state.last_error = None;
+            }
+            Err(e) => {
+                tracing::warn!("heartbeat failed: {e}");
+                state.heartbeat_failures += 1;
+                state.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Beats every period and re-probes every `advert_refresh` until `stop` fires.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + self.period, self.period);
+        let refresh_every = self.settings.advert_refresh;
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = beat.tick() => self.heartbeat().await,
+                _ = refresh.tick() => {
+                    if let Err(e) = self.refresh_advert().await {
+                        tracing::warn!("advert refresh failed: {e}");
+                        if let Ok(mut state) = self.state.lock() {
+                            state.last_error = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Half a heartbeat bucket by default, so a live node is never missing from the online window
+/// (current or previous bucket); never faster than the network allows (HB4).
+fn heartbeat_period(timing: &RegistryProperties, configured: Option<u32>) -> Result<u32, NodeError> {
+    let min = timing.heartbeat_min_interval_secs;
+    let bucket = timing.heartbeat_bucket_secs;
+    match configured {
+        None => Ok((bucket / 2).max(min + 1)),
+        Some(secs) if secs <= min => Err(NodeError::HeartbeatPeriod {
+            configured: secs,
+            reason: format!("the network rejects heartbeats closer than {min} s (heartbeat_min_interval_secs); use more"),
+        }),
+        Some(secs) if secs >= bucket => Err(NodeError::HeartbeatPeriod {
+            configured: secs,
+            reason: format!("must be shorter than the network's {bucket} s heartbeat bucket, or the node drops out of the online window"),
+        }),
+        Some(secs) => Ok(secs),
+    }
+}
+
+fn percent(value: f64) -> u8 {
+    value.round().clamp(0.0, 100.0) as u8
+}
+
+/// Free space moves all the time; keep the published figure while it is within 10 %, so the
+/// advert is not rewritten (and re-indexed) for noise.
+fn steady(published: u64, probed: u64) -> u64 {
+    if published.abs_diff(probed) * 10 <= published {
+        published
+    } else {
+        probed
+    }
+}
+
+/// The advert for this node: probe results plus configured facts.
+pub fn build_advert(settings: &NodeSettings, probe: &Probe, availability: Availability) -> NodeAdvert {
+    NodeAdvert {
+        agent_name: settings.agent_name.clone(),
+        hardware_class: settings.hardware_class.unwrap_or(probe.hardware_class_guess),
+        compute: Compute {
+            cpu_cores: probe.cpu_cores,
+            cpu_arch: probe.cpu_arch.clone(),
+            ram_gb: probe.ram_gb,
+            gpus: probe.gpus.clone(),
+        },
+        storage: Storage {
+            local_ssd_gb: probe.disk_free_gb,
+            ipfs_pinned_gb: probe.ipfs_repo_gb.unwrap_or(0),
+            s3_available_gb: settings.s3_available_gb,
+        },
+        inference: Inference {
+            models_loaded: probe.models_loaded.clone(),
+            max_batch_size: settings.max_batch_size,
+            tokens_per_second: settings.tokens_per_second,
+            endpoint: settings.sources.localai_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
+        },
+        memory: Memory { vector_shards: settings.vector_shards, redis_memory_gb: settings.redis_memory_gb },
+        network: Network { bandwidth_mbps: settings.bandwidth_mbps, region: settings.region.clone() },
+        availability,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(bucket: u32, min: u32) -> RegistryProperties {
+        RegistryProperties { heartbeat_bucket_secs: bucket, heartbeat_min_interval_secs: min }
+    }
+
+    #[test]
+    fn storage_noise_does_not_rewrite_the_advert() {
+        assert_eq!(steady(100, 95), 100);
+        assert_eq!(steady(100, 110), 100);
+        assert_eq!(steady(100, 80), 80);
+        assert_eq!(steady(0, 1), 1);
+    }
+
+    #[test]
+    fn the_default_period_is_half_a_bucket_but_never_below_the_minimum() {
+        assert_eq!(heartbeat_period(&timing(300, 30), None).unwrap(), 150);
+        assert_eq!(heartbeat_period(&timing(10, 2), None).unwrap(), 5);
+        assert_eq!(heartbeat_period(&timing(40, 30), None).unwrap(), 31);
+    }
+
+    #[test]
+    fn a_configured_period_outside_the_window_is_refused_with_the_reason() {
+        let fast = heartbeat_period(&timing(300, 30), Some(30)).unwrap_err().to_string();
+        assert!(fast.contains("heartbeat_secs = 30") && fast.contains("closer than 30 s"), "{fast}");
+        let slow = heartbeat_period(&timing(300, 30), Some(300)).unwrap_err().to_string();
+        assert!(slow.contains("300 s heartbeat bucket"), "{slow}");
+        assert_eq!(heartbeat_period(&timing(300, 30), Some(60)).unwrap(), 60);
+    }
+}

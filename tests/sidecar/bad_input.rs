@@ -1,0 +1,102 @@
+//! Bad input never panics and never writes: each case exits 2 with a message naming the problem,
+//! and the data dir is not created.
+use super::harness::*;
+
+struct Case {
+    what: &'static str,
+    args: Vec<String>,
+    expect: Vec<&'static str>,
+}
+
+fn check(data: &std::path::Path, case: Case) {
+    let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+    let (code, _out, err) = ripple(&args);
+    assert_eq!(code, 2, "{}: exit code {code}, stderr:\n{err}", case.what);
+    assert!(!err.contains("panicked"), "{}: panicked:\n{err}", case.what);
+    for needle in case.expect {
+        assert!(err.contains(needle), "{}: stderr lacks {needle:?}:\n{err}", case.what);
+    }
+    assert!(!data.exists(), "{}: wrote {}", case.what, data.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_a_clear_error_that_writes_nothing() {
+    let tmp = TempDir::new("bad-input");
+    let manifests = test_manifests(&tmp.path().join("manifests")).await;
+    let data = tmp.path().join("data");
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--data".into(),
+            data.display().to_string(),
+            "--manifests".into(),
+            manifests.root.display().to_string(),
+            "up".into(),
+            "--api".into(),
+            "127.0.0.1:0".into(),
+            "--happ".into(),
+            happ().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    check(&data, Case {
+        what: "unknown network",
+        args: base(&["--network", "moonnet"]),
+        expect: vec!["unknown network `moonnet`", "e2e, local, mainnet, testnet"],
+    });
+
+    // Pins that do not match the bundle: the message names the role and how to fix it.
+    let wrong = tmp.path().join("wrong-pins");
+    let wrong_manifests = test_manifests(&wrong).await;
+    let pins_path = wrong_manifests.pins_path();
+    let mut pins: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&pins_path).unwrap()).unwrap();
+    pins["networks"]["e2e"]["dnas"]["agent_registry"] = "uhC0kAAAAnotthehashAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    std::fs::write(&pins_path, pins.to_string()).unwrap();
+    let mut args = base(&["--network", "e2e"]);
+    args[3] = wrong_manifests.root.display().to_string();
+    check(&data, Case {
+        what: "wrong hash pins",
+        args,
+        expect: vec!["does not match the DNA hashes pinned for network `e2e`", "role `agent_registry`", "cargo xtask build"],
+    });
+
+    check(&data, Case {
+        what: "unreachable bootstrap",
+        args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9"]),
+        expect: vec!["bootstrap server http://127.0.0.1:9/ is unreachable"],
+    });
+
+    let mut args = base(&["--network", "e2e"]);
+    args[8] = tmp.path().join("nowhere/ripple.happ").display().to_string();
+    check(&data, Case { what: "missing bundle", args, expect: vec!["nowhere/ripple.happ not found", "cargo xtask build"] });
+
+    let config = tmp.path().join("broken.toml");
+    std::fs::write(&config, "network = \"e2e\"\n[node\nagent_name = 3\n").unwrap();
+    let mut args = vec!["--config".to_string(), config.display().to_string()];
+    args.extend(base(&[]));
+    check(&data, Case { what: "corrupt config", args, expect: vec!["broken.toml is not valid"] });
+
+    std::fs::write(&config, "network = \"e2e\"\nheartbeat = 5\n").unwrap();
+    let mut args = vec!["--config".to_string(), config.display().to_string()];
+    args.extend(base(&[]));
+    check(&data, Case { what: "unknown config key", args, expect: vec!["unknown field `heartbeat`"] });
+
+    check(&data, Case {
+        what: "remote admin websocket",
+        args: base(&["--network", "e2e", "--admin-url", "ws://10.1.2.3:4444"]),
+        expect: vec!["only attaches to one on loopback"],
+    });
+
+    check(&data, Case {
+        what: "invalid node name",
+        args: base(&["--network", "e2e", "--agent-name", "no spaces please"]),
+        expect: vec!["agent_name `no spaces please`"],
+    });
+
+    // No node running: status says so, with its own exit code.
+    let (code, _, err) = ripple(&["--data", &data.display().to_string(), "status"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no node is running") && err.contains("ripple up"), "{err}");
+    assert!(!data.exists());
+}

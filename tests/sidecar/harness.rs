@@ -1,0 +1,221 @@
+//! Runs the real `ripple` binary: a test network with short heartbeat buckets, sidecar processes
+//! with their own data dirs, and their HTTP APIs.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ripple::api::{PeerRow, StatusReport};
+use ripple::manifests::{Manifests, Network, NetworkSpec};
+use ripple::up::Ready;
+
+use crate::support::repo_root;
+
+/// The `ripple` binary built next to this test binary (`cargo xtask test` builds both at once).
+pub fn ripple_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RIPPLE_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("ripple");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo xtask test` (or cargo build -p ripple)", bin.display());
+    bin
+}
+
+pub fn happ() -> PathBuf {
+    repo_root().join("workdir/ripple.happ")
+}
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let dir = std::env::temp_dir().join(format!("ripple-test-{name}-{nanos}"));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The committed manifests plus network `e2e`: a fresh seed, no bootstrap (served by the first
+/// node, like ripple-local) and 10 s heartbeat buckets, pinned like the real networks.
+pub async fn test_manifests(dir: &Path) -> Manifests {
+    let src = repo_root().join("manifests/holochain");
+    std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
+    std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
+    let mut networks: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(src.join("networks.json")).unwrap()).unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let spec = NetworkSpec {
+        network_seed: format!("ripple-e2e-{nanos}"),
+        description: "test network".into(),
+        bootstrap_url: None,
+        relay_url: None,
+        dna_properties: [(
+            "agent_registry".to_string(),
+            serde_json::json!({ "heartbeat_bucket_secs": 10, "heartbeat_min_interval_secs": 2 }),
+        )]
+        .into(),
+    };
+    networks.insert("e2e".into(), serde_json::to_value(&spec).unwrap());
+    std::fs::write(dir.join("holochain/networks.json"), serde_json::to_string_pretty(&networks).unwrap()).unwrap();
+
+    let mut pins: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("dnas/index.json")).unwrap()).unwrap();
+    let bytes = bytes::Bytes::from(std::fs::read(happ()).expect("workdir/ripple.happ: run `cargo xtask build`"));
+    let network = Network { name: "e2e".into(), spec: spec.clone() };
+    let hashes = ripple::manifests::role_hashes(&bytes, &network).await.expect("hash the bundle");
+    pins["networks"]["e2e"] = serde_json::json!({ "network_seed": spec.network_seed, "dnas": hashes });
+    std::fs::write(dir.join("holochain/dnas/index.json"), serde_json::to_string_pretty(&pins).unwrap()).unwrap();
+    Manifests::new(dir)
+}
+
+/// A running `ripple up`. Killed (hard) when dropped.
+pub struct Sidecar {
+    pub name: String,
+    child: Child,
+    pub ready: Ready,
+    stderr_log: PathBuf,
+}
+
+pub struct Launch {
+    pub name: String,
+    pub data: PathBuf,
+    pub manifests: PathBuf,
+    pub network: String,
+    pub extra: Vec<String>,
+}
+
+impl Sidecar {
+    /// Starts `ripple up --json` and waits for its ready line.
+    pub fn start(launch: Launch) -> Sidecar {
+        let stderr_log = launch.data.with_extension(format!("{}.log", launch.name));
+        let mut cmd = Command::new(ripple_bin());
+        cmd.arg("--data")
+            .arg(&launch.data)
+            .arg("--manifests")
+            .arg(&launch.manifests)
+            .arg("--json")
+            .args(["up", "--network", &launch.network, "--api", "127.0.0.1:0", "--agent-name", &launch.name])
+            .arg("--happ")
+            .arg(happ())
+            .args(&launch.extra)
+            .env_remove("RIPPLE_PASSPHRASE")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"));
+        let mut child = cmd.spawn().expect("spawn ripple");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(ready) = serde_json::from_str::<Ready>(&line) {
+                    let _ = tx.send(ready);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(ready) => Sidecar { name: launch.name, child, ready, stderr_log },
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "sidecar {} never became ready; its stderr:\n{}",
+                    launch.name,
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    pub fn agent(&self) -> &str {
+        &self.ready.status.agent_pubkey
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/{path}", self.ready.api_url)
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        get_json(&self.api("status")).await
+    }
+
+    pub async fn peers(&self, query: &str) -> Vec<PeerRow> {
+        get_json(&self.api(&format!("peers?{query}"))).await
+    }
+
+    /// SIGKILL: no chance to say goodbye.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (the node marks itself offline first).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "GET {url}: {status} {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+/// Polls `check` every second until it returns `Some`, or fails with `what` and the last state.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => panic!("timed out after {timeout:?} waiting for {what}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Runs `ripple ARGS` to completion: (exit code, stdout, stderr).
+pub fn ripple(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(ripple_bin()).args(args).env_remove("RIPPLE_PASSPHRASE").output().expect("run ripple");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

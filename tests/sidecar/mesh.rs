@@ -1,0 +1,140 @@
+//! Three real sidecars on a local network: they find each other, a hard-killed node goes offline
+//! after the window, and a restart keeps its agent key and its one advert.
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use ripple::api::PeerRow;
+
+use super::harness::*;
+
+fn names_by_state(peers: &[PeerRow], state: &str) -> BTreeSet<String> {
+    peers.iter().filter(|p| p.state == state).map(|p| p.advert.agent_name.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_duplicates() {
+    let tmp = TempDir::new("mesh");
+    let manifests = test_manifests(&tmp.path().join("manifests")).await;
+    let data = |n: &str| tmp.path().join(n);
+    let launch = |name: &str, extra: Vec<String>| Launch {
+        name: name.into(),
+        data: data(name),
+        manifests: manifests.root.clone(),
+        network: "e2e".into(),
+        extra,
+    };
+
+    let a = Sidecar::start(launch("node-a", vec![]));
+    let d = &a.ready.status.diagnostics;
+    assert!(d.serving_bootstrap, "the first node serves bootstrap+relay");
+    assert_eq!(d.bootstrap_reachable, Some(true));
+    assert!(a.ready.installed_now);
+    assert!(a.ready.passphrase.as_deref().is_some_and(|p| p.contains("created a random keystore passphrase")));
+    let passphrase = data("node-a").join("passphrase");
+    assert_eq!(std::fs::metadata(&passphrase).unwrap().permissions().mode() & 0o777, 0o600);
+    let bootstrap = d.bootstrap_url.clone().expect("bootstrap url");
+    let join = || vec!["--bootstrap".to_string(), bootstrap.clone()];
+    let b = Sidecar::start(launch("node-b", join()));
+    let c = Sidecar::start(launch("node-c", join()));
+    assert!(!b.ready.status.diagnostics.serving_bootstrap);
+    assert_eq!(a.ready.status.cell_ids[0].dna_hash, c.ready.status.cell_ids[0].dna_hash, "one network, one DNA");
+
+    let everyone: BTreeSet<String> = ["node-a", "node-b", "node-c"].map(String::from).into();
+    for node in [&a, &b, &c] {
+        let peers = eventually(&format!("{} to see all three online", node.name), Duration::from_secs(180), || async {
+            let peers = node.peers("").await;
+            if names_by_state(&peers, "online") == everyone {
+                Ok(peers)
+            } else {
+                Err(format!("{:?}", peers.iter().map(|p| (&p.advert.agent_name, &p.state)).collect::<Vec<_>>()))
+            }
+        })
+        .await;
+        // The adverts are the probes of this machine, as each node published them.
+        let own = node.status().await.node.probe.expect("probe");
+        for p in &peers {
+            assert_eq!(p.advert.compute.cpu_cores, own.cpu_cores);
+            assert_eq!(p.advert.compute.cpu_arch, own.cpu_arch);
+            assert_eq!(p.advert.compute.ram_gb, own.ram_gb);
+            assert_eq!(p.is_self, p.agent_pubkey == node.agent());
+        }
+    }
+    let status = eventually("node-a's mesh status to reach connected", Duration::from_secs(120), || async {
+        let s = a.status().await;
+        if s.peer_count == 2 && s.mesh_status == ripple::mesh::MeshStatus::Connected {
+            Ok(s)
+        } else {
+            Err(format!("{} peers, {:?}", s.peer_count, s.mesh_status))
+        }
+    })
+    .await;
+    assert!(status.diagnostics.last_gossip_ms.is_some());
+
+    // The CLI reads the same API.
+    let a_data = data("node-a");
+    let a_data = a_data.to_str().unwrap();
+    let (code, out, err) = ripple(&["--data", a_data, "peers", "--online"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("node-b") && out.contains("node-c") && out.contains("3 node(s)"), "{out}");
+    let (code, out, err) = ripple(&["--data", a_data, "--json", "status"]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["peer_count"], 2);
+    assert_eq!(json["agent_pubkey"], a.agent());
+
+    // Hard kill: no goodbye, so C drops out only when its heartbeats leave the window.
+    let c_agent = c.agent().to_string();
+    let c_original = c.status().await.node.advert.expect("advert").original;
+    c.kill_hard();
+    eventually("node-c to show offline on node-a", Duration::from_secs(120), || async {
+        let peers = a.peers("").await;
+        let c_row = peers.iter().find(|p| p.agent_pubkey == c_agent).ok_or("node-c missing")?;
+        if c_row.state == "offline" {
+            Ok(())
+        } else {
+            Err(c_row.state.clone())
+        }
+    })
+    .await;
+    let online: Vec<PeerRow> = a.peers("online=true").await;
+    assert!(online.iter().all(|p| p.agent_pubkey != c_agent), "--online leaves node-c out");
+
+    // Restart with the same data dir: same agent, same advert entry, no reinstall.
+    let c = Sidecar::start(launch("node-c", join()));
+    assert_eq!(c.agent(), c_agent, "the restart reuses the agent key");
+    assert!(!c.ready.installed_now, "the hApp is installed once");
+    assert_eq!(c.status().await.node.advert.expect("advert").original, c_original, "the advert is updated, not re-created");
+    eventually("node-c online again on node-a, listed once", Duration::from_secs(120), || async {
+        let peers = a.peers("").await;
+        let rows: Vec<_> = peers.iter().filter(|p| p.agent_pubkey == c_agent).collect();
+        match rows.as_slice() {
+            [row] if row.state == "online" => Ok(()),
+            _ => Err(format!("{:?}", rows.iter().map(|r| &r.state).collect::<Vec<_>>())),
+        }
+    })
+    .await;
+    assert_eq!(a.peers("").await.len(), 3, "three nodes, three rows");
+
+    // SIGTERM: the node says offline before it stops, so others need not wait for the window.
+    let b_agent = b.agent().to_string();
+    let code = b.terminate();
+    assert!(code.success(), "clean shutdown exits 0, got {code:?}");
+    assert!(!data("node-b").join("ripple.run.json").exists(), "the run file is removed");
+    eventually("node-b's advert to say offline on node-a", Duration::from_secs(60), || async {
+        let peers = a.peers("").await;
+        let row = peers.iter().find(|p| p.agent_pubkey == b_agent).ok_or("node-b missing")?;
+        if row.advert.availability == agent_registry_types::Availability::Offline {
+            Ok(())
+        } else {
+            Err(format!("{:?}", row.advert.availability))
+        }
+    })
+    .await;
+
+    // The metrics a Prometheus scrape sees.
+    let metrics = reqwest::get(a.api("metrics")).await.unwrap().text().await.unwrap();
+    for name in ["ripple_peers ", "ripple_heartbeat_age_seconds ", "ripple_conductor_rss_bytes ", "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"+Inf\"}"] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+}
