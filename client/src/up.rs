@@ -73,7 +73,7 @@ pub struct Ready {
 }
 
 const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-const OFFLINE_TIMEOUT: Duration = Duration::from_secs(15);
+const OFFLINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the node until a signal arrives. `progress` gets one line per slow step; `ready` is
 /// called once when the node is up.

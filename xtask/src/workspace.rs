@@ -43,7 +43,11 @@ pub fn step(what: &str) {
 
 impl Workspace {
     pub fn locate() -> anyhow::Result<Self> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent dir")?.to_path_buf();
+        // `cargo run` sets CARGO_MANIFEST_DIR at run time. The compile-time value can name another
+        // checkout that shared the target dir (cargo does not rebuild for a new path).
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let root = manifest_dir.parent().context("xtask has no parent dir")?.to_path_buf();
         let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => root.join("target"),

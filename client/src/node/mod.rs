@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use agent_registry_types::{
     AdvertRecord, Availability, Compute, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
-    RegistryProperties, Storage,
+    PublishProgress, RegistryProperties, Storage,
 };
+use holochain_types::prelude::ActionHash;
 
 use crate::mesh::{unix_ms, Mesh, MeshError, PRIMARY_ROLE};
 use probe::{Probe, ProbeSources};
@@ -25,6 +26,9 @@ pub enum NodeError {
     #[error("the advert built from this node's probe and config is invalid: {0}")]
     InvalidAdvert(String),
 }
+
+/// How long a stopping node waits for validators to acknowledge its last writes.
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// What the operator configured about this node (the rest comes from the probe).
 #[derive(Debug, Clone)]
@@ -133,7 +137,33 @@ impl NodeAgent {
             return Err(NodeError::InvalidAdvert("no advert was published, so none to mark offline".into()));
         };
         advert.availability = Availability::Offline;
-        self.publish_if_changed(advert).await
+        let refresh = self.publish_if_changed(advert).await?;
+        if refresh.changed {
+            self.await_published(&refresh.advert.version).await;
+        }
+        Ok(refresh)
+    }
+
+    /// Waits (bounded) until validators acknowledge everything written since `since`: a node
+    /// that stops right after writing would otherwise take its last update down with it.
+    async fn await_published(&self, since: &ActionHash) {
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        loop {
+            let progress: Result<PublishProgress, _> =
+                self.mesh.call(PRIMARY_ROLE, "capabilities", "get_publish_progress", since).await;
+            match progress {
+                Ok(p) if p.acknowledged >= p.actions => return,
+                Ok(p) if Instant::now() > deadline => {
+                    tracing::warn!("stopping with {} of {} actions acknowledged by validators", p.acknowledged, p.actions);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read publish progress: {e}");
+                    return;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     async fn publish_if_changed(&self, advert: NodeAdvert) -> Result<AdvertRefresh, NodeError> {
@@ -168,7 +198,7 @@ impl NodeAgent {
             memory_percent,
             availability: Availability::Online,
         };
-        let result: Result<holochain_types::prelude::ActionHash, _> =
+        let result: Result<ActionHash, _> =
             self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
         let Ok(mut state) = self.state.lock() else { return };
         match result {

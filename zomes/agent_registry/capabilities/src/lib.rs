@@ -1,7 +1,7 @@
 //! Coordinator `capabilities`: a node publishes its own advert and keeps its capability-index
 //! listings in step with it. Reads of other nodes' adverts live in `discovery`.
 use agent_registry_integrity::{AdvertIndexTag, EntryTypes, IndexKey, LinkTypes, NodeAdvert, UnitEntryTypes};
-use agent_registry_types::AdvertRecord;
+use agent_registry_types::{AdvertRecord, PublishProgress};
 use hdk::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,26 @@ pub fn get_my_node_advert(_: ()) -> ExternResult<Option<AdvertRecord>> {
         original: first.action_address().clone(),
         advert,
     }))
+}
+
+/// The node itself (its sidecar, before it stops): how many of its actions from `since` to its
+/// chain head a validator has acknowledged, so a last advert update is out before shutdown.
+#[hdk_extern]
+pub fn get_publish_progress(since: ActionHash) -> ExternResult<PublishProgress> {
+    let head = agent_info()?.chain_head.1;
+    let from = query(ChainQueryFilter::new().sequence_range(ChainQueryFilterRange::ActionHashTerminated(since, 0)))?
+        .first()
+        .map_or(head, |r| r.action().action_seq());
+    let actions = query(ChainQueryFilter::new().sequence_range(ChainQueryFilterRange::ActionSeqRange(from, head)))?;
+    let mut progress = PublishProgress::default();
+    for record in &actions {
+        progress.actions += 1;
+        let receipts = get_validation_receipts(GetValidationReceiptsInput::new(record.action_address().clone()))?;
+        if receipts.iter().any(|set| !set.receipts.is_empty()) {
+            progress.acknowledged += 1;
+        }
+    }
+    Ok(progress)
 }
 
 fn list(me: &AgentPubKey, advert: &NodeAdvert, version: &ActionHash) -> ExternResult<()> {

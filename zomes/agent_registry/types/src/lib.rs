@@ -60,3 +60,11 @@ pub struct PeerRecord {
     /// Seen in the current or previous heartbeat bucket.
     pub online: bool,
 }
+
+/// `capabilities.get_publish_progress`: own actions since a given one, and how many of them at
+/// least one validator has acknowledged with a receipt.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishProgress {
+    pub actions: u32,
+    pub acknowledged: u32,
+}
