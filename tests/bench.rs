@@ -190,3 +190,82 @@ async fn registry() {
         std::fs::write(path, out).expect("write benchmark results");
     }
 }
+
+/// `cargo xtask bench node`: the real `ripple` binary (release). Node A serves a local network;
+/// node B's data dir is made warm by one start and stop, then each sample restarts B and times
+/// spawn → B ready and spawn → A's discovery shows B online again. Idle memory is B's resident
+/// set (sidecar and embedded conductor are one process) after a minute of heartbeats.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench node"]
+async fn node() {
+    use crate::sidecar::harness::*;
+    const SAMPLES: usize = 5;
+    let tmp = TempDir::new("bench-node");
+    let manifests = test_manifests(&tmp.path().join("manifests")).await;
+    let launch = |name: &str, extra: Vec<String>| Launch {
+        name: name.into(),
+        data: tmp.path().join(name),
+        manifests: manifests.root.clone(),
+        network: "e2e".into(),
+        extra,
+    };
+    let a = Sidecar::start(launch("bench-a", vec![]));
+    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
+    let join = || vec!["--bootstrap".to_string(), bootstrap.clone()];
+
+    let first = Instant::now();
+    let b = Sidecar::start(launch("bench-b", join()));
+    let first_start = first.elapsed();
+    let b_agent = b.agent().to_string();
+    assert!(b.terminate().success());
+
+    let b_online_on_a = |since: Instant| {
+        let a = &a;
+        let b_agent = b_agent.clone();
+        async move {
+            loop {
+                let peers = a.peers("").await;
+                if peers.iter().any(|p| p.agent_pubkey == b_agent && p.state == "online") {
+                    return since.elapsed();
+                }
+                assert!(since.elapsed() < Duration::from_secs(300), "B never came online on A");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (mut ready, mut visible) = (vec![], vec![]);
+    let mut idle_rss_mib = 0;
+    for i in 0..SAMPLES {
+        let spawned = Instant::now();
+        let b = Sidecar::start(launch("bench-b", join()));
+        ready.push(spawned.elapsed());
+        visible.push(b_online_on_a(spawned).await);
+        if i + 1 == SAMPLES {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            idle_rss_mib = b.rss_kib() / 1024;
+        }
+        assert!(b.terminate().success());
+    }
+    let rows = [
+        Stats { what: "`ripple up` (warm data dir) → node ready".into(), samples: ready },
+        Stats {
+            what: "`ripple up` (warm data dir) → advert online in a second node's discovery".into(),
+            samples: visible,
+        },
+    ];
+    let mut out = String::from("| operation | samples | p50 ms | p95 ms |\n|---|---|---|---|\n");
+    for row in &rows {
+        out += &row.row();
+        out.push('\n');
+    }
+    out += &format!(
+        "\nFirst start of a fresh data dir (installs the hApp, compiles the wasm): {:.1} s. Idle resident memory of one \
+         node (sidecar + embedded conductor, one process) after 60 s of heartbeats on a two-node mesh: {idle_rss_mib} MiB. \
+         Network `e2e`: local bootstrap served by node A, 10 s heartbeat buckets.\n",
+        first_start.as_secs_f64()
+    );
+    println!("{out}");
+    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
+        std::fs::write(path, out).expect("write benchmark results");
+    }
+}

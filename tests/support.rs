@@ -9,7 +9,9 @@ use holochain::sweettest::*;
 pub fn repo_root() -> PathBuf {
     // `cargo test` sets CARGO_MANIFEST_DIR at run time; the compile-time value may name another
     // checkout that shared the target dir.
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
 }
 
 pub fn workdir() -> PathBuf {

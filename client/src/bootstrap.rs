@@ -21,8 +21,10 @@ impl LocalBootstrap {
         config.listen_address_list = vec![listen];
         config.quic_bind_addr = Some(SocketAddr::new(listen.ip(), 0));
         // BootstrapSrv::new blocks while it binds and spawns its own runtime.
-        let server = tokio::task::spawn_blocking(move || BootstrapSrv::new(config)).await.map_err(std::io::Error::other)??;
-        let addr = *server.listen_addrs().first().ok_or_else(|| std::io::Error::other("bootstrap server bound nothing"))?;
+        let server =
+            tokio::task::spawn_blocking(move || BootstrapSrv::new(config)).await.map_err(std::io::Error::other)??;
+        let addr =
+            *server.listen_addrs().first().ok_or_else(|| std::io::Error::other("bootstrap server bound nothing"))?;
         let url = url::Url::parse(&format!("http://{addr}")).map_err(std::io::Error::other)?;
         Ok(Self { server: Some(server), url })
     }

@@ -206,7 +206,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api_post(&data_dir, "advert/refresh").await?;
             print(cli.json, &refreshed, |r| {
-                let what = if r.changed { "published a new advert version" } else { "advert unchanged, nothing written" };
+                let what =
+                    if r.changed { "published a new advert version" } else { "advert unchanged, nothing written" };
                 format!("{what}: {}\n", r.advert.version)
             })
         }
@@ -223,7 +224,12 @@ fn init(cli: &Cli, args: &InitArgs, path: &Path) -> anyhow::Result<()> {
 }
 
 /// Resolves `ripple up`'s settings: flag, then environment (clap), then ripple.toml, then default.
-pub fn resolve_up(args: &UpArgs, file: &ConfigFile, data_dir: &Path, manifests: PathBuf) -> Result<UpSettings, anyhow::Error> {
+pub fn resolve_up(
+    args: &UpArgs,
+    file: &ConfigFile,
+    data_dir: &Path,
+    manifests: PathBuf,
+) -> Result<UpSettings, anyhow::Error> {
     let manifests = Manifests::new(manifests);
     let network_name = args.network.clone().or(file.network.clone()).unwrap_or_else(|| "local".into());
     let network = manifests.network(&network_name)?;
@@ -260,9 +266,8 @@ pub fn resolve_up(args: &UpArgs, file: &ConfigFile, data_dir: &Path, manifests: 
     let node = &file.node;
     let agent_name = args.agent_name.clone().or(node.agent_name.clone()).unwrap_or_else(config::default_agent_name);
     config::check_agent_name(&agent_name)?;
-    let optional_url = |flag: &str, value: Option<String>| {
-        value.map(|v| config::parse_url(flag, &v, &["http", "https"])).transpose()
-    };
+    let optional_url =
+        |flag: &str, value: Option<String>| value.map(|v| config::parse_url(flag, &v, &["http", "https"])).transpose();
     let sources = ProbeSources {
         localai_url: optional_url("localai_url", args.localai_url.clone().or(node.localai_url.clone()))?,
         ipfs_api_url: optional_url("ipfs_api_url", args.ipfs_api_url.clone().or(node.ipfs_api_url.clone()))?,
@@ -284,7 +289,10 @@ pub fn resolve_up(args: &UpArgs, file: &ConfigFile, data_dir: &Path, manifests: 
         network,
         conductor,
         bootstrap,
-        bootstrap_listen: args.bootstrap_listen.or(file.bootstrap_listen).unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
+        bootstrap_listen: args
+            .bootstrap_listen
+            .or(file.bootstrap_listen)
+            .unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
         happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
         api_listen,
         node: NodeSettings {
@@ -439,7 +447,15 @@ pub fn render_status(s: &StatusReport) -> String {
     if let Some(relay) = &d.relay_url {
         line("relay", relay.clone());
     }
-    line("gossip", format!("last {}, {} rounds, {} ops pending", ago(d.last_gossip_ms), d.completed_gossip_rounds, d.pending_fetch_ops));
+    line(
+        "gossip",
+        format!(
+            "last {}, {} rounds, {} ops pending",
+            ago(d.last_gossip_ms),
+            d.completed_gossip_rounds,
+            d.pending_fetch_ops
+        ),
+    );
     let n = &s.node;
     line(
         "heartbeat",
@@ -492,7 +508,8 @@ fn render_peers(peers: &Vec<PeerRow>) -> String {
     ]];
     for p in peers {
         let a = &p.advert;
-        let gpus = a.compute.gpus.iter().map(|g| format!("{} {} {}G", g.vendor, g.model, g.vram_gb)).collect::<Vec<_>>();
+        let gpus =
+            a.compute.gpus.iter().map(|g| format!("{} {} {}G", g.vendor, g.model, g.vram_gb)).collect::<Vec<_>>();
         rows.push([
             format!("{}{}", a.agent_name, if p.is_self { " (self)" } else { "" }),
             p.state.clone(),
@@ -527,7 +544,10 @@ fn render_advert(state: &NodeState) -> String {
         None => "no advert published\n".into(),
     };
     if let Some(probe) = &state.probe {
-        out.push_str(&format!("probe: {} ({} cores), {} GB free disk\n", probe.cpu_model, probe.cpu_cores, probe.disk_free_gb));
+        out.push_str(&format!(
+            "probe: {} ({} cores), {} GB free disk\n",
+            probe.cpu_model, probe.cpu_cores, probe.disk_free_gb
+        ));
         for w in &probe.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }

@@ -115,7 +115,11 @@ fn start_error_hint(error: &str) -> String {
 }
 
 /// The conductor config: the template with this node's paths and URLs filled in.
-pub fn conductor_config(data_dir: &Path, template: &Path, urls: &NetworkUrls) -> Result<ConductorConfig, ConductorError> {
+pub fn conductor_config(
+    data_dir: &Path,
+    template: &Path,
+    urls: &NetworkUrls,
+) -> Result<ConductorConfig, ConductorError> {
     let text = std::fs::read_to_string(template)
         .map_err(|source| ConductorError::Template { path: template.into(), source })?;
     let filled = text
@@ -123,7 +127,8 @@ pub fn conductor_config(data_dir: &Path, template: &Path, urls: &NetworkUrls) ->
         .replace("${RIPPLE_ADMIN_PORT}", "0")
         .replace("${HOLOCHAIN_BOOTSTRAP_URL}", urls.bootstrap.as_str())
         .replace("${HOLOCHAIN_RELAY_URL}", urls.relay.as_str());
-    yaml_serde::from_str(&filled).map_err(|e| ConductorError::BadConfig { path: template.into(), reason: e.to_string() })
+    yaml_serde::from_str(&filled)
+        .map_err(|e| ConductorError::BadConfig { path: template.into(), reason: e.to_string() })
 }
 
 /// The keystore passphrase: `--passphrase-file`, else `$RIPPLE_PASSPHRASE`, else `<data>/passphrase`,

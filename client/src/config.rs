@@ -146,13 +146,10 @@ pub fn write_init(path: &Path, text: &str, force: bool) -> Result<(), ConfigErro
 
 /// Checks a URL setting and names it when it is wrong.
 pub fn parse_url(setting: &str, value: &str, schemes: &[&str]) -> Result<url::Url, ConfigError> {
-    let url = url::Url::parse(value)
-        .map_err(|e| ConfigError::Setting(format!("{setting}: `{value}` is not a URL ({e})")))?;
+    let url =
+        url::Url::parse(value).map_err(|e| ConfigError::Setting(format!("{setting}: `{value}` is not a URL ({e})")))?;
     if !schemes.contains(&url.scheme()) {
-        return Err(ConfigError::Setting(format!(
-            "{setting}: `{value}` must be a {} URL",
-            schemes.join(" or ")
-        )));
+        return Err(ConfigError::Setting(format!("{setting}: `{value}` must be a {} URL", schemes.join(" or "))));
     }
     if url.host_str().is_none() {
         return Err(ConfigError::Setting(format!("{setting}: `{value}` has no host")));

@@ -104,7 +104,9 @@ impl Mesh {
         let admin = AdminWebsocket::connect(("127.0.0.1", admin_port), None)
             .await
             .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{admin_port}"), reason: e.to_string() })?;
-        let step = |step: &'static str| move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") };
+        let step = |step: &'static str| {
+            move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") }
+        };
 
         let existing = admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
         let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == APP_ID) {
@@ -113,7 +115,9 @@ impl Mesh {
                 (info, false)
             }
             None => {
-                progress("installing the ripple hApp (first start: the conductor compiles the wasm, this takes a while)");
+                progress(
+                    "installing the ripple hApp (first start: the conductor compiles the wasm, this takes a while)",
+                );
                 let roles_settings = role_settings(network)?;
                 let info = admin
                     .install_app(InstallAppPayload {
@@ -137,10 +141,10 @@ impl Mesh {
         }
 
         let interfaces = admin.list_app_interfaces().await.map_err(step("list_app_interfaces"))?;
-        let app_port = match interfaces
-            .iter()
-            .find(|i| matches!(i.allowed_origins, AllowedOrigins::Any) && i.installed_app_id.as_deref().is_none_or(|id| id == APP_ID))
-        {
+        let app_port = match interfaces.iter().find(|i| {
+            matches!(i.allowed_origins, AllowedOrigins::Any)
+                && i.installed_app_id.as_deref().is_none_or(|id| id == APP_ID)
+        }) {
             Some(interface) => interface.port,
             None => admin
                 .attach_app_interface(0, None, AllowedOrigins::Any, Some(APP_ID.into()))
@@ -152,7 +156,10 @@ impl Mesh {
         let signer = ClientAgentSigner::default();
         for cell_id in cells.values() {
             let credentials = admin
-                .authorize_signing_credentials(AuthorizeSigningCredentialsPayload { cell_id: cell_id.clone(), functions: None })
+                .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
+                    cell_id: cell_id.clone(),
+                    functions: None,
+                })
                 .await
                 .map_err(|e| MeshError::Conductor { step: "authorize_signing_credentials", reason: e.to_string() })?;
             signer.add_credentials(cell_id.clone(), credentials);
@@ -162,9 +169,9 @@ impl Mesh {
             .await
             .map_err(step("issue_app_auth_token"))?
             .token;
-        let app = AppWebsocket::connect(("127.0.0.1", app_port), token, signer.into(), None)
-            .await
-            .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{app_port} (app)"), reason: e.to_string() })?;
+        let app = AppWebsocket::connect(("127.0.0.1", app_port), token, signer.into(), None).await.map_err(|e| {
+            MeshError::Connect { url: format!("ws://127.0.0.1:{app_port} (app)"), reason: e.to_string() }
+        })?;
 
         Ok(Self { admin, app, admin_port, app_port, agent: info.agent_pub_key.clone(), cells, installed_now, metrics })
     }
@@ -178,7 +185,8 @@ impl Mesh {
         let fail = |reason: String| MeshError::ZomeCall { zome: zome.into(), function: function.into(), reason };
         let payload = ExternIO::encode(input).map_err(|e| fail(e.to_string()))?;
         let started = Instant::now();
-        let result = self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
+        let result =
+            self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
         self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
         result.map_err(|e| fail(zome_error_text(&e)))?.decode().map_err(|e| fail(e.to_string()))
     }
@@ -197,7 +205,9 @@ impl Mesh {
     /// Peers, gossip and fetch state of the primary role's space.
     pub async fn network_view(&self) -> Result<NetworkView, MeshError> {
         let dna = self.cells.get(PRIMARY_ROLE).map(|c| c.dna_hash().clone());
-        let step = |step: &'static str| move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") };
+        let step = |step: &'static str| {
+            move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") }
+        };
         let infos = self.admin.agent_info(dna.clone().map(|d| vec![d])).await.map_err(step("agent_info"))?;
         let now_ms = unix_ms();
         let mut peers_seen: Vec<PeerSeen> = infos
@@ -214,7 +224,8 @@ impl Mesh {
             .collect();
         peers_seen.sort_by(|a, b| a.agent_pubkey.cmp(&b.agent_pubkey));
 
-        let metrics = self.admin.dump_network_metrics(dna.clone(), false).await.map_err(step("dump_network_metrics"))?;
+        let metrics =
+            self.admin.dump_network_metrics(dna.clone(), false).await.map_err(step("dump_network_metrics"))?;
         let space = dna.as_ref().and_then(|d| metrics.get(d));
         let (last_gossip_ms, completed_gossip_rounds, pending_fetch_ops) = match space {
             Some(m) => (
@@ -277,9 +288,7 @@ fn check_installed_hashes(info: &AppInfo, bundle: &CheckedBundle, network: &Netw
 }
 
 fn role_settings(network: &Network) -> Result<Option<HashMap<String, RoleSettings>>, MeshError> {
-    let modifiers = network
-        .role_modifiers()
-        .map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
+    let modifiers = network.role_modifiers().map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
     if modifiers.is_empty() {
         return Ok(None);
     }
@@ -287,7 +296,14 @@ fn role_settings(network: &Network) -> Result<Option<HashMap<String, RoleSetting
         modifiers
             .into_iter()
             .map(|(role, modifiers)| {
-                (role, RoleSettings::Provisioned { membrane_proof: None, modifiers: Some(modifiers), init_properties: None })
+                (
+                    role,
+                    RoleSettings::Provisioned {
+                        membrane_proof: None,
+                        modifiers: Some(modifiers),
+                        init_properties: None,
+                    },
+                )
             })
             .collect(),
     ))

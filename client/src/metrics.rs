@@ -59,17 +59,37 @@ impl Metrics {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
             }
         };
-        gauge("ripple_peers", "Other agents the conductor knows in the agent_registry space.", Some(gauges.peers as f64));
-        gauge("ripple_online_peers", "Peers with a heartbeat in the online window.", gauges.online_peers.map(|n| n as f64));
-        gauge("ripple_heartbeat_age_seconds", "Seconds since this node's last successful heartbeat.", gauges.heartbeat_age_secs);
+        gauge(
+            "ripple_peers",
+            "Other agents the conductor knows in the agent_registry space.",
+            Some(gauges.peers as f64),
+        );
+        gauge(
+            "ripple_online_peers",
+            "Peers with a heartbeat in the online window.",
+            gauges.online_peers.map(|n| n as f64),
+        );
+        gauge(
+            "ripple_heartbeat_age_seconds",
+            "Seconds since this node's last successful heartbeat.",
+            gauges.heartbeat_age_secs,
+        );
         gauge("ripple_heartbeats_sent", "Heartbeats written since start.", Some(gauges.heartbeats_sent as f64));
-        gauge("ripple_heartbeat_failures", "Heartbeats that failed since start.", Some(gauges.heartbeat_failures as f64));
+        gauge(
+            "ripple_heartbeat_failures",
+            "Heartbeats that failed since start.",
+            Some(gauges.heartbeat_failures as f64),
+        );
         gauge(
             "ripple_conductor_rss_bytes",
             "Resident memory of the sidecar process with its embedded conductor (absent when attached).",
             gauges.process_rss_bytes.filter(|_| gauges.embedded_conductor).map(|b| b as f64),
         );
-        gauge("ripple_process_rss_bytes", "Resident memory of the sidecar process.", gauges.process_rss_bytes.map(|b| b as f64));
+        gauge(
+            "ripple_process_rss_bytes",
+            "Resident memory of the sidecar process.",
+            gauges.process_rss_bytes.map(|b| b as f64),
+        );
         gauge("ripple_uptime_seconds", "Seconds since the sidecar started.", Some(gauges.uptime_secs));
 
         let _ = writeln!(
@@ -87,7 +107,10 @@ impl Metrics {
             let _ = writeln!(out, "ripple_zome_call_duration_seconds_sum{{{labels}}} {}", h.sum);
             let _ = writeln!(out, "ripple_zome_call_duration_seconds_count{{{labels}}} {}", h.count);
         }
-        let _ = writeln!(out, "# HELP ripple_zome_call_errors Zome calls that returned an error.\n# TYPE ripple_zome_call_errors counter");
+        let _ = writeln!(
+            out,
+            "# HELP ripple_zome_call_errors Zome calls that returned an error.\n# TYPE ripple_zome_call_errors counter"
+        );
         for ((zome, function), h) in calls.iter() {
             let _ = writeln!(out, "ripple_zome_call_errors{{zome=\"{zome}\",fn=\"{function}\"}} {}", h.errors);
         }
@@ -123,9 +146,14 @@ mod tests {
             embedded_conductor: false,
             uptime_secs: 9.0,
         });
-        assert!(text.contains("ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.0025\"} 0"));
-        assert!(text.contains("ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.005\"} 1"));
-        assert!(text.contains("ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.5\"} 2"));
+        assert!(text.contains(
+            "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.0025\"} 0"
+        ));
+        assert!(text.contains(
+            "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.005\"} 1"
+        ));
+        assert!(text
+            .contains("ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.5\"} 2"));
         assert!(text.contains("ripple_zome_call_duration_seconds_count{zome=\"discovery\",fn=\"query_peers\"} 2"));
         assert!(text.contains("ripple_zome_call_errors{zome=\"discovery\",fn=\"query_peers\"} 1"));
         assert!(text.contains("ripple_peers 2"));

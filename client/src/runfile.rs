@@ -49,7 +49,9 @@ impl RunFile {
         let path = data_dir.join(RUN_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RunFileError::NotRunning(data_dir.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RunFileError::NotRunning(data_dir.into()))
+            }
             Err(e) => return Err(RunFileError::Io { path, reason: e.to_string() }),
         };
         let info: RunInfo =
@@ -62,7 +64,9 @@ impl RunFile {
 
     pub fn ensure_not_running(data_dir: &Path) -> Result<(), RunFileError> {
         match Self::read(data_dir) {
-            Ok(info) => Err(RunFileError::AlreadyRunning { data_dir: data_dir.into(), pid: info.pid, api_url: info.api_url }),
+            Ok(info) => {
+                Err(RunFileError::AlreadyRunning { data_dir: data_dir.into(), pid: info.pid, api_url: info.api_url })
+            }
             Err(RunFileError::NotRunning(_)) => Ok(()),
             Err(e) => Err(e),
         }

@@ -103,21 +103,24 @@ pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&
             let server = LocalBootstrap::start(settings.bootstrap_listen)
                 .await
                 .map_err(|source| UpError::BootstrapBind { addr: settings.bootstrap_listen, source })?;
-            progress(&format!("serving ripple-local bootstrap+relay at {} (other nodes: --bootstrap {})", server.url, server.url));
+            progress(&format!(
+                "serving ripple-local bootstrap+relay at {} (other nodes: --bootstrap {})",
+                server.url, server.url
+            ));
             Some(server)
         }
         _ => None,
     };
-    let urls = urls.or_else(|| {
-        local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() })
-    });
+    let urls = urls
+        .or_else(|| local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() }));
 
     let metrics = Arc::new(Metrics::default());
     let (embedded, admin_port, admin_url, passphrase_note) = match &settings.conductor {
         ConductorChoice::Embedded { passphrase_file, passphrase_env } => {
             let (passphrase, source) =
                 conductor::load_passphrase(passphrase_file.as_deref(), passphrase_env.clone(), &settings.data_dir)?;
-            let urls = urls.clone().ok_or_else(|| UpError::Setting("no bootstrap URL for the embedded conductor".into()))?;
+            let urls =
+                urls.clone().ok_or_else(|| UpError::Setting("no bootstrap URL for the embedded conductor".into()))?;
             progress("starting the embedded conductor");
             let embedded = EmbeddedConductor::start(
                 &settings.data_dir,
@@ -130,12 +133,28 @@ pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&
             (Some(embedded), port, format!("ws://127.0.0.1:{port}"), passphrase_note(&source))
         }
         ConductorChoice::Attach { admin_url } => {
-            let port = admin_url.port().ok_or_else(|| UpError::Setting(format!("--admin-url {admin_url} has no port")))?;
+            let port =
+                admin_url.port().ok_or_else(|| UpError::Setting(format!("--admin-url {admin_url} has no port")))?;
             (None, port, admin_url.to_string(), None)
         }
     };
 
-    let result = serve(&settings, &bundle, urls, local_bootstrap.is_some(), embedded.is_some(), admin_port, admin_url, metrics, api_listener, started, passphrase_note, progress, ready).await;
+    let result = serve(
+        &settings,
+        &bundle,
+        urls,
+        local_bootstrap.is_some(),
+        embedded.is_some(),
+        admin_port,
+        admin_url,
+        metrics,
+        api_listener,
+        started,
+        passphrase_note,
+        progress,
+        ready,
+    )
+    .await;
     if let Some(conductor) = embedded {
         progress("stopping the conductor");
         if tokio::time::timeout(OFFLINE_TIMEOUT, conductor.shutdown()).await.is_err() {
@@ -177,7 +196,8 @@ async fn serve(
         started,
     };
     let state = Arc::new(ApiState { mesh: mesh.clone(), node: node.clone(), metrics, info });
-    let api_addr = api_listener.local_addr().map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
+    let api_addr =
+        api_listener.local_addr().map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
     let api_url = format!("http://{api_addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut api_stop = stop_rx.clone();
@@ -237,7 +257,10 @@ async fn network_urls(settings: &UpSettings) -> Result<Option<NetworkUrls>, UpEr
         let hint = if spec.bootstrap_url.is_none() {
             "Start the first ripple-local node without --bootstrap; it prints the URL the others use.".to_string()
         } else {
-            format!("Network `{}` needs its bootstrap server; check the connection or pass --bootstrap URL.", settings.network.name)
+            format!(
+                "Network `{}` needs its bootstrap server; check the connection or pass --bootstrap URL.",
+                settings.network.name
+            )
         };
         return Err(UpError::BootstrapUnreachable { url: bootstrap.to_string(), reason, hint });
     }

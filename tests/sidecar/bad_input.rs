@@ -40,11 +40,14 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
         args
     };
 
-    check(&data, Case {
-        what: "unknown network",
-        args: base(&["--network", "moonnet"]),
-        expect: vec!["unknown network `moonnet`", "e2e, local, mainnet, testnet"],
-    });
+    check(
+        &data,
+        Case {
+            what: "unknown network",
+            args: base(&["--network", "moonnet"]),
+            expect: vec!["unknown network `moonnet`", "e2e, local, mainnet, testnet"],
+        },
+    );
 
     // Pins that do not match the bundle: the message names the role and how to fix it.
     let wrong = tmp.path().join("wrong-pins");
@@ -55,21 +58,34 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     std::fs::write(&pins_path, pins.to_string()).unwrap();
     let mut args = base(&["--network", "e2e"]);
     args[3] = wrong_manifests.root.display().to_string();
-    check(&data, Case {
-        what: "wrong hash pins",
-        args,
-        expect: vec!["does not match the DNA hashes pinned for network `e2e`", "role `agent_registry`", "cargo xtask build"],
-    });
+    check(
+        &data,
+        Case {
+            what: "wrong hash pins",
+            args,
+            expect: vec![
+                "does not match the DNA hashes pinned for network `e2e`",
+                "role `agent_registry`",
+                "cargo xtask build",
+            ],
+        },
+    );
 
-    check(&data, Case {
-        what: "unreachable bootstrap",
-        args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9"]),
-        expect: vec!["bootstrap server http://127.0.0.1:9/ is unreachable"],
-    });
+    check(
+        &data,
+        Case {
+            what: "unreachable bootstrap",
+            args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9"]),
+            expect: vec!["bootstrap server http://127.0.0.1:9/ is unreachable"],
+        },
+    );
 
     let mut args = base(&["--network", "e2e"]);
     args[8] = tmp.path().join("nowhere/ripple.happ").display().to_string();
-    check(&data, Case { what: "missing bundle", args, expect: vec!["nowhere/ripple.happ not found", "cargo xtask build"] });
+    check(
+        &data,
+        Case { what: "missing bundle", args, expect: vec!["nowhere/ripple.happ not found", "cargo xtask build"] },
+    );
 
     let config = tmp.path().join("broken.toml");
     std::fs::write(&config, "network = \"e2e\"\n[node\nagent_name = 3\n").unwrap();
@@ -82,17 +98,23 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     args.extend(base(&[]));
     check(&data, Case { what: "unknown config key", args, expect: vec!["unknown field `heartbeat`"] });
 
-    check(&data, Case {
-        what: "remote admin websocket",
-        args: base(&["--network", "e2e", "--admin-url", "ws://10.1.2.3:4444"]),
-        expect: vec!["only attaches to one on loopback"],
-    });
+    check(
+        &data,
+        Case {
+            what: "remote admin websocket",
+            args: base(&["--network", "e2e", "--admin-url", "ws://10.1.2.3:4444"]),
+            expect: vec!["only attaches to one on loopback"],
+        },
+    );
 
-    check(&data, Case {
-        what: "invalid node name",
-        args: base(&["--network", "e2e", "--agent-name", "no spaces please"]),
-        expect: vec!["agent_name `no spaces please`"],
-    });
+    check(
+        &data,
+        Case {
+            what: "invalid node name",
+            args: base(&["--network", "e2e", "--agent-name", "no spaces please"]),
+            expect: vec!["agent_name `no spaces please`"],
+        },
+    );
 
     // No node running: status says so, with its own exit code.
     let (code, _, err) = ripple(&["--data", &data.display().to_string(), "status"]);

@@ -104,7 +104,11 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     let c = Sidecar::start(launch("node-c", join()));
     assert_eq!(c.agent(), c_agent, "the restart reuses the agent key");
     assert!(!c.ready.installed_now, "the hApp is installed once");
-    assert_eq!(c.status().await.node.advert.expect("advert").original, c_original, "the advert is updated, not re-created");
+    assert_eq!(
+        c.status().await.node.advert.expect("advert").original,
+        c_original,
+        "the advert is updated, not re-created"
+    );
     eventually("node-c online again on node-a, listed once", Duration::from_secs(120), || async {
         let peers = a.peers("").await;
         let rows: Vec<_> = peers.iter().filter(|p| p.agent_pubkey == c_agent).collect();
@@ -134,7 +138,12 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
 
     // The metrics a Prometheus scrape sees.
     let metrics = reqwest::get(a.api("metrics")).await.unwrap().text().await.unwrap();
-    for name in ["ripple_peers ", "ripple_heartbeat_age_seconds ", "ripple_conductor_rss_bytes ", "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"+Inf\"}"] {
+    for name in [
+        "ripple_peers ",
+        "ripple_heartbeat_age_seconds ",
+        "ripple_conductor_rss_bytes ",
+        "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"+Inf\"}",
+    ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
 }

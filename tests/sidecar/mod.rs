@@ -2,5 +2,5 @@
 //! and data dir, or attached to a conductor the test started.
 mod attach;
 mod bad_input;
-mod harness;
+pub mod harness;
 mod mesh;

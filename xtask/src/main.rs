@@ -33,7 +33,13 @@ enum Command {
     /// another target dir, and fail unless the wasm is byte-identical (so pinned hashes hold on
     /// every machine).
     Repro,
-    /// Everything CI checks: build, pin --check, repro, unit tests, conductor tests.
+    /// Build what is missing and start a node on ripple-local with the embedded conductor
+    /// (`ripple up --network local`); arguments after `--` go to `ripple up`.
+    Up {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI checks: build, pin --check, repro, unit tests, conductor and sidecar tests.
     Test {
         /// Extra arguments for the conductor test binary (e.g. a test name filter).
         #[arg(last = true)]
@@ -63,14 +69,23 @@ fn run() -> anyhow::Result<()> {
         Command::Build => rt.block_on(build::build(&ws)),
         Command::Pin { check } => rt.block_on(pin::pin(&ws, check)),
         Command::Repro => build::check_reproducible(&ws),
+        Command::Up { args } => {
+            rt.block_on(build::build(&ws))?;
+            let ripple = ws.build_sidecar(false)?;
+            workspace::step("ripple up --network local");
+            let mut cmd = std::process::Command::new(ripple);
+            cmd.args(["up", "--network", "local"]).args(&args).current_dir(&ws.root);
+            workspace::exec(cmd)
+        }
         Command::Test { args } => {
             rt.block_on(build::build(&ws))?;
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
             workspace::step("unit tests (zome rules, types, xtask)");
             ws.cargo(&["test", "-p", "agent_registry_integrity", "-p", "agent_registry_types", "-p", "xtask"])?;
-            workspace::step("conductor tests (sweettest, one binary)");
-            let mut cmd = vec!["test", "-p", "ripple_tests", "--test", "ripple", "--"];
+            ws.build_sidecar(false)?;
+            workspace::step("sidecar unit tests, conductor and end-to-end tests (one binary)");
+            let mut cmd = vec!["test", "-p", "ripple", "-p", "ripple_tests", "--"];
             cmd.extend(args.iter().map(String::as_str));
             ws.cargo(&cmd)
         }

@@ -55,6 +55,18 @@ impl Workspace {
         Ok(Self { root, target_dir })
     }
 
+    /// Builds the `ripple` binary together with the test binary, so both share one feature set
+    /// and Holochain is compiled once per profile. Returns the binary's path.
+    pub fn build_sidecar(&self, release: bool) -> anyhow::Result<PathBuf> {
+        step(&format!("building the ripple sidecar ({})", if release { "release" } else { "debug" }));
+        let mut args = vec!["build", "-p", "ripple", "-p", "ripple_tests", "--bins", "--tests"];
+        if release {
+            args.push("--release");
+        }
+        self.cargo(&args)?;
+        Ok(self.target_dir.join(if release { "release" } else { "debug" }).join("ripple"))
+    }
+
     pub fn workdir(&self) -> PathBuf {
         self.root.join("workdir")
     }
@@ -117,6 +129,13 @@ impl Workspace {
 /// A cargo command in `dir` without the variables `cargo run` set for xtask itself. Left in, they
 /// reach build scripts' `rerun-if-env-changed` checks (ring watches `CARGO_MANIFEST_DIR`), so a
 /// build started by xtask and one started from a shell would keep invalidating each other.
+/// Replaces this process with `cmd`, so Ctrl-C and exit codes reach it directly.
+pub fn exec(mut cmd: Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let error = cmd.exec();
+    Err(error).with_context(|| format!("starting {:?}", cmd.get_program()))
+}
+
 pub fn cargo_command(dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(dir);

@@ -154,7 +154,11 @@ impl NodeAgent {
             match progress {
                 Ok(p) if p.acknowledged >= p.actions => return,
                 Ok(p) if Instant::now() > deadline => {
-                    tracing::warn!("stopping with {} of {} actions acknowledged by validators", p.acknowledged, p.actions);
+                    tracing::warn!(
+                        "stopping with {} of {} actions acknowledged by validators",
+                        p.acknowledged,
+                        p.actions
+                    );
                     return;
                 }
                 Err(e) => {
@@ -189,7 +193,10 @@ impl NodeAgent {
         let (cpu_percent, memory_percent) = self.system.lock().map_or((0, 0), |mut s| {
             s.refresh_cpu_usage();
             s.refresh_memory();
-            (percent(f64::from(s.global_cpu_usage())), percent(100.0 * s.used_memory() as f64 / s.total_memory().max(1) as f64))
+            (
+                percent(f64::from(s.global_cpu_usage())),
+                percent(100.0 * s.used_memory() as f64 / s.total_memory().max(1) as f64),
+            )
         });
         let sample = HeartbeatSample {
             seq: seq.unwrap_or(0),
@@ -198,8 +205,7 @@ impl NodeAgent {
             memory_percent,
             availability: Availability::Online,
         };
-        let result: Result<ActionHash, _> =
-            self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
+        let result: Result<ActionHash, _> = self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
         let Ok(mut state) = self.state.lock() else { return };
         match result {
             Ok(_) => {

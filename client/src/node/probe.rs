@@ -73,7 +73,18 @@ pub async fn probe(data_dir: &Path, sources: &ProbeSources) -> Probe {
         None => None,
     };
     let hardware_class_guess = guess_class(&cpu_arch, ram_gb, !gpus.is_empty());
-    Probe { cpu_model, cpu_cores, cpu_arch, ram_gb, disk_free_gb, gpus, models_loaded, ipfs_repo_gb, hardware_class_guess, warnings }
+    Probe {
+        cpu_model,
+        cpu_cores,
+        cpu_arch,
+        ram_gb,
+        disk_free_gb,
+        gpus,
+        models_loaded,
+        ipfs_repo_gb,
+        hardware_class_guess,
+        warnings,
+    }
 }
 
 /// `uname -m` names, lower case, as the advert's index expects.
@@ -113,7 +124,13 @@ async fn nvidia_gpus() -> Result<Vec<Gpu>, GpuProbeError> {
     )
     .await
     .map_err(|_| GpuProbeError::Failed("timed out".into()))?
-    .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { GpuProbeError::Absent } else { GpuProbeError::Failed(e.to_string()) })?;
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            GpuProbeError::Absent
+        } else {
+            GpuProbeError::Failed(e.to_string())
+        }
+    })?;
     if !output.status.success() {
         return Err(GpuProbeError::Failed(String::from_utf8_lossy(&output.stderr).trim().to_string()));
     }
@@ -185,7 +202,8 @@ async fn ipfs_repo_size(base: &url::Url) -> Result<u64, String> {
 
 fn guess_class(arch: &str, ram_gb: u32, has_gpu: bool) -> HardwareClass {
     let vendor = std::fs::read_to_string("/sys/class/dmi/id/sys_vendor").unwrap_or_default().to_ascii_lowercase();
-    let cloud = ["amazon", "google", "microsoft corporation", "digitalocean", "hetzner", "openstack", "qemu", "firecracker"];
+    let cloud =
+        ["amazon", "google", "microsoft corporation", "digitalocean", "hetzner", "openstack", "qemu", "firecracker"];
     if (arch.starts_with("arm") || arch == "aarch64") && ram_gb <= 8 && !has_gpu {
         HardwareClass::IotArm
     } else if cloud.iter().any(|c| vendor.contains(c)) {
