@@ -33,6 +33,20 @@ impl Stats {
     }
 }
 
+/// Prints the table and note, and writes them where `cargo xtask bench` picks them up.
+fn report(rows: &[Stats], note: &str) {
+    let mut out = String::from("| operation | samples | p50 ms | p95 ms |\n|---|---|---|---|\n");
+    for row in rows {
+        out += &row.row();
+        out.push('\n');
+    }
+    out += &format!("\n{}\n", note.trim());
+    println!("{out}");
+    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
+        std::fs::write(path, out).expect("write benchmark results");
+    }
+}
+
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
     let out = f.await;
@@ -172,23 +186,15 @@ async fn registry() {
         samples: propagation,
     });
 
-    let mut out = String::from("| operation | samples | p50 ms | p95 ms |\n|---|---|---|---|\n");
-    for row in &rows {
-        out += &row.row();
-        out.push('\n');
-    }
-    out += &format!(
-        "\nSetup for the discovery rows: {nodes} agents installed on one conductor in {:.0} s, adverts + one heartbeat each \
+    let note = format!(
+        "Setup for the discovery rows: {nodes} agents installed on one conductor in {:.0} s, adverts + one heartbeat each \
          published in {:.0} s. A heartbeat's signed action is {heartbeat_action_bytes} bytes. Test process resident memory \
          with {} agents installed: {rss_mib} MiB.\n",
         install.as_secs_f64(),
         populate.as_secs_f64(),
         nodes + 1,
     );
-    println!("{out}");
-    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
-        std::fs::write(path, out).expect("write benchmark results");
-    }
+    report(&rows, &note);
 }
 
 /// `cargo xtask bench node`: the real `ripple` binary (release). Node A serves a local network;
@@ -253,19 +259,11 @@ async fn node() {
             samples: visible,
         },
     ];
-    let mut out = String::from("| operation | samples | p50 ms | p95 ms |\n|---|---|---|---|\n");
-    for row in &rows {
-        out += &row.row();
-        out.push('\n');
-    }
-    out += &format!(
-        "\nFirst start of a fresh data dir (installs the hApp, compiles the wasm): {:.1} s. Idle resident memory of one \
+    let note = format!(
+        "First start of a fresh data dir (installs the hApp, compiles the wasm): {:.1} s. Idle resident memory of one \
          node (sidecar + embedded conductor, one process) after 60 s of heartbeats on a two-node mesh: {idle_rss_mib} MiB. \
          Network `e2e`: local bootstrap served by node A, 10 s heartbeat buckets.\n",
         first_start.as_secs_f64()
     );
-    println!("{out}");
-    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
-        std::fs::write(path, out).expect("write benchmark results");
-    }
+    report(&rows, &note);
 }

@@ -81,40 +81,6 @@ pub struct PeerRow {
     pub advert: NodeAdvert,
 }
 
-/// `/peers` query string; the CLI's `ripple peers` flags.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PeersQuery {
-    pub gpu_vendor: Option<String>,
-    pub min_vram_gb: Option<u32>,
-    pub model: Option<String>,
-    pub region: Option<String>,
-    pub cpu_arch: Option<String>,
-    pub min_cpu_cores: Option<u32>,
-    pub min_ram_gb: Option<u32>,
-    pub min_storage_gb: Option<u64>,
-    /// Only nodes that are online now.
-    pub online: bool,
-    pub limit: Option<u32>,
-}
-
-impl PeersQuery {
-    pub fn discovery(&self) -> DiscoveryQuery {
-        DiscoveryQuery {
-            gpu_vendor: self.gpu_vendor.clone(),
-            min_vram_gb: self.min_vram_gb,
-            model: self.model.clone(),
-            cpu_arch: self.cpu_arch.clone(),
-            region: self.region.clone(),
-            min_cpu_cores: self.min_cpu_cores,
-            min_ram_gb: self.min_ram_gb,
-            min_storage_gb: self.min_storage_gb,
-            online_only: self.online,
-            limit: self.limit,
-        }
-    }
-}
-
 /// A failure as the API shows it: a status and a message, never a backtrace.
 pub struct ApiError(StatusCode, String);
 
@@ -186,8 +152,10 @@ async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<StatusReport>, Ap
     Ok(Json(status_report(&s).await?))
 }
 
-pub async fn find_peers(s: &ApiState, query: &PeersQuery) -> Result<Vec<PeerRow>, ApiError> {
-    let found: Vec<PeerRecord> = s.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query.discovery()).await?;
+/// Discovery through the local conductor. `online_only` also drops nodes whose advert says they
+/// are not online (a node that stopped cleanly is still in the heartbeat window).
+pub async fn find_peers(s: &ApiState, query: &DiscoveryQuery) -> Result<Vec<PeerRow>, ApiError> {
+    let found: Vec<PeerRecord> = s.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", query).await?;
     Ok(found
         .into_iter()
         .map(|p| PeerRow {
@@ -198,7 +166,7 @@ pub async fn find_peers(s: &ApiState, query: &PeersQuery) -> Result<Vec<PeerRow>
             load: p.last_heartbeat.map(|h| h.sample),
             advert: p.advert,
         })
-        .filter(|row| !query.online || row.state == "online")
+        .filter(|row| !query.online_only || row.state == "online")
         .collect())
 }
 
@@ -214,7 +182,7 @@ fn peer_state(beating: bool, availability: Availability) -> &'static str {
 
 async fn peers(
     State(s): State<Arc<ApiState>>,
-    query: Result<Query<PeersQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<DiscoveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<PeerRow>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     Ok(Json(find_peers(&s, &query).await?))

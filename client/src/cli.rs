@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::{PeerRow, PeersQuery, StatusReport};
+use agent_registry_types::DiscoveryQuery;
+
+use crate::api::{PeerRow, StatusReport};
 use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN, DEFAULT_BOOTSTRAP_LISTEN};
 use crate::manifests::Manifests;
 use crate::node::probe::ProbeSources;
@@ -123,6 +125,9 @@ pub struct PeersArgs {
     pub min_cpu_cores: Option<u32>,
     #[arg(long, value_name = "GB")]
     pub min_ram: Option<u32>,
+    /// Total storage (local + IPFS + S3).
+    #[arg(long, value_name = "GB")]
+    pub min_storage: Option<u64>,
     /// Only nodes online now.
     #[arg(long)]
     pub online: bool,
@@ -183,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print(cli.json, &status, render_status)
         }
         Command::Peers(ref args) => {
-            let query = PeersQuery {
+            let query = DiscoveryQuery {
                 gpu_vendor: args.gpu_vendor.clone(),
                 min_vram_gb: args.min_vram,
                 model: args.model.clone(),
@@ -191,8 +196,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 cpu_arch: args.cpu_arch.clone(),
                 min_cpu_cores: args.min_cpu_cores,
                 min_ram_gb: args.min_ram,
-                min_storage_gb: None,
-                online: args.online,
+                min_storage_gb: args.min_storage,
+                online_only: args.online,
                 limit: args.limit,
             };
             let query_string = serde_urlencoded(&query);
@@ -340,7 +345,7 @@ async fn run_up(settings: UpSettings, json: bool) -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
         } else {
-            if let Some(note) = &r.passphrase {
+            if let Some(note) = &r.passphrase_note {
                 eprintln!("==> {note}");
             }
             print!("{}", render_status(&r.status));
@@ -397,7 +402,7 @@ async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
 }
 
 /// `a=1&b=x` from the set fields of a query struct.
-fn serde_urlencoded(query: &PeersQuery) -> String {
+fn serde_urlencoded(query: &DiscoveryQuery) -> String {
     let value = serde_json::to_value(query).unwrap_or_default();
     let mut url = url::Url::parse("http://q/").expect("static URL");
     if let Some(map) = value.as_object() {

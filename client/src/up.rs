@@ -67,7 +67,8 @@ pub struct Ready {
     pub event: String,
     pub api_url: String,
     pub data_dir: PathBuf,
-    pub passphrase: Option<String>,
+    /// Where the keystore passphrase came from (never the passphrase itself).
+    pub passphrase_note: Option<String>,
     pub installed_now: bool,
     pub status: StatusReport,
 }
@@ -177,7 +178,7 @@ async fn serve(
     metrics: Arc<Metrics>,
     api_listener: tokio::net::TcpListener,
     started: Instant,
-    passphrase: Option<String>,
+    passphrase_note: Option<String>,
     progress: &dyn Fn(&str),
     ready: &dyn Fn(&Ready),
 ) -> Result<(), UpError> {
@@ -217,7 +218,7 @@ async fn serve(
         event: "ready".into(),
         api_url: api_url.clone(),
         data_dir: settings.data_dir.clone(),
-        passphrase,
+        passphrase_note,
         installed_now: mesh.installed_now,
         status,
     });

@@ -30,7 +30,7 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     assert!(d.serving_bootstrap, "the first node serves bootstrap+relay");
     assert_eq!(d.bootstrap_reachable, Some(true));
     assert!(a.ready.installed_now);
-    assert!(a.ready.passphrase.as_deref().is_some_and(|p| p.contains("created a random keystore passphrase")));
+    assert!(a.ready.passphrase_note.as_deref().is_some_and(|p| p.contains("created a random keystore passphrase")));
     let passphrase = data("node-a").join("passphrase");
     assert_eq!(std::fs::metadata(&passphrase).unwrap().permissions().mode() & 0o777, 0o600);
     let bootstrap = d.bootstrap_url.clone().expect("bootstrap url");
@@ -97,7 +97,7 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
         }
     })
     .await;
-    let online: Vec<PeerRow> = a.peers("online=true").await;
+    let online: Vec<PeerRow> = a.peers("online_only=true").await;
     assert!(online.iter().all(|p| p.agent_pubkey != c_agent), "--online leaves node-c out");
 
     // Restart with the same data dir: same agent, same advert entry, no reinstall.
