@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use holochain_types::prelude::{AppManifest, DnaBundle, DnaModifiersOpt};
+use holochain_types::prelude::{AppManifest, DnaBundle, DnaModifiersOpt, YamlProperties};
 use serde::{Deserialize, Serialize};
 
 use crate::build::dna_bundle_path;
@@ -12,6 +12,9 @@ use crate::workspace::{step, Workspace};
 #[derive(Deserialize)]
 struct Network {
     network_seed: String,
+    /// DNA properties per role that override the bundle's (as the sidecar installs them).
+    #[serde(default)]
+    dna_properties: BTreeMap<String, serde_json::Value>,
 }
 
 /// The pin file. `networks[network][role]` is the DnaHash (base64) a node must run.
@@ -109,10 +112,11 @@ async fn compute(ws: &Workspace) -> anyhow::Result<Pins> {
                 .with_context(|| format!("{} missing: run `cargo xtask build`", ws.rel(&bundle_path)))?;
             let bundle =
                 DnaBundle::unpack(bytes.as_slice()).with_context(|| format!("unpacking {}", ws.rel(&bundle_path)))?;
-            let modifiers: DnaModifiersOpt = role
-                .dna
-                .modifiers
-                .clone()
+            let mut modifiers = role.dna.modifiers.clone();
+            if let Some(props) = network.dna_properties.get(&role.name) {
+                modifiers.properties = Some(YamlProperties::new(yaml_serde::to_value(props)?));
+            }
+            let modifiers: DnaModifiersOpt = modifiers
                 .serialized()
                 .map_err(|e| anyhow::anyhow!("role `{}` modifiers: {e:?}", role.name))?
                 .with_network_seed(network.network_seed.clone());
