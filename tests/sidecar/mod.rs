@@ -2,5 +2,6 @@
 //! and data dir, or attached to a conductor the test started.
 mod attach;
 mod bad_input;
+mod cli;
 pub mod harness;
 mod mesh;

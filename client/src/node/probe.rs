@@ -250,6 +250,35 @@ mod tests {
         assert!(!p.cpu_arch.is_empty());
     }
 
+    /// A loopback server speaking the two APIs the probe reads, with js-ipfs's string sizes.
+    async fn serve_models_and_repo_stat() -> url::Url {
+        use axum::routing::{get, post};
+        let app = axum::Router::new()
+            .route(
+                "/v1/models",
+                get(|| async {
+                    axum::Json(serde_json::json!({"object": "list", "data": [
+                        {"id": "qwen3-4b", "object": "model"}, {"id": "smollm2-135m", "object": "model"}, {"id": "qwen3-4b"}
+                    ]}))
+                }),
+            )
+            .route("/api/v0/repo/stat", post(|| async { axum::Json(serde_json::json!({"RepoSize": "2500000001", "NumObjects": 3})) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap()).parse().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn models_and_repo_size_come_from_the_configured_apis() {
+        let url = serve_models_and_repo_stat().await;
+        let sources = ProbeSources { localai_url: Some(url.clone()), ipfs_api_url: Some(url) };
+        let p = probe(Path::new("."), &sources).await;
+        assert_eq!(p.models_loaded, ["qwen3-4b", "smollm2-135m"], "sorted, deduplicated");
+        assert_eq!(p.ipfs_repo_gb, Some(3), "2.5 GB rounds up");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
     #[tokio::test]
     async fn an_unreachable_localai_is_a_warning_not_a_model_list() {
         let sources = ProbeSources { localai_url: Some("http://127.0.0.1:9/".parse().unwrap()), ipfs_api_url: None };
