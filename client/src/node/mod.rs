@@ -186,10 +186,14 @@ impl NodeAgent {
 
     /// One heartbeat with the current load; failures are counted and kept for `/status`.
     pub async fn heartbeat(&self) {
-        let seq = self.seq.lock().map(|mut s| {
-            *s += 1;
-            *s
-        });
+        let seq = self
+            .seq
+            .lock()
+            .map(|mut s| {
+                *s += 1;
+                *s
+            })
+            .unwrap_or(0);
         let (cpu_percent, memory_percent) = self.system.lock().map_or((0, 0), |mut s| {
             s.refresh_cpu_usage();
             s.refresh_memory();
@@ -198,13 +202,10 @@ impl NodeAgent {
                 percent(100.0 * s.used_memory() as f64 / s.total_memory().max(1) as f64),
             )
         });
-        let sample = HeartbeatSample {
-            seq: seq.unwrap_or(0),
-            cpu_percent,
-            gpu_percent: None,
-            memory_percent,
-            availability: Availability::Online,
-        };
+        let has_gpus = self.state.lock().is_ok_and(|s| s.probe.as_ref().is_some_and(|p| !p.gpus.is_empty()));
+        let gpu_percent = if has_gpus { probe::nvidia_utilisation().await } else { None };
+        let sample =
+            HeartbeatSample { seq, cpu_percent, gpu_percent, memory_percent, availability: Availability::Online };
         let result: Result<ActionHash, _> = self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
         let Ok(mut state) = self.state.lock() else { return };
         match result {

@@ -116,10 +116,23 @@ enum GpuProbeError {
 }
 
 async fn nvidia_gpus() -> Result<Vec<Gpu>, GpuProbeError> {
+    Ok(parse_nvidia_smi(&nvidia_smi("name,memory.total").await?))
+}
+
+/// Mean utilisation of the NVIDIA GPUs now, for heartbeats; `None` without NVIDIA GPUs.
+pub async fn nvidia_utilisation() -> Option<u8> {
+    let text = nvidia_smi("utilization.gpu").await.ok()?;
+    let values: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let mean = values.iter().sum::<u32>().checked_div(u32::try_from(values.len()).ok()?)?;
+    u8::try_from(mean.min(100)).ok()
+}
+
+/// `nvidia-smi --query-gpu=<fields>` as CSV without header or units.
+async fn nvidia_smi(fields: &str) -> Result<String, GpuProbeError> {
     let output = tokio::time::timeout(
         HTTP_TIMEOUT,
         tokio::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=name,memory.total", "--format=csv,noheader,nounits"])
+            .args([format!("--query-gpu={fields}").as_str(), "--format=csv,noheader,nounits"])
             .output(),
     )
     .await
@@ -134,7 +147,7 @@ async fn nvidia_gpus() -> Result<Vec<Gpu>, GpuProbeError> {
     if !output.status.success() {
         return Err(GpuProbeError::Failed(String::from_utf8_lossy(&output.stderr).trim().to_string()));
     }
-    Ok(parse_nvidia_smi(&String::from_utf8_lossy(&output.stdout)))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Lines of `name, memory.total [MiB]`.
