@@ -37,8 +37,8 @@ async fn the_sidecar_attaches_to_a_running_conductor_and_installs_once() {
     let peers = node.peers("").await;
     assert!(peers.iter().any(|p| p.agent_pubkey == me && p.is_self && p.state == "online"), "{peers:?}");
 
-    // Stop and attach again: same app, same agent, nothing reinstalled.
-    assert!(node.terminate().success());
+    // Ctrl-C and attach again: same app, same agent, nothing reinstalled.
+    assert!(node.stop_with(libc::SIGINT).success(), "SIGINT is a clean stop");
     let again = Sidecar::start(launch());
     assert_eq!(again.agent(), me);
     assert!(!again.ready.installed_now);

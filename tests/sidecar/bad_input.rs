@@ -116,6 +116,12 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
         },
     );
 
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let mut args = base(&["--network", "e2e"]);
+    args[6] = busy_addr;
+    check(&data, Case { what: "API port in use", args, expect: vec!["cannot serve the HTTP API on"] });
+
     // No node running: status says so, with its own exit code.
     let (code, _, err) = ripple(&["--data", &data.display().to_string(), "status"]);
     assert_eq!(code, 3, "{err}");

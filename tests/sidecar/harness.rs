@@ -161,15 +161,20 @@ impl Sidecar {
     }
 
     /// SIGTERM, then the exit status (the node marks itself offline first).
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM or SIGINT) and waits for the exit status.
+    pub fn stop_with(mut self, signal: libc::c_int) -> std::process::ExitStatus {
         // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{} ignored SIGTERM:\n{}", self.name, self.log());
+            assert!(Instant::now() < deadline, "{} ignored signal {signal}:\n{}", self.name, self.log());
             std::thread::sleep(Duration::from_millis(200));
         }
     }

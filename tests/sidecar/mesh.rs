@@ -71,6 +71,21 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     .await;
     assert!(status.diagnostics.last_gossip_ms.is_some());
 
+    // One node per data dir: a second `ripple up` on node-a's is refused before it touches anything.
+    let (code, _, err) = ripple(&[
+        "--data",
+        data("node-a").to_str().unwrap(),
+        "--manifests",
+        manifests.root.to_str().unwrap(),
+        "up",
+        "--network",
+        "e2e",
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a node is already running on data dir"), "{err}");
+
     // The CLI reads the same API.
     let a_data = data("node-a");
     let a_data = a_data.to_str().unwrap();
