@@ -1,5 +1,6 @@
 //! The `ripple` command line: arguments, resolution against `ripple.toml`, and output (tables for
-//! people, `--json` for scripts). Exit codes: 0 ok, 1 failure, 2 bad input, 3 no node running.
+//! people, `--json` for scripts). Exit codes: 0 ok, 1 failure, 2 bad input, 3 no node running,
+//! 130 interrupted while starting.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -164,6 +165,9 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
 }
 
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if matches!(e.downcast_ref::<UpError>(), Some(UpError::Interrupted)) {
+        return ExitCode::from(130);
+    }
     if matches!(e.downcast_ref::<RunFileError>(), Some(RunFileError::NotRunning(_))) {
         ExitCode::from(3)
     } else if is_bad_input(e) {

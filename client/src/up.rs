@@ -33,6 +33,8 @@ pub enum UpError {
     BootstrapUnreachable { url: String, reason: String, hint: String },
     #[error("{0}")]
     Setting(String),
+    #[error("interrupted while starting; the conductor was stopped cleanly and the next start carries on")]
+    Interrupted,
     #[error("cannot serve the HTTP API on {addr}: {source}")]
     ApiBind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start ripple-local's bootstrap server on {addr}: {source}")]
@@ -81,6 +83,7 @@ const OFFLINE_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&Ready)) -> Result<(), UpError> {
     let started = Instant::now();
     let network = &settings.network;
+    let mut signals = Signals::register()?;
 
     // Checks that need no writes.
     RunFile::ensure_not_running(&settings.data_dir)?;
@@ -115,7 +118,6 @@ pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&
     let urls = urls
         .or_else(|| local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() }));
 
-    let metrics = Arc::new(Metrics::default());
     let (embedded, admin_port, admin_url, passphrase_note) = match &settings.conductor {
         ConductorChoice::Embedded { passphrase_file, passphrase_env } => {
             let (passphrase, source) =
@@ -140,22 +142,18 @@ pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&
         }
     };
 
-    let result = serve(
-        &settings,
-        &bundle,
-        urls,
-        local_bootstrap.is_some(),
-        embedded.is_some(),
-        admin_port,
+    let info = NodeInfo {
+        network: settings.network.name.clone(),
+        network_seed: settings.network.spec.network_seed.clone(),
+        embedded: embedded.is_some(),
         admin_url,
-        metrics,
-        api_listener,
+        bootstrap_url: urls.as_ref().map(|u| u.bootstrap.clone()),
+        relay_url: urls.as_ref().map(|u| u.relay.clone()),
+        serving_bootstrap: local_bootstrap.is_some(),
         started,
-        passphrase_note,
-        progress,
-        ready,
-    )
-    .await;
+    };
+    let startup = Startup { bundle, info, admin_port, api_listener, passphrase_note };
+    let result = serve(&settings, startup, &mut signals, progress, ready).await;
     if let Some(conductor) = embedded {
         progress("stopping the conductor");
         if tokio::time::timeout(OFFLINE_TIMEOUT, conductor.shutdown()).await.is_err() {
@@ -166,36 +164,34 @@ pub async fn run(settings: UpSettings, progress: &dyn Fn(&str), ready: &dyn Fn(&
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `run` prepared for `serve`.
+struct Startup {
+    bundle: crate::manifests::CheckedBundle,
+    info: NodeInfo,
+    admin_port: u16,
+    api_listener: tokio::net::TcpListener,
+    passphrase_note: Option<String>,
+}
+
 async fn serve(
     settings: &UpSettings,
-    bundle: &crate::manifests::CheckedBundle,
-    urls: Option<NetworkUrls>,
-    serving_bootstrap: bool,
-    embedded: bool,
-    admin_port: u16,
-    admin_url: String,
-    metrics: Arc<Metrics>,
-    api_listener: tokio::net::TcpListener,
-    started: Instant,
-    passphrase_note: Option<String>,
+    startup: Startup,
+    signals: &mut Signals,
     progress: &dyn Fn(&str),
     ready: &dyn Fn(&Ready),
 ) -> Result<(), UpError> {
-    let mesh = Arc::new(Mesh::join(admin_port, bundle, &settings.network, metrics.clone(), progress).await?);
-    progress("publishing this node's advert and first heartbeat");
-    let node = NodeAgent::start(mesh.clone(), settings.node.clone()).await?;
-
-    let info = NodeInfo {
-        network: settings.network.name.clone(),
-        network_seed: settings.network.spec.network_seed.clone(),
-        embedded,
-        admin_url,
-        bootstrap_url: urls.as_ref().map(|u| u.bootstrap.clone()),
-        relay_url: urls.as_ref().map(|u| u.relay.clone()),
-        serving_bootstrap,
-        started,
+    let Startup { bundle, info, admin_port, api_listener, passphrase_note } = startup;
+    let metrics = Arc::new(Metrics::default());
+    let mesh = tokio::select! {
+        mesh = Mesh::join(admin_port, &bundle, &settings.network, metrics.clone(), progress) => Arc::new(mesh?),
+        _ = signals.recv() => return Err(UpError::Interrupted),
     };
+    progress("publishing this node's advert and first heartbeat");
+    let node = tokio::select! {
+        node = NodeAgent::start(mesh.clone(), settings.node.clone()) => node?,
+        _ = signals.recv() => return Err(UpError::Interrupted),
+    };
+
     let state = Arc::new(ApiState { mesh: mesh.clone(), node: node.clone(), metrics, info });
     let api_addr =
         api_listener.local_addr().map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
@@ -223,7 +219,7 @@ async fn serve(
         status,
     });
 
-    wait_for_signal().await;
+    signals.recv().await;
     progress("shutting down: marking this node offline");
     let _ = stop_tx.send(true);
     let _ = agent.await;
@@ -280,17 +276,27 @@ fn passphrase_note(source: &PassphraseSource) -> Option<String> {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, registered when `ripple up` starts so that a signal during a slow start
+/// (the first install compiles wasm) also stops the node cleanly.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self, UpError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let fail = |e: std::io::Error| UpError::Setting(format!("cannot listen for signals: {e}"));
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(fail)?,
+            terminate: signal(SignalKind::terminate()).map_err(fail)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }

@@ -4,4 +4,5 @@ mod attach;
 mod bad_input;
 mod cli;
 pub mod harness;
+mod interrupt;
 mod mesh;
