@@ -138,7 +138,9 @@ impl NodeAgent {
         };
         advert.availability = Availability::Offline;
         let refresh = self.publish_if_changed(advert).await?;
-        if refresh.changed {
+        // A node without peers has nobody to publish to: don't wait for receipts that cannot come.
+        let has_peers = self.mesh.network_view().await.is_ok_and(|view| view.peer_count > 0);
+        if refresh.changed && has_peers {
             self.await_published(&refresh.advert.version).await;
         }
         Ok(refresh)
