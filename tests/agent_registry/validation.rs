@@ -103,10 +103,23 @@ async fn peers_reject_and_warrant_every_broken_rule() {
     // five took longer and missed consistency).
     for rule in rules {
         let round = std::time::Instant::now();
-        let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
-        let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
-        let (cell,) = conductor.setup_app("adversary", [&role(&adversary_dna)]).await.unwrap().into_tuple();
-        await_consistency_s(180, [&alice, &cell]).await.unwrap();
+        // A fresh adversary now and then never syncs with Alice (seen about once in five CI runs, after
+        // several rounds); that is test setup, not the rule under test, so such a conductor is replaced.
+        let mut attempt = 0;
+        let (mut conductor, cell) = loop {
+            attempt += 1;
+            let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
+            let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
+            let (cell,) = conductor.setup_app("adversary", [&role(&adversary_dna)]).await.unwrap().into_tuple();
+            match await_consistency_s(90, [&alice, &cell]).await {
+                Ok(()) => break (conductor, cell),
+                Err(e) if attempt < 3 => {
+                    eprintln!("{rule}: adversary conductor {attempt} did not sync with Alice ({e}); starting another");
+                    conductor.shutdown().await;
+                }
+                Err(e) => panic!("{rule}: no adversary conductor synced with Alice in {attempt} attempts: {e}"),
+            }
+        };
         break_rule(rule, &Adversary { conductor: &conductor, cell: cell.clone() }, &alice, &alice_advert).await;
 
         let id = rule.split('-').next().unwrap_or(rule);
