@@ -188,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_up(settings, cli.json).await
         }
         Command::Status => {
-            let status: StatusReport = api_get(&data_dir, "status").await?;
+            let status: StatusReport = api(&data_dir, "status", false).await?;
             print(cli.json, &status, render_status)
         }
         Command::Peers(ref args) => {
@@ -205,15 +205,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit: args.limit,
             };
             let query_string = serde_urlencoded(&query);
-            let peers: Vec<PeerRow> = api_get(&data_dir, &format!("peers?{query_string}")).await?;
+            let peers: Vec<PeerRow> = api(&data_dir, &format!("peers?{query_string}"), false).await?;
             print(cli.json, &peers, render_peers)
         }
         Command::Advert(AdvertCommand::Show) => {
-            let state: NodeState = api_get(&data_dir, "advert").await?;
+            let state: NodeState = api(&data_dir, "advert", false).await?;
             print(cli.json, &state, render_advert)
         }
         Command::Advert(AdvertCommand::Refresh) => {
-            let refreshed: AdvertRefresh = api_post(&data_dir, "advert/refresh").await?;
+            let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
                 let what =
                     if r.changed { "published a new advert version" } else { "advert unchanged, nothing written" };
@@ -376,16 +376,12 @@ fn print<T: serde::Serialize>(json: bool, value: &T, human: impl Fn(&T) -> Strin
     Ok(())
 }
 
-async fn api_get<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str) -> anyhow::Result<T> {
+/// Calls the running node's HTTP API (`GET`, or `POST` when `post`).
+async fn api<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str, post: bool) -> anyhow::Result<T> {
     let run = RunFile::read(data_dir)?;
-    let response = http()?.get(format!("{}/{path}", run.api_url)).send().await?;
-    decode(response).await
-}
-
-async fn api_post<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str) -> anyhow::Result<T> {
-    let run = RunFile::read(data_dir)?;
-    let response = http()?.post(format!("{}/{path}", run.api_url)).send().await?;
-    decode(response).await
+    let url = format!("{}/{path}", run.api_url);
+    let request = if post { http()?.post(url) } else { http()?.get(url) };
+    decode(request.send().await?).await
 }
 
 fn http() -> anyhow::Result<reqwest::Client> {

@@ -104,9 +104,6 @@ impl Mesh {
         let admin = AdminWebsocket::connect(("127.0.0.1", admin_port), None)
             .await
             .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{admin_port}"), reason: e.to_string() })?;
-        let step = |step: &'static str| {
-            move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") }
-        };
 
         let existing = admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
         let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == APP_ID) {
@@ -205,9 +202,6 @@ impl Mesh {
     /// Peers, gossip and fetch state of the primary role's space.
     pub async fn network_view(&self) -> Result<NetworkView, MeshError> {
         let dna = self.cells.get(PRIMARY_ROLE).map(|c| c.dna_hash().clone());
-        let step = |step: &'static str| {
-            move |e: holochain_client::ConductorApiError| MeshError::Conductor { step, reason: format!("{e:?}") }
-        };
         let infos = self.admin.agent_info(dna.clone().map(|d| vec![d])).await.map_err(step("agent_info"))?;
         let now_ms = unix_ms();
         let mut peers_seen: Vec<PeerSeen> = infos
@@ -253,6 +247,11 @@ impl Mesh {
             pending_fetch_ops,
         })
     }
+}
+
+/// Maps a failed admin call to an error naming the step.
+fn step(step: &'static str) -> impl Fn(holochain_client::ConductorApiError) -> MeshError {
+    move |e| MeshError::Conductor { step, reason: format!("{e:?}") }
 }
 
 /// The hApp's provisioned cells by role.
