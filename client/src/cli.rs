@@ -16,7 +16,8 @@ use crate::manifests::Manifests;
 use crate::node::probe::ProbeSources;
 use crate::node::{AdvertRefresh, NodeSettings, NodeState};
 use crate::runfile::{RunFile, RunFileError};
-use crate::up::{self, ConductorChoice, Ready, UpError, UpSettings};
+use crate::mcp::ToolNames;
+use crate::up::{self, ConductorChoice, McpHttp, Ready, UpError, UpSettings};
 
 /// Ripple mesh node: joins a Ripple network through a Holochain conductor, publishes this
 /// machine's capabilities and heartbeats, and finds other nodes.
@@ -45,6 +46,10 @@ pub enum Command {
     Init(InitArgs),
     /// Start the node: conductor, network, advert, heartbeats and the HTTP API. Stops on Ctrl-C/SIGTERM.
     Up(UpArgs),
+    /// Serve the MCP tools (holochain.*) over stdio for an AI agent or IDE. The node starts when a
+    /// tool needs it (holochain.init_conductor, holochain.join_mesh, or any other tool, which joins
+    /// the configured network) and goes offline when the client closes stdin. Takes `up`'s flags.
+    Mcp(UpArgs),
     /// The running node's agent, cells, peers and mesh status (holochain.join_mesh's outputs).
     Status,
     /// Nodes on the mesh, filtered by capability.
@@ -105,6 +110,13 @@ pub struct UpArgs {
     /// Kubo RPC API base URL whose repo size goes into the advert.
     #[arg(long, value_name = "URL")]
     pub ipfs_api_url: Option<String>,
+    /// Also serve the MCP tools over streamable HTTP at http://ADDR/mcp (loopback only).
+    #[arg(long, value_name = "ADDR")]
+    pub mcp_http: Option<SocketAddr>,
+    /// MCP tool names: `dotted` as the spec writes them (holochain.join_mesh), or `underscore`
+    /// (holochain_join_mesh) for clients that accept only [a-zA-Z0-9_-].
+    #[arg(long, value_enum, default_value_t = ToolNames::Dotted)]
+    pub tool_names: ToolNames,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +168,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
                 | UpError::Setting(_)
                 | UpError::BootstrapUnreachable { .. }
                 | UpError::ApiBind { .. }
+                | UpError::McpBind { .. }
                 | UpError::BootstrapBind { .. }
                 | UpError::RunFile(RunFileError::AlreadyRunning { .. })
                 | UpError::Conductor(crate::conductor::ConductorError::Passphrase(_))
@@ -185,7 +198,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(ref args) => {
             let file = ConfigFile::load(&config_path, cli.config.is_some())?;
             let settings = resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()))?;
-            run_up(settings, cli.json).await
+            run_up(settings, mcp_http(args)?, cli.json).await
+        }
+        Command::Mcp(ref args) => {
+            let file = ConfigFile::load(&config_path, cli.config.is_some())?;
+            let mut settings = resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()))?;
+            if args.api.is_none() && file.api_listen.is_none() {
+                // Agents start MCP servers freely; don't collide with a `ripple up` on the default port.
+                settings.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            }
+            let runtime = crate::runtime::Runtime::new(settings);
+            if let Some(http) = mcp_http(args)? {
+                let listener = tokio::net::TcpListener::bind(http.listen)
+                    .await
+                    .map_err(|source| UpError::McpBind { addr: http.listen, source })?;
+                let (url, _stop) = crate::mcp::serve_http(runtime.clone(), http.names, listener)?;
+                eprintln!("==> MCP over streamable HTTP at {url}");
+            }
+            crate::mcp::serve_stdio(runtime, args.tool_names).await
         }
         Command::Status => {
             let status: StatusReport = api(&data_dir, "status", false).await?;
@@ -323,6 +353,16 @@ pub fn resolve_up(
     })
 }
 
+fn mcp_http(args: &UpArgs) -> Result<Option<McpHttp>, ConfigError> {
+    let Some(listen) = args.mcp_http else { return Ok(None) };
+    if !listen.ip().is_loopback() {
+        return Err(ConfigError::Setting(format!(
+            "--mcp-http {listen}: the MCP tools control this node and are unauthenticated, so they serve on loopback only"
+        )));
+    }
+    Ok(Some(McpHttp { listen, names: args.tool_names }))
+}
+
 fn parse_addr(text: &str) -> SocketAddr {
     text.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
@@ -343,7 +383,7 @@ fn from_checkout(relative: &str, marker: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
 
-async fn run_up(settings: UpSettings, json: bool) -> anyhow::Result<()> {
+async fn run_up(settings: UpSettings, mcp: Option<McpHttp>, json: bool) -> anyhow::Result<()> {
     let progress = |line: &str| eprintln!("==> {line}");
     let ready = |r: &Ready| {
         if json {
@@ -354,6 +394,9 @@ async fn run_up(settings: UpSettings, json: bool) -> anyhow::Result<()> {
             }
             print!("{}", render_status(&r.status));
             println!("api          {}", r.api_url);
+            if let Some(url) = &r.mcp_url {
+                println!("mcp          {url}");
+            }
             if r.status.diagnostics.serving_bootstrap {
                 if let Some(url) = &r.status.diagnostics.bootstrap_url {
                     println!("join with    ripple up --network {} --bootstrap {url}", r.status.network);
@@ -362,7 +405,7 @@ async fn run_up(settings: UpSettings, json: bool) -> anyhow::Result<()> {
             println!("ready; Ctrl-C stops the node");
         }
     };
-    up::run(settings, &progress, &ready).await?;
+    up::run(settings, mcp, &progress, &ready).await?;
     eprintln!("==> stopped");
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use holochain_types::prelude::{AppBundle, AppManifest, DnaModifiersOpt, YamlProperties};
+use holochain_types::prelude::{AppBundle, AppManifest, DnaBundle, DnaModifiersOpt, YamlProperties};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -168,13 +168,23 @@ impl Network {
 /// (the same steps as `install_app_bundle`: network seed, then role overrides, then resolve).
 pub async fn role_hashes(bytes: &bytes::Bytes, network: &Network) -> Result<BTreeMap<String, String>, String> {
     let bundle = AppBundle::unpack(bytes.as_ref()).map_err(|e| e.to_string())?;
-    let mut manifest: AppManifest = bundle.manifest().clone();
-    manifest.set_network_seed(network.spec.network_seed.clone());
     let overrides = network.role_modifiers()?;
-    let unknown: Vec<_> =
-        overrides.keys().filter(|r| !manifest.app_roles().iter().any(|m| &&m.name == r)).cloned().collect();
+    let roles: Vec<String> = bundle.manifest().app_roles().iter().map(|r| r.name.clone()).collect();
+    let unknown: Vec<_> = overrides.keys().filter(|r| !roles.contains(r)).cloned().collect();
     if !unknown.is_empty() {
         return Err(format!("network `{}` sets dna_properties for unknown roles {unknown:?}", network.name));
+    }
+    resolve_role_hashes(bundle, Some(network.spec.network_seed.clone()), overrides).await
+}
+
+async fn resolve_role_hashes(
+    bundle: AppBundle,
+    network_seed: Option<String>,
+    overrides: HashMap<String, DnaModifiersOpt<YamlProperties>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut manifest: AppManifest = bundle.manifest().clone();
+    if let Some(seed) = network_seed {
+        manifest.set_network_seed(seed);
     }
     manifest.override_modifiers(overrides).map_err(|e| e.to_string())?;
     let bundle = AppBundle::from(bundle.into_inner().update_manifest(manifest).map_err(|e| e.to_string())?);
@@ -184,6 +194,41 @@ pub async fn role_hashes(bytes: &bytes::Bytes, network: &Network) -> Result<BTre
         .iter()
         .filter_map(|(role, assignment)| Some((role.clone(), assignment.as_primary()?.dna_hash().to_string())))
         .collect())
+}
+
+/// An extra bundle for `holochain.install_dna`: a hApp as it is, or a DNA wrapped into a
+/// one-role hApp whose role is named after the DNA.
+pub struct ExtraBundle {
+    pub bytes: bytes::Bytes,
+    /// The hApp's name (the default app id).
+    pub name: String,
+    /// Role → DNA hash as the conductor will compute it with `network_seed`.
+    pub role_hashes: BTreeMap<String, String>,
+}
+
+pub async fn extra_bundle(path: &Path, network_seed: Option<String>) -> Result<ExtraBundle, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let happ = match AppBundle::unpack(raw.as_slice()) {
+        Ok(happ) => happ,
+        Err(happ_error) => {
+            let dna = DnaBundle::unpack(raw.as_slice()).map_err(|dna_error| {
+                format!("{} is neither a hApp bundle ({happ_error}) nor a DNA bundle ({dna_error})", path.display())
+            })?;
+            let name = dna.manifest().name();
+            let manifest: AppManifest = serde_json::from_value(serde_json::json!({
+                "manifest_version": "0",
+                "name": name,
+                "roles": [{ "name": name, "provisioning": { "strategy": "create", "deferred": false },
+                            "dna": { "path": format!("{name}.dna") } }]
+            }))
+            .map_err(|e| format!("cannot wrap DNA `{name}` into a hApp: {e}"))?;
+            AppBundle::new(manifest, [(format!("{name}.dna"), dna)]).map_err(|e| e.to_string())?
+        }
+    };
+    let name = happ.manifest().app_name().to_string();
+    let bytes = happ.pack().map_err(|e| e.to_string())?;
+    let role_hashes = resolve_role_hashes(happ, network_seed, HashMap::new()).await?;
+    Ok(ExtraBundle { bytes, name, role_hashes })
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {

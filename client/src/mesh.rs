@@ -99,7 +99,7 @@ impl Mesh {
         bundle: &CheckedBundle,
         network: &Network,
         metrics: Arc<Metrics>,
-        progress: &dyn Fn(&str),
+        progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Self, MeshError> {
         let admin = AdminWebsocket::connect(("127.0.0.1", admin_port), None)
             .await
@@ -171,6 +171,57 @@ impl Mesh {
         })?;
 
         Ok(Self { admin, app, admin_port, app_port, agent: info.agent_pub_key.clone(), cells, installed_now, metrics })
+    }
+
+    /// Installs an extra app under this node's agent key and enables it, or reports the app
+    /// already installed as `app_id` if its DNAs are `role_hashes`. Returns its cells and whether
+    /// this call installed it.
+    pub async fn install_extra(
+        &self,
+        app_id: &str,
+        bytes: bytes::Bytes,
+        network_seed: Option<String>,
+        role_hashes: &BTreeMap<String, String>,
+    ) -> Result<(Vec<CellReport>, bool), MeshError> {
+        let existing = self.admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
+        let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == app_id) {
+            Some(info) => (info, false),
+            None => {
+                let payload = InstallAppPayload {
+                    source: AppBundleSource::Bytes(bytes),
+                    agent_key: Some(self.agent.clone()),
+                    installed_app_id: Some(app_id.into()),
+                    network_seed,
+                    roles_settings: None,
+                    ignore_genesis_failure: false,
+                    restore_from_dht: false,
+                };
+                (self.admin.install_app(payload).await.map_err(step("install_app"))?, true)
+            }
+        };
+        let installed: BTreeMap<String, String> =
+            provisioned_cells(&info).iter().map(|(role, id)| (role.clone(), id.dna_hash().to_string())).collect();
+        if &installed != role_hashes {
+            return Err(MeshError::Conductor {
+                step: "install_app",
+                reason: format!(
+                    "app `{app_id}` is installed with DNAs {installed:?}, not the bundle's {role_hashes:?}; \
+                     choose another app_id"
+                ),
+            });
+        }
+        if !matches!(info.status, AppStatus::Enabled) {
+            self.admin.enable_app(app_id.into()).await.map_err(step("enable_app"))?;
+        }
+        let cells = provisioned_cells(&info)
+            .into_iter()
+            .map(|(role, id)| CellReport {
+                role,
+                dna_hash: id.dna_hash().to_string(),
+                agent_pubkey: id.agent_pubkey().to_string(),
+            })
+            .collect();
+        Ok((cells, installed_now))
     }
 
     /// Calls `zome.function` in `role`'s cell, timing it into the zome-call histogram.

@@ -65,7 +65,8 @@ pub struct NodeState {
 
 pub struct NodeAgent {
     mesh: Arc<Mesh>,
-    settings: NodeSettings,
+    /// Changed by `reconfigure` (MCP `holochain.register_node`, a repeated `join_mesh`).
+    settings: Mutex<NodeSettings>,
     period: Duration,
     seq: Mutex<u64>,
     /// Kept between beats: CPU usage is measured over the interval between two refreshes.
@@ -96,7 +97,7 @@ impl NodeAgent {
         };
         let agent = Arc::new(Self {
             mesh,
-            settings,
+            settings: Mutex::new(settings),
             period: Duration::from_secs(period.into()),
             seq: Mutex::new(0),
             system: Mutex::new(sysinfo::System::new()),
@@ -115,10 +116,36 @@ impl NodeAgent {
         self.state.lock().ok()?.last_heartbeat_at.map(|t| t.elapsed())
     }
 
+    pub fn settings(&self) -> NodeSettings {
+        match self.settings.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies `change` to the settings the advert is built from, then probes and republishes
+    /// if the advert differs. Settings that would make an invalid advert are not kept.
+    pub async fn reconfigure(&self, change: &(dyn Fn(&mut NodeSettings) + Sync)) -> Result<AdvertRefresh, NodeError> {
+        let before = self.settings();
+        let mut after = before.clone();
+        change(&mut after);
+        if let Ok(mut s) = self.settings.lock() {
+            *s = after;
+        }
+        let result = self.refresh_advert().await;
+        if result.is_err() {
+            if let Ok(mut s) = self.settings.lock() {
+                *s = before;
+            }
+        }
+        result
+    }
+
     /// Probes again and republishes the advert (availability online) if anything changed.
     pub async fn refresh_advert(&self) -> Result<AdvertRefresh, NodeError> {
-        let probe = probe::probe(&self.settings.data_dir, &self.settings.sources).await;
-        let mut advert = build_advert(&self.settings, &probe, Availability::Online);
+        let settings = self.settings();
+        let probe = probe::probe(&settings.data_dir, &settings.sources).await;
+        let mut advert = build_advert(&settings, &probe, Availability::Online);
         if let Ok(mut state) = self.state.lock() {
             state.probe = Some(probe);
             if let Some(published) = &state.advert {
@@ -228,7 +255,7 @@ impl NodeAgent {
     /// Beats every period and re-probes every `advert_refresh` until `stop` fires.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + self.period, self.period);
-        let refresh_every = self.settings.advert_refresh;
+        let refresh_every = self.settings().advert_refresh;
         let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

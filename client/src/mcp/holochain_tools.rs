@@ -1,0 +1,279 @@
+//! The `holochain.*` tools (spec §11.3) over this node's runtime. Arguments arrive already
+//! validated against the catalog's input schema; results are checked against the output schema
+//! by the caller.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use agent_registry_types::{DiscoveryQuery, HardwareClass};
+
+use crate::api;
+use crate::node::NodeSettings;
+use crate::runtime::{Joined, NetworkChoice, Runtime};
+
+pub const NAMES: &[&str] = &[
+    "holochain.init_conductor",
+    "holochain.join_mesh",
+    "holochain.register_node",
+    "holochain.query_peers",
+    "holochain.install_dna",
+];
+
+pub async fn call(runtime: &Runtime, tool: &str, arguments: Value, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    match tool {
+        "holochain.init_conductor" => init_conductor(runtime, parse(arguments)?, progress).await,
+        "holochain.join_mesh" => join_mesh(runtime, parse(arguments)?, progress).await,
+        "holochain.register_node" => register_node(runtime, parse(arguments)?, progress).await,
+        "holochain.query_peers" => query_peers(runtime, parse(arguments)?, progress).await,
+        "holochain.install_dna" => install_dna(runtime, parse(arguments)?, progress).await,
+        other => Err(format!("tool `{other}` is in the catalog but not implemented")),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<T, String> {
+    serde_json::from_value(arguments).map_err(|e| format!("invalid arguments: {e}"))
+}
+
+fn network_choice(network: Option<String>, bootstrap: Option<String>) -> Result<NetworkChoice, String> {
+    let bootstrap = bootstrap
+        .map(|url| crate::config::parse_url("bootstrap_override", &url, &["http", "https"]))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(NetworkChoice { network, bootstrap })
+}
+
+/// The node on the mesh; joins the configured network first when no join happened yet, as
+/// `ripple up` would (a stdio server is often restarted by its host between calls).
+async fn joined(runtime: &Runtime, progress: &(dyn Fn(&str) + Sync)) -> Result<Arc<Joined>, String> {
+    if let Some(joined) = runtime.joined() {
+        return Ok(joined);
+    }
+    progress(&format!("joining the configured network `{}` first", runtime.base().network.name));
+    runtime.join(&NetworkChoice::default(), &|_| {}, progress).await.map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitConductor {
+    network: Option<String>,
+    bootstrap_override: Option<String>,
+}
+
+async fn init_conductor(runtime: &Runtime, args: InitConductor, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    let choice = network_choice(args.network, args.bootstrap_override)?;
+    let report = runtime.start_conductor(&choice, progress).await.map_err(|e| e.to_string())?;
+    serde_json::to_value(report).map_err(|e| e.to_string())
+}
+
+/// `capabilities`: what a node may declare about itself; the probe measures the rest.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+struct Capabilities {
+    compute: Option<DeclaredCompute>,
+    storage: Option<DeclaredStorage>,
+    inference: Option<DeclaredInference>,
+    memory: Option<DeclaredMemory>,
+    network: Option<DeclaredNetwork>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DeclaredCompute {
+    hardware_class: Option<HardwareClass>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DeclaredStorage {
+    s3_available_gb: Option<u64>,
+    ipfs_api_url: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DeclaredInference {
+    endpoint: Option<String>,
+    max_batch_size: Option<u32>,
+    tokens_per_second: Option<u32>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DeclaredMemory {
+    vector_shards: Option<u32>,
+    redis_memory_gb: Option<u32>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DeclaredNetwork {
+    region: Option<String>,
+    bandwidth_mbps: Option<u32>,
+}
+
+impl Capabilities {
+    fn apply(&self, s: &mut NodeSettings) {
+        if let Some(c) = &self.compute {
+            s.hardware_class = c.hardware_class.or(s.hardware_class);
+        }
+        if let Some(st) = &self.storage {
+            s.s3_available_gb = st.s3_available_gb.unwrap_or(s.s3_available_gb);
+            if let Some(url) = st.ipfs_api_url.as_deref().and_then(http_url) {
+                s.sources.ipfs_api_url = Some(url);
+            }
+        }
+        if let Some(i) = &self.inference {
+            if let Some(url) = i.endpoint.as_deref().and_then(http_url) {
+                s.sources.localai_url = Some(url);
+            }
+            s.max_batch_size = i.max_batch_size.unwrap_or(s.max_batch_size);
+            s.tokens_per_second = i.tokens_per_second.unwrap_or(s.tokens_per_second);
+        }
+        if let Some(m) = &self.memory {
+            s.vector_shards = m.vector_shards.unwrap_or(s.vector_shards);
+            s.redis_memory_gb = m.redis_memory_gb.unwrap_or(s.redis_memory_gb);
+        }
+        if let Some(n) = &self.network {
+            s.region = n.region.clone().unwrap_or(std::mem::take(&mut s.region));
+            s.bandwidth_mbps = n.bandwidth_mbps.unwrap_or(s.bandwidth_mbps);
+        }
+    }
+}
+
+/// A URL the input schema already checked (`format: http-url`).
+fn http_url(text: &str) -> Option<url::Url> {
+    crate::config::parse_url("URL", text, &["http", "https"]).ok()
+}
+
+fn configure(agent_name: Option<String>, capabilities: Option<Capabilities>) -> impl Fn(&mut NodeSettings) + Sync {
+    move |settings: &mut NodeSettings| {
+        if let Some(name) = &agent_name {
+            settings.agent_name = name.clone();
+        }
+        if let Some(declared) = &capabilities {
+            declared.apply(settings);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinMesh {
+    network: String,
+    agent_name: String,
+    capabilities: Capabilities,
+    bootstrap_override: Option<String>,
+}
+
+async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    let choice = network_choice(Some(args.network), args.bootstrap_override)?;
+    let configure = configure(Some(args.agent_name), Some(args.capabilities));
+    let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| e.to_string())?;
+    let state = &joined.state;
+    let view = state.mesh.network_view().await.map_err(|e| e.to_string())?;
+    let cells = state.mesh.cell_reports();
+    Ok(json!({
+        "agent_pubkey": state.mesh.agent.to_string(),
+        "cell_ids": cells.iter().map(|c| format!("{}:{}", c.dna_hash, c.agent_pubkey)).collect::<Vec<_>>(),
+        "peer_count": view.peer_count,
+        "mesh_status": view.mesh_status,
+        "network": state.info.network,
+        "cells": cells,
+        "installed_now": joined.installed_now,
+        "advert_version": state.node.state().advert.map(|a| a.version.to_string()),
+        "api_url": joined.api_url,
+        "bootstrap_url": state.info.bootstrap_url.as_ref().map(|u| u.to_string()),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterNode {
+    agent_name: Option<String>,
+    capabilities: Option<Capabilities>,
+}
+
+async fn register_node(runtime: &Runtime, args: RegisterNode, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    let joined = joined(runtime, progress).await?;
+    let node = &joined.state.node;
+    let refresh = node.reconfigure(&configure(args.agent_name, args.capabilities)).await.map_err(|e| e.to_string())?;
+    Ok(json!({
+        "changed": refresh.changed,
+        "advert_version": refresh.advert.version.to_string(),
+        "agent_pubkey": joined.state.mesh.agent.to_string(),
+        "advert": refresh.advert.advert,
+    }))
+}
+
+async fn query_peers(runtime: &Runtime, query: DiscoveryQuery, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    let joined = joined(runtime, progress).await?;
+    let rows = api::find_peers(&joined.state, &query).await.map_err(|e| e.message().to_string())?;
+    let peers: Vec<Value> = rows
+        .into_iter()
+        .map(|row| {
+            json!({
+                "agent_pubkey": row.agent_pubkey,
+                "agent_name": row.advert.agent_name,
+                "state": row.state,
+                "is_self": row.is_self,
+                "last_heartbeat_ms": row.last_heartbeat_ms,
+                "load": row.load,
+                "advert": row.advert,
+            })
+        })
+        .collect();
+    Ok(json!({ "count": peers.len(), "peers": peers }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallDna {
+    path: PathBuf,
+    expected_dna_hashes: std::collections::BTreeMap<String, String>,
+    app_id: Option<String>,
+    network_seed: Option<String>,
+}
+
+async fn install_dna(runtime: &Runtime, args: InstallDna, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+    if !args.path.is_file() {
+        return Err(format!("`path`: {} is not a file on this node", args.path.display()));
+    }
+    progress(&format!("computing the DNA hashes of {}", args.path.display()));
+    let bundle = crate::manifests::extra_bundle(&args.path, args.network_seed.clone())
+        .await
+        .map_err(|e| format!("`path`: {e}"))?;
+    let mut differences = vec![];
+    for (role, hash) in &bundle.role_hashes {
+        match args.expected_dna_hashes.get(role) {
+            Some(expected) if expected == hash => {}
+            Some(expected) => differences.push(format!("role `{role}`: expected {expected}, the bundle has {hash}")),
+            None => differences.push(format!("role `{role}` (hash {hash}) is not in expected_dna_hashes")),
+        }
+    }
+    for role in args.expected_dna_hashes.keys().filter(|r| !bundle.role_hashes.contains_key(*r)) {
+        differences.push(format!("role `{role}` is expected but the bundle has no such role"));
+    }
+    if !differences.is_empty() {
+        return Err(format!("`expected_dna_hashes`: nothing installed: {}", differences.join("; ")));
+    }
+    let app_id = args.app_id.unwrap_or(bundle.name);
+    if app_id == crate::mesh::APP_ID {
+        return Err(format!("`app_id`: `{app_id}` is the mesh's own app; choose another"));
+    }
+    let joined = joined(runtime, progress).await?;
+    progress(&format!("installing `{app_id}` (the conductor compiles its wasm)"));
+    let mesh = &joined.state.mesh;
+    let (cells, installed_now) = mesh
+        .install_extra(&app_id, bundle.bytes, args.network_seed, &bundle.role_hashes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(json!({
+        "app_id": app_id,
+        "installed_now": installed_now,
+        "agent_pubkey": mesh.agent.to_string(),
+        "cell_ids": cells.iter().map(|c| format!("{}:{}", c.dna_hash, c.agent_pubkey)).collect::<Vec<_>>(),
+        "cells": cells,
+    }))
+}

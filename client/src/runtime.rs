@@ -1,0 +1,417 @@
+//! One node's lifecycle: start the conductor, join the mesh (node agent, HTTP API, run file),
+//! shut down. `ripple up` runs it start to finish; the MCP tools `holochain.init_conductor` and
+//! `holochain.join_mesh` drive the same steps on demand, so both paths check and order things
+//! identically. Every check that can fail on bad input runs before anything is written.
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{self, ApiState, NodeInfo};
+use crate::bootstrap::{self, LocalBootstrap};
+use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
+use crate::manifests::CheckedBundle;
+use crate::mesh::Mesh;
+use crate::metrics::Metrics;
+use crate::node::{NodeAgent, NodeSettings};
+use crate::runfile::RunFile;
+use crate::up::{ConductorChoice, UpError, UpSettings};
+
+const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which network to run on, over the node's configured one.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkChoice {
+    pub network: Option<String>,
+    pub bootstrap: Option<url::Url>,
+}
+
+/// What `holochain.init_conductor` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConductorReport {
+    /// False when the conductor was already running and was left as it is.
+    pub started_now: bool,
+    pub embedded: bool,
+    pub admin_url: String,
+    pub data_dir: std::path::PathBuf,
+    pub network: String,
+    pub network_seed: String,
+    pub bootstrap_url: Option<String>,
+    pub serving_bootstrap: bool,
+    pub holochain_version: String,
+    pub passphrase_note: Option<String>,
+}
+
+/// A node on the mesh: what the API, the CLI and the MCP tools work with.
+pub struct Joined {
+    pub state: Arc<ApiState>,
+    pub api_url: String,
+    /// The hApp was installed by this join (first start on this data dir).
+    pub installed_now: bool,
+}
+
+/// A started conductor and what was checked before starting it.
+struct Conductor {
+    settings: UpSettings,
+    bundle: CheckedBundle,
+    embedded: Option<EmbeddedConductor>,
+    local_bootstrap: Option<LocalBootstrap>,
+    admin_port: u16,
+    info: NodeInfo,
+    api_listener: Option<tokio::net::TcpListener>,
+    passphrase_note: Option<String>,
+}
+
+/// The tasks of a joined node, stopped by `shutdown`.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    agent: tokio::task::JoinHandle<()>,
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    run_file: RunFile,
+}
+
+#[derive(Default)]
+struct Stage {
+    conductor: Option<Conductor>,
+    running: Option<Running>,
+}
+
+pub struct Runtime {
+    base: UpSettings,
+    metrics: Arc<Metrics>,
+    stage: tokio::sync::Mutex<Stage>,
+    /// Read on every tool call and API request, so kept outside the stage lock.
+    joined: RwLock<Option<Arc<Joined>>>,
+    started: Instant,
+}
+
+impl Runtime {
+    pub fn new(base: UpSettings) -> Arc<Self> {
+        Arc::new(Self {
+            base,
+            metrics: Arc::new(Metrics::default()),
+            stage: Default::default(),
+            joined: RwLock::new(None),
+            started: Instant::now(),
+        })
+    }
+
+    /// The settings from flags, environment and `ripple.toml`.
+    pub fn base(&self) -> &UpSettings {
+        &self.base
+    }
+
+    pub fn joined(&self) -> Option<Arc<Joined>> {
+        self.joined.read().ok()?.clone()
+    }
+
+    /// Starts (or reports) the conductor for `choice`. An embedded conductor started for another
+    /// network is restarted, unless this node has already joined: one network per data dir.
+    pub async fn start_conductor(
+        &self,
+        choice: &NetworkChoice,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<ConductorReport, UpError> {
+        let mut stage = self.stage.lock().await;
+        if let (Some(current), None, None) = (&stage.conductor, &choice.network, &choice.bootstrap) {
+            return Ok(report(current, false));
+        }
+        let settings = self.resolve(choice)?;
+        if let Some(current) = &stage.conductor {
+            let same = current.settings.network.name == settings.network.name
+                && (choice.bootstrap.is_none() || current.settings.bootstrap == settings.bootstrap);
+            if same {
+                return Ok(report(current, false));
+            }
+            if stage.running.is_some() || current.embedded.is_none() {
+                return Err(UpError::Setting(format!(
+                    "this node runs on network `{}`{}; one network per data dir: use another --data for `{}`",
+                    current.settings.network.name,
+                    current.info.bootstrap_url.as_ref().map(|u| format!(" via {u}")).unwrap_or_default(),
+                    settings.network.name
+                )));
+            }
+            progress(&format!("restarting the conductor for network `{}`", settings.network.name));
+            if let Some(old) = stage.conductor.take() {
+                stop_conductor(old).await;
+            }
+        }
+        let conductor = self.start(settings, progress).await?;
+        let report = report(&conductor, true);
+        stage.conductor = Some(conductor);
+        Ok(report)
+    }
+
+    /// Joins the mesh: starts the conductor if needed, installs or reuses the hApp, publishes the
+    /// advert and first heartbeat, then serves the HTTP API and writes the run file. `configure`
+    /// adjusts the node settings first (agent name, declared capabilities). Joining again on the
+    /// same network only applies `configure` and republishes the advert if it changed.
+    pub async fn join(
+        &self,
+        choice: &NetworkChoice,
+        configure: &(dyn Fn(&mut NodeSettings) + Sync),
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Arc<Joined>, UpError> {
+        if let Some(joined) = self.joined() {
+            let info = &joined.state.info;
+            let wanted = choice.network.as_deref().unwrap_or(&info.network);
+            let other_bootstrap = choice.bootstrap.as_ref().is_some_and(|b| info.bootstrap_url.as_ref() != Some(b));
+            if wanted != info.network || other_bootstrap {
+                return Err(UpError::Setting(format!(
+                    "this node has joined network `{}`{}; one network per data dir: use another --data for `{wanted}`{}",
+                    info.network,
+                    info.bootstrap_url.as_ref().map(|u| format!(" via {u}")).unwrap_or_default(),
+                    choice.bootstrap.as_ref().map(|u| format!(" via {u}")).unwrap_or_default(),
+                )));
+            }
+            joined.state.node.reconfigure(configure).await?;
+            return Ok(joined);
+        }
+        self.start_conductor(choice, progress).await?;
+        let mut stage = self.stage.lock().await;
+        if let Some(joined) = self.joined() {
+            return Ok(joined); // joined by a concurrent call while this one waited for the lock
+        }
+        let conductor = stage.conductor.as_mut().ok_or_else(|| UpError::Setting("the conductor stopped".into()))?;
+        let mut node_settings = conductor.settings.node.clone();
+        configure(&mut node_settings);
+
+        let mesh = Mesh::join(
+            conductor.admin_port,
+            &conductor.bundle,
+            &conductor.settings.network,
+            self.metrics.clone(),
+            progress,
+        )
+        .await?;
+        let mesh = Arc::new(mesh);
+        progress("publishing this node's advert and first heartbeat");
+        let node = NodeAgent::start(mesh.clone(), node_settings).await?;
+
+        let listener = conductor
+            .api_listener
+            .take()
+            .ok_or_else(|| UpError::Setting("the HTTP API listener was already used".into()))?;
+        let api_listen = conductor.settings.api_listen;
+        let api_addr = listener.local_addr().map_err(|source| UpError::ApiBind { addr: api_listen, source })?;
+        let api_url = format!("http://{api_addr}");
+        let state =
+            Arc::new(ApiState { mesh: mesh.clone(), node: node.clone(), metrics: self.metrics.clone(), info: conductor.info.clone() });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut api_stop = stop_rx.clone();
+        let router = api::router(state.clone());
+        let api = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.changed().await;
+                })
+                .await
+        });
+        let agent = tokio::spawn(node.clone().run(stop_rx));
+        let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
+        stage.running = Some(Running { stop, agent, api, run_file });
+
+        let joined = Arc::new(Joined { state, api_url, installed_now: mesh.installed_now });
+        if let Ok(mut slot) = self.joined.write() {
+            *slot = Some(joined.clone());
+        }
+        Ok(joined)
+    }
+
+    /// Where the keystore passphrase came from, once the conductor runs.
+    pub async fn passphrase_note(&self) -> Option<String> {
+        self.stage.lock().await.conductor.as_ref().and_then(|c| c.passphrase_note.clone())
+    }
+
+    /// Marks the node offline (bounded wait for validators), stops the API and the node agent,
+    /// removes the run file and stops the conductor. Safe to call at any stage.
+    pub async fn shutdown(&self, progress: &(dyn Fn(&str) + Sync)) {
+        let joined = self.joined.write().ok().and_then(|mut slot| slot.take());
+        let mut stage = self.stage.lock().await;
+        if let Some(running) = stage.running.take() {
+            progress("shutting down: marking this node offline");
+            let _ = running.stop.send(true);
+            let _ = running.agent.await;
+            if let Some(joined) = &joined {
+                match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("could not publish availability offline: {e}"),
+                    Err(_) => tracing::warn!("publishing availability offline timed out"),
+                }
+            }
+            let _ = running.api.await;
+            running.run_file.remove();
+        }
+        if let Some(conductor) = stage.conductor.take() {
+            if conductor.embedded.is_some() {
+                progress("stopping the conductor");
+            }
+            stop_conductor(conductor).await;
+        }
+    }
+
+    /// The base settings with `choice` applied.
+    fn resolve(&self, choice: &NetworkChoice) -> Result<UpSettings, UpError> {
+        let mut settings = self.base.clone();
+        if let Some(name) = &choice.network {
+            if *name != settings.network.name {
+                settings.network = settings.manifests.network(name)?;
+                // The configured bootstrap belongs to the configured network.
+                settings.bootstrap = None;
+            }
+        }
+        if let Some(url) = &choice.bootstrap {
+            settings.bootstrap = Some(url.clone());
+        }
+        Ok(settings)
+    }
+
+    async fn start(&self, settings: UpSettings, progress: &(dyn Fn(&str) + Sync)) -> Result<Conductor, UpError> {
+        let network = &settings.network;
+        // Checks that need no writes.
+        RunFile::ensure_not_running(&settings.data_dir)?;
+        progress(&format!("checking {} against the pins of network `{}`", settings.happ.display(), network.name));
+        let bundle = settings.manifests.check_bundle(&settings.happ, network).await?;
+        let api_listener = tokio::net::TcpListener::bind(settings.api_listen)
+            .await
+            .map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
+        let urls = network_urls(&settings).await?;
+        if let ConductorChoice::Attach { admin_url } = &settings.conductor {
+            if settings.bootstrap.is_some() {
+                return Err(UpError::Setting(format!(
+                    "--bootstrap sets the embedded conductor's network; the conductor at {admin_url} uses its own config"
+                )));
+            }
+        }
+
+        // Bootstrap (ripple-local's first node), then the conductor.
+        let local_bootstrap = match (&settings.conductor, &urls) {
+            (ConductorChoice::Embedded { .. }, None) => {
+                let server = LocalBootstrap::start(settings.bootstrap_listen)
+                    .await
+                    .map_err(|source| UpError::BootstrapBind { addr: settings.bootstrap_listen, source })?;
+                progress(&format!(
+                    "serving ripple-local bootstrap+relay at {} (other nodes: --bootstrap {})",
+                    server.url, server.url
+                ));
+                Some(server)
+            }
+            _ => None,
+        };
+        let urls = urls
+            .or_else(|| local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() }));
+
+        let (embedded, admin_port, admin_url, passphrase_note) = match &settings.conductor {
+            ConductorChoice::Embedded { passphrase_file, passphrase_env } => {
+                let (passphrase, source) =
+                    conductor::load_passphrase(passphrase_file.as_deref(), passphrase_env.clone(), &settings.data_dir)?;
+                let urls = urls
+                    .clone()
+                    .ok_or_else(|| UpError::Setting("no bootstrap URL for the embedded conductor".into()))?;
+                progress("starting the embedded conductor");
+                let embedded = EmbeddedConductor::start(
+                    &settings.data_dir,
+                    &settings.manifests.conductor_template_path(),
+                    &urls,
+                    passphrase,
+                )
+                .await?;
+                let port = embedded.admin_port;
+                (Some(embedded), port, format!("ws://127.0.0.1:{port}"), passphrase_note(&source))
+            }
+            ConductorChoice::Attach { admin_url } => {
+                let port =
+                    admin_url.port().ok_or_else(|| UpError::Setting(format!("--admin-url {admin_url} has no port")))?;
+                (None, port, admin_url.to_string(), None)
+            }
+        };
+        let info = NodeInfo {
+            network: network.name.clone(),
+            network_seed: network.spec.network_seed.clone(),
+            embedded: embedded.is_some(),
+            admin_url,
+            bootstrap_url: urls.as_ref().map(|u| u.bootstrap.clone()),
+            relay_url: urls.as_ref().map(|u| u.relay.clone()),
+            serving_bootstrap: local_bootstrap.is_some(),
+            started: self.started,
+        };
+        Ok(Conductor {
+            settings,
+            bundle,
+            embedded,
+            local_bootstrap,
+            admin_port,
+            info,
+            api_listener: Some(api_listener),
+            passphrase_note,
+        })
+    }
+}
+
+fn report(c: &Conductor, started_now: bool) -> ConductorReport {
+    ConductorReport {
+        started_now,
+        embedded: c.embedded.is_some(),
+        admin_url: c.info.admin_url.clone(),
+        data_dir: c.settings.data_dir.clone(),
+        network: c.info.network.clone(),
+        network_seed: c.info.network_seed.clone(),
+        bootstrap_url: c.info.bootstrap_url.as_ref().map(|u| u.to_string()),
+        serving_bootstrap: c.info.serving_bootstrap,
+        holochain_version: holochain::HOLOCHAIN_VERSION.to_string(),
+        passphrase_note: c.passphrase_note.clone(),
+    }
+}
+
+async fn stop_conductor(c: Conductor) {
+    if let Some(embedded) = c.embedded {
+        if tokio::time::timeout(STOP_TIMEOUT, embedded.shutdown()).await.is_err() {
+            tracing::warn!("the conductor did not stop within {STOP_TIMEOUT:?}");
+        }
+    }
+    drop(c.local_bootstrap);
+}
+
+/// Bootstrap and relay for the embedded conductor: `None` means "serve ripple-local's ourselves".
+async fn network_urls(settings: &UpSettings) -> Result<Option<NetworkUrls>, UpError> {
+    if matches!(settings.conductor, ConductorChoice::Attach { .. }) {
+        return Ok(None);
+    }
+    let spec = &settings.network.spec;
+    let bootstrap = match (&settings.bootstrap, &spec.bootstrap_url) {
+        (Some(url), _) => url.clone(),
+        (None, Some(url)) => crate::config::parse_url("networks.json bootstrap_url", url, &["http", "https"])
+            .map_err(|e| UpError::Setting(e.to_string()))?,
+        (None, None) => return Ok(None),
+    };
+    let relay = match (&settings.bootstrap, &spec.relay_url) {
+        (None, Some(url)) => crate::config::parse_url("networks.json relay_url", url, &["http", "https"])
+            .map_err(|e| UpError::Setting(e.to_string()))?,
+        _ => bootstrap.clone(),
+    };
+    if let Err(reason) = bootstrap::probe(&bootstrap, BOOTSTRAP_PROBE_TIMEOUT).await {
+        let hint = if spec.bootstrap_url.is_none() {
+            "Start the first ripple-local node without --bootstrap; it prints the URL the others use.".to_string()
+        } else {
+            format!(
+                "Network `{}` needs its bootstrap server; check the connection or pass --bootstrap URL.",
+                settings.network.name
+            )
+        };
+        return Err(UpError::BootstrapUnreachable { url: bootstrap.to_string(), reason, hint });
+    }
+    Ok(Some(NetworkUrls { bootstrap, relay }))
+}
+
+fn passphrase_note(source: &PassphraseSource) -> Option<String> {
+    match source {
+        PassphraseSource::Generated(path) => Some(format!(
+            "created a random keystore passphrase in {} (mode 0600); back it up: the agent key cannot be unlocked without it",
+            path.display()
+        )),
+        PassphraseSource::DataDir(path) => Some(format!("keystore passphrase from {}", path.display())),
+        PassphraseSource::File(path) => Some(format!("keystore passphrase from {}", path.display())),
+        PassphraseSource::Environment => Some(format!("keystore passphrase from ${}", conductor::PASSPHRASE_ENV)),
+    }
+}
