@@ -13,10 +13,10 @@ use agent_registry_types::DiscoveryQuery;
 use crate::api::{PeerRow, StatusReport};
 use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN, DEFAULT_BOOTSTRAP_LISTEN};
 use crate::manifests::Manifests;
+use crate::mcp::ToolNames;
 use crate::node::probe::ProbeSources;
 use crate::node::{AdvertRefresh, NodeSettings, NodeState};
 use crate::runfile::{RunFile, RunFileError};
-use crate::mcp::ToolNames;
 use crate::up::{self, ConductorChoice, McpHttp, Ready, UpError, UpSettings};
 
 /// Ripple mesh node: joins a Ripple network through a Holochain conductor, publishes this

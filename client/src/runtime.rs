@@ -13,6 +13,7 @@ use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
 use crate::manifests::CheckedBundle;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
+use crate::node::declared::Declared;
 use crate::node::{NodeAgent, NodeSettings};
 use crate::runfile::RunFile;
 use crate::up::{ConductorChoice, UpError, UpSettings};
@@ -37,9 +38,11 @@ pub struct ConductorReport {
     pub data_dir: std::path::PathBuf,
     pub network: String,
     pub network_seed: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_url: Option<String>,
     pub serving_bootstrap: bool,
     pub holochain_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub passphrase_note: Option<String>,
 }
 
@@ -175,6 +178,14 @@ impl Runtime {
         }
         let conductor = stage.conductor.as_mut().ok_or_else(|| UpError::Setting("the conductor stopped".into()))?;
         let mut node_settings = conductor.settings.node.clone();
+        let declared = Declared::load(&conductor.settings.data_dir).map_err(UpError::Setting)?;
+        if !declared.is_empty() {
+            progress(&format!(
+                "applying the name and capabilities declared over MCP ({})",
+                Declared::path(&conductor.settings.data_dir).display()
+            ));
+            declared.apply(&mut node_settings);
+        }
         configure(&mut node_settings);
 
         let mesh = Mesh::join(
@@ -196,8 +207,12 @@ impl Runtime {
         let api_listen = conductor.settings.api_listen;
         let api_addr = listener.local_addr().map_err(|source| UpError::ApiBind { addr: api_listen, source })?;
         let api_url = format!("http://{api_addr}");
-        let state =
-            Arc::new(ApiState { mesh: mesh.clone(), node: node.clone(), metrics: self.metrics.clone(), info: conductor.info.clone() });
+        let state = Arc::new(ApiState {
+            mesh: mesh.clone(),
+            node: node.clone(),
+            metrics: self.metrics.clone(),
+            info: conductor.info.clone(),
+        });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
         let router = api::router(state.clone());
@@ -299,8 +314,9 @@ impl Runtime {
             }
             _ => None,
         };
-        let urls = urls
-            .or_else(|| local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() }));
+        let urls = urls.or_else(|| {
+            local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() })
+        });
 
         let (embedded, admin_port, admin_url, passphrase_note) = match &settings.conductor {
             ConductorChoice::Embedded { passphrase_file, passphrase_env } => {

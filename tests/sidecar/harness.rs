@@ -52,6 +52,12 @@ impl Drop for TempDir {
 /// The committed manifests plus network `e2e`: a fresh seed, no bootstrap (served by the first
 /// node, like ripple-local) and 10 s heartbeat buckets, pinned like the real networks.
 pub async fn test_manifests(dir: &Path) -> Manifests {
+    test_manifests_as(dir, "e2e").await
+}
+
+/// Like `test_manifests`, under another name: `local` for tests that go through the MCP tools,
+/// whose `network` argument takes only the spec's names.
+pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     let src = repo_root().join("manifests/holochain");
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
@@ -69,15 +75,15 @@ pub async fn test_manifests(dir: &Path) -> Manifests {
         )]
         .into(),
     };
-    networks.insert("e2e".into(), serde_json::to_value(&spec).unwrap());
+    networks.insert(name.into(), serde_json::to_value(&spec).unwrap());
     std::fs::write(dir.join("holochain/networks.json"), serde_json::to_string_pretty(&networks).unwrap()).unwrap();
 
     let mut pins: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("dnas/index.json")).unwrap()).unwrap();
     let bytes = bytes::Bytes::from(std::fs::read(happ()).expect("workdir/ripple.happ: run `cargo xtask build`"));
-    let network = Network { name: "e2e".into(), spec: spec.clone() };
+    let network = Network { name: name.into(), spec: spec.clone() };
     let hashes = ripple::manifests::role_hashes(&bytes, &network).await.expect("hash the bundle");
-    pins["networks"]["e2e"] = serde_json::json!({ "network_seed": spec.network_seed, "dnas": hashes });
+    pins["networks"][name] = serde_json::json!({ "network_seed": spec.network_seed, "dnas": hashes });
     std::fs::write(dir.join("holochain/dnas/index.json"), serde_json::to_string_pretty(&pins).unwrap()).unwrap();
     Manifests::new(dir)
 }

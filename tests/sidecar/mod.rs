@@ -5,4 +5,5 @@ mod bad_input;
 mod cli;
 pub mod harness;
 mod interrupt;
+mod mcp;
 mod mesh;

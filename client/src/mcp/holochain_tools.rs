@@ -7,9 +7,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use agent_registry_types::{DiscoveryQuery, HardwareClass};
+use agent_registry_types::DiscoveryQuery;
 
 use crate::api;
+use crate::node::declared::{Capabilities, Declared};
 use crate::node::NodeSettings;
 use crate::runtime::{Joined, NetworkChoice, Runtime};
 
@@ -21,7 +22,12 @@ pub const NAMES: &[&str] = &[
     "holochain.install_dna",
 ];
 
-pub async fn call(runtime: &Runtime, tool: &str, arguments: Value, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+pub async fn call(
+    runtime: &Runtime,
+    tool: &str,
+    arguments: Value,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Value, String> {
     match tool {
         "holochain.init_conductor" => init_conductor(runtime, parse(arguments)?, progress).await,
         "holochain.join_mesh" => join_mesh(runtime, parse(arguments)?, progress).await,
@@ -30,6 +36,14 @@ pub async fn call(runtime: &Runtime, tool: &str, arguments: Value, progress: &(d
         "holochain.install_dna" => install_dna(runtime, parse(arguments)?, progress).await,
         other => Err(format!("tool `{other}` is in the catalog but not implemented")),
     }
+}
+
+/// Absent rather than null: optional outputs are left out, which every schema dialect can say.
+fn without_nulls(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
+    value
 }
 
 fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<T, String> {
@@ -61,101 +75,26 @@ struct InitConductor {
     bootstrap_override: Option<String>,
 }
 
-async fn init_conductor(runtime: &Runtime, args: InitConductor, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+async fn init_conductor(
+    runtime: &Runtime,
+    args: InitConductor,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Value, String> {
     let choice = network_choice(args.network, args.bootstrap_override)?;
     let report = runtime.start_conductor(&choice, progress).await.map_err(|e| e.to_string())?;
     serde_json::to_value(report).map_err(|e| e.to_string())
 }
 
-/// `capabilities`: what a node may declare about itself; the probe measures the rest.
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, default)]
-struct Capabilities {
-    compute: Option<DeclaredCompute>,
-    storage: Option<DeclaredStorage>,
-    inference: Option<DeclaredInference>,
-    memory: Option<DeclaredMemory>,
-    network: Option<DeclaredNetwork>,
+/// Keeps `declared` on top of what was declared before, for this and later starts, and
+/// returns how to apply the result to the node's settings.
+fn declare(runtime: &Runtime, declared: Declared) -> Result<(Declared, impl Fn(&mut NodeSettings) + Sync), String> {
+    let all = Declared::load(&runtime.base().data_dir)?.merged(&declared);
+    let apply = all.clone();
+    Ok((all, move |settings: &mut NodeSettings| apply.apply(settings)))
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DeclaredCompute {
-    hardware_class: Option<HardwareClass>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DeclaredStorage {
-    s3_available_gb: Option<u64>,
-    ipfs_api_url: Option<String>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DeclaredInference {
-    endpoint: Option<String>,
-    max_batch_size: Option<u32>,
-    tokens_per_second: Option<u32>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DeclaredMemory {
-    vector_shards: Option<u32>,
-    redis_memory_gb: Option<u32>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DeclaredNetwork {
-    region: Option<String>,
-    bandwidth_mbps: Option<u32>,
-}
-
-impl Capabilities {
-    fn apply(&self, s: &mut NodeSettings) {
-        if let Some(c) = &self.compute {
-            s.hardware_class = c.hardware_class.or(s.hardware_class);
-        }
-        if let Some(st) = &self.storage {
-            s.s3_available_gb = st.s3_available_gb.unwrap_or(s.s3_available_gb);
-            if let Some(url) = st.ipfs_api_url.as_deref().and_then(http_url) {
-                s.sources.ipfs_api_url = Some(url);
-            }
-        }
-        if let Some(i) = &self.inference {
-            if let Some(url) = i.endpoint.as_deref().and_then(http_url) {
-                s.sources.localai_url = Some(url);
-            }
-            s.max_batch_size = i.max_batch_size.unwrap_or(s.max_batch_size);
-            s.tokens_per_second = i.tokens_per_second.unwrap_or(s.tokens_per_second);
-        }
-        if let Some(m) = &self.memory {
-            s.vector_shards = m.vector_shards.unwrap_or(s.vector_shards);
-            s.redis_memory_gb = m.redis_memory_gb.unwrap_or(s.redis_memory_gb);
-        }
-        if let Some(n) = &self.network {
-            s.region = n.region.clone().unwrap_or(std::mem::take(&mut s.region));
-            s.bandwidth_mbps = n.bandwidth_mbps.unwrap_or(s.bandwidth_mbps);
-        }
-    }
-}
-
-/// A URL the input schema already checked (`format: http-url`).
-fn http_url(text: &str) -> Option<url::Url> {
-    crate::config::parse_url("URL", text, &["http", "https"]).ok()
-}
-
-fn configure(agent_name: Option<String>, capabilities: Option<Capabilities>) -> impl Fn(&mut NodeSettings) + Sync {
-    move |settings: &mut NodeSettings| {
-        if let Some(name) = &agent_name {
-            settings.agent_name = name.clone();
-        }
-        if let Some(declared) = &capabilities {
-            declared.apply(settings);
-        }
-    }
+fn remember(runtime: &Runtime, declared: &Declared) -> Result<(), String> {
+    declared.save(&runtime.base().data_dir).map_err(|e| format!("applied, but could not keep the declarations: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -169,23 +108,27 @@ struct JoinMesh {
 
 async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
     let choice = network_choice(Some(args.network), args.bootstrap_override)?;
-    let configure = configure(Some(args.agent_name), Some(args.capabilities));
+    let declared = Declared { agent_name: Some(args.agent_name), capabilities: Some(args.capabilities) };
+    let (declared, configure) = declare(runtime, declared)?;
+    let joined_before = runtime.joined().is_some();
     let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| e.to_string())?;
+    remember(runtime, &declared)?;
     let state = &joined.state;
     let view = state.mesh.network_view().await.map_err(|e| e.to_string())?;
     let cells = state.mesh.cell_reports();
-    Ok(json!({
+    let advert_version = state.node.state().advert.map(|a| a.version.to_string()).unwrap_or_default();
+    Ok(without_nulls(json!({
         "agent_pubkey": state.mesh.agent.to_string(),
         "cell_ids": cells.iter().map(|c| format!("{}:{}", c.dna_hash, c.agent_pubkey)).collect::<Vec<_>>(),
         "peer_count": view.peer_count,
         "mesh_status": view.mesh_status,
         "network": state.info.network,
         "cells": cells,
-        "installed_now": joined.installed_now,
-        "advert_version": state.node.state().advert.map(|a| a.version.to_string()),
+        "installed_now": joined.installed_now && !joined_before,
+        "advert_version": advert_version,
         "api_url": joined.api_url,
         "bootstrap_url": state.info.bootstrap_url.as_ref().map(|u| u.to_string()),
-    }))
+    })))
 }
 
 #[derive(Deserialize)]
@@ -195,10 +138,17 @@ struct RegisterNode {
     capabilities: Option<Capabilities>,
 }
 
-async fn register_node(runtime: &Runtime, args: RegisterNode, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+async fn register_node(
+    runtime: &Runtime,
+    args: RegisterNode,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Value, String> {
     let joined = joined(runtime, progress).await?;
     let node = &joined.state.node;
-    let refresh = node.reconfigure(&configure(args.agent_name, args.capabilities)).await.map_err(|e| e.to_string())?;
+    let (declared, configure) =
+        declare(runtime, Declared { agent_name: args.agent_name, capabilities: args.capabilities })?;
+    let refresh = node.reconfigure(&configure).await.map_err(|e| e.to_string())?;
+    remember(runtime, &declared)?;
     Ok(json!({
         "changed": refresh.changed,
         "advert_version": refresh.advert.version.to_string(),
@@ -207,13 +157,17 @@ async fn register_node(runtime: &Runtime, args: RegisterNode, progress: &(dyn Fn
     }))
 }
 
-async fn query_peers(runtime: &Runtime, query: DiscoveryQuery, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
+async fn query_peers(
+    runtime: &Runtime,
+    query: DiscoveryQuery,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Value, String> {
     let joined = joined(runtime, progress).await?;
     let rows = api::find_peers(&joined.state, &query).await.map_err(|e| e.message().to_string())?;
     let peers: Vec<Value> = rows
         .into_iter()
         .map(|row| {
-            json!({
+            without_nulls(json!({
                 "agent_pubkey": row.agent_pubkey,
                 "agent_name": row.advert.agent_name,
                 "state": row.state,
@@ -221,7 +175,7 @@ async fn query_peers(runtime: &Runtime, query: DiscoveryQuery, progress: &(dyn F
                 "last_heartbeat_ms": row.last_heartbeat_ms,
                 "load": row.load,
                 "advert": row.advert,
-            })
+            }))
         })
         .collect();
     Ok(json!({ "count": peers.len(), "peers": peers }))

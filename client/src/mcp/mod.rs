@@ -133,7 +133,10 @@ impl McpServer {
                     CallToolResult::structured(output)
                 } else {
                     tracing::error!("{} produced output outside its schema: {errors:?}", spec.name);
-                    tool_error(format!("internal error: the result does not match the tool's output schema: {}", errors.join("; ")))
+                    tool_error(format!(
+                        "internal error: the result does not match the tool's output schema: {}",
+                        errors.join("; ")
+                    ))
                 }
             }
             Err(message) => tool_error(message),
@@ -253,7 +256,8 @@ pub fn serve_http(
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(stop.child_token())
         .with_allowed_hosts(["localhost".to_string(), "127.0.0.1".into(), "::1".into(), addr.to_string()]);
-    let service = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
+    let service =
+        StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
     let router = axum::Router::new().nest_service("/mcp", service);
     let shutdown = stop.clone();
     tokio::spawn(async move {

@@ -89,9 +89,10 @@ fn convert(schema: &Value, definitions: &Map<String, Value>, at: &str) -> Result
         merged.extend(schema); // siblings of $ref (description, required) win
         schema = merged;
     }
-    schema.remove("required").filter(|r| !r.is_boolean()).map_or(Ok(()), |_| {
-        Err(format!("{at}: write `required: true` on the field, not a list on the object"))
-    })?;
+    schema
+        .remove("required")
+        .filter(|r| !r.is_boolean())
+        .map_or(Ok(()), |_| Err(format!("{at}: write `required: true` on the field, not a list on the object")))?;
     for key in schema.keys() {
         if !KEYWORDS.contains(&key.as_str()) {
             return Err(format!("{at}: keyword `{key}` is not supported by the validator"));
@@ -251,8 +252,14 @@ fn join(at: &str, name: &str) -> String {
 
 /// Tool names as the catalog spells them → field names, for tests and docs.
 pub fn input_fields(spec: &ToolSpec) -> BTreeMap<String, bool> {
-    let required: Vec<&str> =
-        spec.input_schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let required: Vec<&str> = spec
+        .input_schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     spec.input_schema
         .get("properties")
         .and_then(Value::as_object)
@@ -302,7 +309,10 @@ mod tests {
         assert!(text.contains("`network`: must be one of \"mainnet\", \"testnet\", \"local\", got \"moon\""), "{text}");
         assert!(text.contains("`agent_name`: must match"), "{text}");
         assert!(text.contains("`capabilities.network.region`: expected string, got 7"), "{text}");
-        assert!(text.contains("`capabilities.compute.cpu_cores`: unknown field; known fields: hardware_class"), "{text}");
+        assert!(
+            text.contains("`capabilities.compute.cpu_cores`: unknown field; known fields: hardware_class"),
+            "{text}"
+        );
         assert!(text.contains("`extra`: unknown field"), "{text}");
         assert_eq!(validate(&join.input_schema, &json!({}))[0], "`network`: required");
         assert_eq!(validate(&join.input_schema, &json!([1]))[0], "arguments: expected object, got an array");
@@ -311,13 +321,15 @@ mod tests {
     #[test]
     fn numbers_strings_and_maps_are_bounded() {
         let peers = tool("holochain.query_peers");
-        let errors = validate(&peers.input_schema, &json!({ "limit": 0, "min_vram_gb": 2.5, "model": "x".repeat(200) }));
+        let errors =
+            validate(&peers.input_schema, &json!({ "limit": 0, "min_vram_gb": 2.5, "model": "x".repeat(200) }));
         let text = errors.join("\n");
         assert!(text.contains("`limit`: must be at least 1"), "{text}");
         assert!(text.contains("`min_vram_gb`: expected integer, got 2.5"), "{text}");
         assert!(text.contains("`model`: must be at most 128 characters, got 200"), "{text}");
         let install = tool("holochain.install_dna");
-        let errors = validate(&install.input_schema, &json!({ "path": "x.happ", "expected_dna_hashes": { "main": "nope" } }));
+        let errors =
+            validate(&install.input_schema, &json!({ "path": "x.happ", "expected_dna_hashes": { "main": "nope" } }));
         assert!(errors[0].starts_with("`expected_dna_hashes.main`: must match"), "{errors:?}");
         let bad_url = validate(
             &tool("holochain.init_conductor").input_schema,
