@@ -34,6 +34,50 @@ pub struct ApiState {
     pub node: Arc<NodeAgent>,
     pub metrics: Arc<Metrics>,
     pub info: NodeInfo,
+    pub discovery: DiscoveryCache,
+}
+
+/// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
+/// at once (MCP sessions, dashboards) cost one conductor query, and concurrent misses wait for the
+/// one in flight instead of each starting their own. This node's own advert changes invalidate it.
+#[derive(Default)]
+pub struct DiscoveryCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedPeers>>,
+    in_flight: tokio::sync::Mutex<()>,
+}
+
+struct CachedPeers {
+    at: Instant,
+    own_advert: Option<String>,
+    peers: Vec<PeerRecord>,
+}
+
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+impl DiscoveryCache {
+    fn fresh(&self, key: &str, own_advert: &Option<String>) -> Option<Vec<PeerRecord>> {
+        let entries = self.entries.lock().ok()?;
+        let hit = entries.get(key)?;
+        (hit.at.elapsed() < DISCOVERY_TTL && &hit.own_advert == own_advert).then(|| hit.peers.clone())
+    }
+
+    async fn query(&self, mesh: &Mesh, node: &NodeAgent, query: &DiscoveryQuery) -> Result<Vec<PeerRecord>, ApiError> {
+        let key = serde_json::to_string(query).unwrap_or_default();
+        let own_advert = node.state().advert.map(|a| a.version.to_string());
+        if let Some(peers) = self.fresh(&key, &own_advert) {
+            return Ok(peers);
+        }
+        let _one_at_a_time = self.in_flight.lock().await;
+        if let Some(peers) = self.fresh(&key, &own_advert) {
+            return Ok(peers); // answered while this call waited
+        }
+        let peers: Vec<PeerRecord> = mesh.call(PRIMARY_ROLE, "discovery", "query_peers", query).await?;
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, e| e.at.elapsed() < DISCOVERY_TTL);
+            entries.insert(key, CachedPeers { at: Instant::now(), own_advert, peers: peers.clone() });
+        }
+        Ok(peers)
+    }
 }
 
 /// `/status`: the spec's `holochain.join_mesh` outputs, plus diagnostics and the node agent's state.
@@ -152,10 +196,11 @@ async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<StatusReport>, Ap
     Ok(Json(status_report(&s).await?))
 }
 
-/// Discovery through the local conductor. `online_only` also drops nodes whose advert says they
-/// are not online (a node that stopped cleanly is still in the heartbeat window).
+/// Discovery through the local conductor (answers at most `DISCOVERY_TTL` old). `online_only` also
+/// drops nodes whose advert says they are not online (a node that stopped cleanly is still in the
+/// heartbeat window).
 pub async fn find_peers(s: &ApiState, query: &DiscoveryQuery) -> Result<Vec<PeerRow>, ApiError> {
-    let found: Vec<PeerRecord> = s.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", query).await?;
+    let found = s.discovery.query(&s.mesh, &s.node, query).await?;
     Ok(found
         .into_iter()
         .map(|p| PeerRow {

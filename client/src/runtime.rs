@@ -212,6 +212,7 @@ impl Runtime {
             node: node.clone(),
             metrics: self.metrics.clone(),
             info: conductor.info.clone(),
+            discovery: Default::default(),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();

@@ -11,6 +11,8 @@ pub enum Suite {
     Registry,
     /// The real `ripple` binary: start (warm data dir) to advert visible on a second node, idle RSS.
     Node,
+    /// `holochain.query_peers` over streamable HTTP: latency and calls/s with 50 concurrent sessions.
+    Mcp,
 }
 
 impl Suite {
@@ -18,13 +20,14 @@ impl Suite {
         match self {
             Suite::Registry => "registry",
             Suite::Node => "node",
+            Suite::Mcp => "mcp",
         }
     }
 
     fn subject(self) -> &'static str {
         match self {
             Suite::Registry => "Holochain 0.7.1 sweettest conductors built with the release profile",
-            Suite::Node => {
+            Suite::Node | Suite::Mcp => {
                 "the `ripple` binary and its embedded Holochain 0.7.1 conductor built with the release profile"
             }
         }
@@ -33,7 +36,7 @@ impl Suite {
 
 pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     crate::build::build(ws).await?;
-    if matches!(suite, Suite::Node) {
+    if matches!(suite, Suite::Node | Suite::Mcp) {
         ws.build_sidecar(true)?;
     }
     let name = suite.name();

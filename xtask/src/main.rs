@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+mod clients;
 mod pin;
 mod workspace;
 
@@ -39,7 +40,10 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Everything CI checks: build, pin --check, repro, unit tests, conductor and sidecar tests.
+    /// Install the pinned MCP clients the end-to-end tests drive (tests/clients/).
+    Clients,
+    /// Everything CI checks: build, pin --check, repro, unit tests, test clients, conductor and
+    /// sidecar tests.
     Test {
         /// Extra arguments for the conductor test binary (e.g. a test name filter).
         #[arg(last = true)]
@@ -77,12 +81,14 @@ fn run() -> anyhow::Result<()> {
             cmd.args(["up", "--network", "local"]).args(&args).current_dir(&ws.root);
             workspace::exec(cmd)
         }
+        Command::Clients => clients::install(&ws),
         Command::Test { args } => {
             rt.block_on(build::build(&ws))?;
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
             workspace::step("unit tests (zome rules, types, xtask)");
             ws.cargo(&["test", "-p", "agent_registry_integrity", "-p", "agent_registry_types", "-p", "xtask"])?;
+            clients::install(&ws)?;
             ws.build_sidecar(false)?;
             workspace::step("sidecar unit tests, conductor and end-to-end tests (one binary)");
             // One test at a time: each multi-conductor test saturates both cores of a CI machine, and

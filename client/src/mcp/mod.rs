@@ -260,6 +260,11 @@ pub fn serve_http(
         StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
     let router = axum::Router::new().nest_service("/mcp", service);
     let shutdown = stop.clone();
+    // Responses stream as SSE in several writes; without TCP_NODELAY each call can wait out the
+    // client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await });
         if let Err(e) = served.await {
