@@ -208,19 +208,13 @@ async fn node() {
     const SAMPLES: usize = 5;
     let tmp = TempDir::new("bench-node");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
-    let launch = |name: &str, extra: Vec<String>| Launch {
-        name: name.into(),
-        data: tmp.path().join(name),
-        manifests: manifests.root.clone(),
-        network: "e2e".into(),
-        extra,
-    };
-    let a = Sidecar::start(launch("bench-a", vec![]));
+    let launch = |name: &str, extra: &[&str]| Launch::node(tmp.path(), &manifests, "e2e", name, extra);
+    let a = Sidecar::start(launch("bench-a", &[]));
     let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
-    let join = || vec!["--bootstrap".to_string(), bootstrap.clone()];
+    let join = || ["--bootstrap", bootstrap.as_str()];
 
     let first = Instant::now();
-    let b = Sidecar::start(launch("bench-b", join()));
+    let b = Sidecar::start(launch("bench-b", &join()));
     let first_start = first.elapsed();
     let b_agent = b.agent().to_string();
     assert!(b.terminate().success());
@@ -243,7 +237,7 @@ async fn node() {
     let mut idle_rss_mib = 0;
     for i in 0..SAMPLES {
         let spawned = Instant::now();
-        let b = Sidecar::start(launch("bench-b", join()));
+        let b = Sidecar::start(launch("bench-b", &join()));
         ready.push(spawned.elapsed());
         visible.push(b_online_on_a(spawned).await);
         if i + 1 == SAMPLES {
@@ -337,6 +331,26 @@ impl McpSession {
     }
 }
 
+/// Every session calls `calls` times, all at once; the latencies and the wall time.
+async fn concurrent_query_peers(
+    sessions: &[McpSession],
+    calls: usize,
+    arguments: impl Fn(usize, usize) -> serde_json::Value + Copy,
+) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let per_session = futures::future::join_all(sessions.iter().enumerate().map(|(w, s)| async move {
+        let mut samples = vec![];
+        for i in 0..calls {
+            let (n, t) = timed(s.query_peers(arguments(w, i))).await;
+            assert!(n >= 1, "query_peers found nobody");
+            samples.push(t);
+        }
+        samples
+    }))
+    .await;
+    (per_session.into_iter().flatten().collect(), started.elapsed())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo xtask bench mcp"]
 async fn mcp() {
@@ -344,18 +358,12 @@ async fn mcp() {
     const SESSIONS: usize = 100;
     const WORKERS: usize = 50;
     const CALLS_PER_WORKER: usize = 60;
+    const DISTINCT_PER_WORKER: usize = 4;
     let tmp = TempDir::new("bench-mcp");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
-    let launch = |name: &str, extra: Vec<String>| Launch {
-        name: name.into(),
-        data: tmp.path().join(name),
-        manifests: manifests.root.clone(),
-        network: "e2e".into(),
-        extra,
-    };
-    let a = Sidecar::start(launch("bench-a", vec!["--mcp-http".into(), "127.0.0.1:0".into()]));
+    let a = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-a", &["--mcp-http", "127.0.0.1:0"]));
     let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
-    let b = Sidecar::start(launch("bench-b", vec!["--bootstrap".into(), bootstrap]));
+    let b = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-b", &["--bootstrap", &bootstrap]));
     eventually("node-a to see node-b", Duration::from_secs(180), || async {
         let n = a.peers("online_only=true").await.len();
         if n == 2 {
@@ -391,24 +399,21 @@ async fn mcp() {
         uncached.samples.push(t);
     }
 
-    // 50 sessions calling concurrently, closed loop.
-    let started = Instant::now();
-    let per_worker = futures::future::join_all(sessions[..WORKERS].iter().map(|s| async move {
-        let mut samples = vec![];
-        for _ in 0..CALLS_PER_WORKER {
-            let (n, t) = timed(s.query_peers(serde_json::json!({}))).await;
-            assert_eq!(n, 2);
-            samples.push(t);
-        }
-        samples
-    }))
-    .await;
-    let wall = started.elapsed();
-    let loaded = Stats {
-        what: format!("query_peers, {WORKERS} sessions concurrently, same query"),
-        samples: per_worker.into_iter().flatten().collect(),
-    };
+    // 50 sessions calling concurrently, closed loop: the same question, then a different
+    // question from every call (the conductor answers each).
+    let (loaded, wall) =
+        concurrent_query_peers(&sessions[..WORKERS], CALLS_PER_WORKER, |_, _| serde_json::json!({})).await;
+    let loaded = Stats { what: format!("query_peers, {WORKERS} sessions concurrently, same query"), samples: loaded };
     let calls_per_sec = loaded.samples.len() as f64 / wall.as_secs_f64();
+    let (distinct, distinct_wall) = concurrent_query_peers(
+        &sessions[..WORKERS],
+        DISTINCT_PER_WORKER,
+        |w, i| serde_json::json!({ "limit": 100 + w * DISTINCT_PER_WORKER + i }),
+    )
+    .await;
+    let distinct =
+        Stats { what: format!("query_peers, {WORKERS} sessions concurrently, distinct queries"), samples: distinct };
+    let distinct_per_sec = distinct.samples.len() as f64 / distinct_wall.as_secs_f64();
 
     // Every session is still held: each answers a ping.
     let pings = futures::future::join_all(sessions.iter().map(|s| s.request("ping", serde_json::json!({})))).await;
@@ -421,7 +426,8 @@ async fn mcp() {
     let note = format!(
         "{SESSIONS} sessions opened in {} ms and all still answered a ping after the run; \
          {WORKERS} of them made {} calls in {:.2} s: **{calls_per_sec:.0} calls/s** \
-         (goal ≥ 500: {}). p50 goal ≤ 10 ms: {} with one session ({single_p50:.1} ms), {} under \
+         (goal ≥ 500: {}); with a distinct query per call, {} calls took {:.2} s \
+         ({distinct_per_sec:.0} calls/s, the conductor's rate). p50 goal ≤ 10 ms: {} with one session ({single_p50:.1} ms), {} under \
          {WORKERS}-session load ({p50:.1} ms). Node-a's resident memory after the run (sidecar, \
          embedded conductor and {SESSIONS} sessions): {rss} MiB. Discovery answers are cached per \
          query for up to 1 s (and dropped when this node's advert changes), so concurrent agents \
@@ -432,9 +438,11 @@ async fn mcp() {
         loaded.samples.len(),
         wall.as_secs_f64(),
         verdict(calls_per_sec >= 500.0),
+        distinct.samples.len(),
+        distinct_wall.as_secs_f64(),
         verdict(single_p50 <= 10.0),
         verdict(p50 <= 10.0),
     );
-    report(&[single, uncached, loaded], &note);
+    report(&[single, uncached, loaded, distinct], &note);
     drop(b);
 }

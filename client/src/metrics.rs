@@ -1,11 +1,11 @@
-//! The sidecar's Prometheus metrics: zome-call latency, peers, heartbeat age and memory, rendered
-//! in the text exposition format at `/metrics`.
+//! The sidecar's Prometheus metrics: zome-call and MCP tool-call latency, peers, heartbeat age and
+//! memory, rendered in the text exposition format at `/metrics`.
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the zome-call latency buckets.
+/// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 #[derive(Default)]
@@ -16,10 +16,29 @@ struct Histogram {
     errors: u64,
 }
 
-/// Counters shared by the node agent, the mesh client and the HTTP API.
+impl Histogram {
+    fn observe(&mut self, took: Duration, ok: bool) {
+        let secs = took.as_secs_f64();
+        for (count, bound) in self.counts.iter_mut().zip(BUCKETS) {
+            if secs <= bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+        if !ok {
+            self.errors += 1;
+        }
+    }
+}
+
+/// Counters shared by the node agent, the mesh client, the MCP server and the HTTP API.
 #[derive(Default)]
 pub struct Metrics {
-    zome_calls: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// By `zome="…",fn="…"` labels.
+    zome_calls: Mutex<BTreeMap<String, Histogram>>,
+    /// By `tool="…"` label.
+    mcp_calls: Mutex<BTreeMap<String, Histogram>>,
 }
 
 /// Point-in-time values that are read when `/metrics` is scraped.
@@ -37,18 +56,15 @@ pub struct Gauges {
 
 impl Metrics {
     pub fn observe_zome_call(&self, zome: &str, function: &str, took: Duration, ok: bool) {
-        let Ok(mut calls) = self.zome_calls.lock() else { return };
-        let h = calls.entry((zome.to_string(), function.to_string())).or_default();
-        let secs = took.as_secs_f64();
-        for (count, bound) in h.counts.iter_mut().zip(BUCKETS) {
-            if secs <= bound {
-                *count += 1;
-            }
+        if let Ok(mut calls) = self.zome_calls.lock() {
+            calls.entry(format!("zome=\"{zome}\",fn=\"{function}\"")).or_default().observe(took, ok);
         }
-        h.count += 1;
-        h.sum += secs;
-        if !ok {
-            h.errors += 1;
+    }
+
+    /// One MCP tool call; `ok` is false for tool errors (bad input included).
+    pub fn observe_mcp_call(&self, tool: &str, took: Duration, ok: bool) {
+        if let Ok(mut calls) = self.mcp_calls.lock() {
+            calls.entry(format!("tool=\"{tool}\"")).or_default().observe(took, ok);
         }
     }
 
@@ -92,29 +108,43 @@ impl Metrics {
         );
         gauge("ripple_uptime_seconds", "Seconds since the sidecar started.", Some(gauges.uptime_secs));
 
-        let _ = writeln!(
-            out,
-            "# HELP ripple_zome_call_duration_seconds Zome call latency through the app websocket.\n\
-             # TYPE ripple_zome_call_duration_seconds histogram"
-        );
-        let Ok(calls) = self.zome_calls.lock() else { return out };
-        for ((zome, function), h) in calls.iter() {
-            let labels = format!("zome=\"{zome}\",fn=\"{function}\"");
-            for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                let _ = writeln!(out, "ripple_zome_call_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}");
-            }
-            let _ = writeln!(out, "ripple_zome_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "ripple_zome_call_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "ripple_zome_call_duration_seconds_count{{{labels}}} {}", h.count);
+        if let Ok(calls) = self.zome_calls.lock() {
+            histograms(
+                &mut out,
+                "ripple_zome_call",
+                "Zome call latency through the app websocket",
+                "Zome calls",
+                &calls,
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP ripple_zome_call_errors Zome calls that returned an error.\n# TYPE ripple_zome_call_errors counter"
-        );
-        for ((zome, function), h) in calls.iter() {
-            let _ = writeln!(out, "ripple_zome_call_errors{{zome=\"{zome}\",fn=\"{function}\"}} {}", h.errors);
+        if let Ok(calls) = self.mcp_calls.lock() {
+            histograms(
+                &mut out,
+                "ripple_mcp_call",
+                "MCP tool call latency, validation included",
+                "MCP tool calls",
+                &calls,
+            );
         }
         out
+    }
+}
+
+/// `<name>_duration_seconds` histograms and `<name>_errors` counters, one series per label set.
+fn histograms(out: &mut String, name: &str, help: &str, what: &str, series: &BTreeMap<String, Histogram>) {
+    let metric = format!("{name}_duration_seconds");
+    let _ = writeln!(out, "# HELP {metric} {help}.\n# TYPE {metric} histogram");
+    for (labels, h) in series {
+        for (count, bound) in h.counts.iter().zip(BUCKETS) {
+            let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", h.sum);
+        let _ = writeln!(out, "{metric}_count{{{labels}}} {}", h.count);
+    }
+    let _ = writeln!(out, "# HELP {name}_errors {what} that returned an error.\n# TYPE {name}_errors counter");
+    for (labels, h) in series {
+        let _ = writeln!(out, "{name}_errors{{{labels}}} {}", h.errors);
     }
 }
 
@@ -136,6 +166,7 @@ mod tests {
         let m = Metrics::default();
         m.observe_zome_call("discovery", "query_peers", Duration::from_millis(3), true);
         m.observe_zome_call("discovery", "query_peers", Duration::from_millis(300), false);
+        m.observe_mcp_call("holochain.query_peers", Duration::from_millis(2), true);
         let text = m.render(&Gauges {
             peers: 2,
             online_peers: None,
@@ -156,6 +187,8 @@ mod tests {
             .contains("ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"0.5\"} 2"));
         assert!(text.contains("ripple_zome_call_duration_seconds_count{zome=\"discovery\",fn=\"query_peers\"} 2"));
         assert!(text.contains("ripple_zome_call_errors{zome=\"discovery\",fn=\"query_peers\"} 1"));
+        assert!(text.contains("ripple_mcp_call_duration_seconds_count{tool=\"holochain.query_peers\"} 1"));
+        assert!(text.contains("ripple_mcp_call_errors{tool=\"holochain.query_peers\"} 0"));
         assert!(text.contains("ripple_peers 2"));
         assert!(!text.contains("ripple_conductor_rss_bytes "), "attached: the conductor's memory is not ours");
         assert!(!text.contains("ripple_online_peers"));

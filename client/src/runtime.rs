@@ -105,6 +105,10 @@ impl Runtime {
         &self.base
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn joined(&self) -> Option<Arc<Joined>> {
         self.joined.read().ok()?.clone()
     }

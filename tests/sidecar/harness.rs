@@ -104,6 +104,19 @@ pub struct Launch {
     pub extra: Vec<String>,
 }
 
+impl Launch {
+    /// Node `name` on `network`, its data dir `<dir>/<name>`.
+    pub fn node(dir: &Path, manifests: &Manifests, network: &str, name: &str, extra: &[&str]) -> Launch {
+        Launch {
+            name: name.into(),
+            data: dir.join(name),
+            manifests: manifests.root.clone(),
+            network: network.into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
 impl Sidecar {
     /// Starts `ripple up --json` and waits for its ready line.
     pub fn start(launch: Launch) -> Sidecar {

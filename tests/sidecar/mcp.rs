@@ -72,7 +72,7 @@ fn calls(session: &Value) -> &Vec<Value> {
 }
 
 /// A call that succeeded: its structured content.
-fn ok<'a>(call: &'a Value) -> &'a Value {
+fn ok(call: &Value) -> &Value {
     assert!(call.get("exception").is_none(), "{} raised: {}", call["tool"], call["exception"]);
     assert_eq!(call["is_error"], json!(false), "{} failed: {}", call["tool"], call["text"]);
     &call["structured"]
@@ -283,18 +283,12 @@ async fn python_sdk_and_inspector_over_stdio_call_every_tool() {
 async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     let tmp = TempDir::new("mcp-http");
     let manifests = test_manifests_as(&tmp.path().join("manifests"), "local").await;
-    let launch = |name: &str, extra: Vec<&str>| Launch {
-        name: name.into(),
-        data: tmp.path().join(name),
-        manifests: manifests.root.clone(),
-        network: "local".into(),
-        extra: extra.into_iter().map(String::from).collect(),
-    };
-    let a = Sidecar::start(launch("node-a", vec!["--mcp-http", "127.0.0.1:0"]));
+    let launch = |name: &str, extra: &[&str]| Launch::node(tmp.path(), &manifests, "local", name, extra);
+    let a = Sidecar::start(launch("node-a", &["--mcp-http", "127.0.0.1:0"]));
     let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
     let b = Sidecar::start(launch(
         "node-b",
-        vec!["--mcp-http", "127.0.0.1:0", "--tool-names", "underscore", "--bootstrap", &bootstrap],
+        &["--mcp-http", "127.0.0.1:0", "--tool-names", "underscore", "--bootstrap", &bootstrap],
     ));
     let url_a = a.ready.mcp_url.clone().expect("node-a serves MCP");
     let url_b = b.ready.mcp_url.clone().expect("node-b serves MCP");
@@ -392,6 +386,61 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     if let Ok(huge) = post(vec![b' '; 8 * 1024 * 1024]).await {
         assert!(huge.status().is_client_error(), "{}", huge.status());
     }
-    let (code, _, _) = inspector(&[url_a.clone()], &["--method", "tools/list"]);
+    let (code, _, _) = inspector(std::slice::from_ref(&url_a), &["--method", "tools/list"]);
     assert_eq!(code, 0, "node-a still serves MCP after bad requests");
+
+    // Tool calls show in the node's Prometheus metrics, failures counted apart.
+    let metrics = http.get(a.api("metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ripple_mcp_call_duration_seconds_count{tool=\"holochain.query_peers\"}"), "{metrics}");
+    let errors = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ripple_mcp_call_errors{tool=\"holochain.join_mesh\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(errors.is_some_and(|n| n >= 2), "bad join_mesh calls are counted: {errors:?}");
+}
+
+#[test]
+fn stdio_server_survives_malformed_and_oversized_lines() {
+    use std::io::{BufRead, BufReader, Write};
+    let tmp = TempDir::new("mcp-garbage");
+    let mut child = Command::new(ripple_bin())
+        .arg("--data")
+        .arg(tmp.path())
+        .arg("mcp")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ripple mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "garbage", "version": "1"}}});
+    let lines = [
+        "this is not json".to_string(),
+        "{\"jsonrpc\": \"2.0\", \"id\": ".to_string(),
+        format!("{{\"junk\": \"{}\"}}", "x".repeat(3 * 1024 * 1024)),
+        init.to_string(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    ];
+    for line in lines {
+        // The server may drop the connection on garbage; then the assertion below reports it.
+        let _ = writeln!(stdin, "{line}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["id"] == json!(2) {
+                    let _ = tx.send(v);
+                }
+            }
+        }
+    });
+    let listed = rx.recv_timeout(Duration::from_secs(60));
+    drop(stdin);
+    let _ = child.wait();
+    let listed = listed.expect("tools/list answered after malformed and oversized lines");
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(5), "{listed}");
 }

@@ -114,6 +114,19 @@ impl McpServer {
                 self.catalog.served_names().join(", ")
             ));
         };
+        let started = std::time::Instant::now();
+        let result = self.run(spec, request, context).await;
+        let ok = !result.is_error.unwrap_or(false);
+        self.runtime.metrics().observe_mcp_call(&spec.name, started.elapsed(), ok);
+        result
+    }
+
+    async fn run(
+        &self,
+        spec: &ToolSpec,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let size = arguments.to_string().len();
         if size > MAX_ARGUMENTS_BYTES {
