@@ -185,6 +185,7 @@ fn check_every_tool(
     assert_eq!(installed["agent_pubkey"], json!(agent), "installed under the node's agent key");
     assert_eq!(installed["installed_now"], json!(first_session));
     refused(&c[9], &["`expected_dna_hashes`: nothing installed", "role `agent_registry`: expected"]);
+    assert!(!c[9]["progress"].as_array().unwrap().is_empty(), "install_dna reports progress on every transport");
     refused(&c[10], &["`path`: /nonexistent.happ is not a file"]);
     refused(&c[11], &["unknown tool `holochain.no_such_tool`"]);
     agent
