@@ -43,7 +43,9 @@ pub struct ApiState {
 #[derive(Default)]
 pub struct DiscoveryCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, CachedPeers>>,
-    in_flight: tokio::sync::Mutex<()>,
+    /// One lock per query: misses of the same query wait for each other, different queries run
+    /// side by side.
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct CachedPeers {
@@ -67,7 +69,14 @@ impl DiscoveryCache {
         if let Some(peers) = self.fresh(&key, &own_advert) {
             return Ok(peers);
         }
-        let _one_at_a_time = self.in_flight.lock().await;
+        let lock = match self.in_flight.lock() {
+            Ok(mut locks) => {
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1); // drop the idle ones
+                locks.entry(key.clone()).or_default().clone()
+            }
+            Err(_) => Default::default(),
+        };
+        let _this_query = lock.lock().await;
         if let Some(peers) = self.fresh(&key, &own_advert) {
             return Ok(peers); // answered while this call waited
         }
