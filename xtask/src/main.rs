@@ -86,8 +86,18 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(build::build(&ws))?;
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
-            workspace::step("unit tests (zome rules, types, xtask)");
-            ws.cargo(&["test", "-p", "agent_registry_integrity", "-p", "agent_registry_types", "-p", "xtask"])?;
+            workspace::step("unit tests (zome rules, types, resource_mesh capacity ledger, xtask)");
+            ws.cargo(&[
+                "test",
+                "-p",
+                "agent_registry_integrity",
+                "-p",
+                "agent_registry_types",
+                "-p",
+                "resource_mesh_integrity",
+                "-p",
+                "xtask",
+            ])?;
             clients::install(&ws)?;
             ws.build_sidecar(false)?;
             workspace::step("sidecar unit tests, conductor and end-to-end tests (one binary)");
