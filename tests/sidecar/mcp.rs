@@ -295,16 +295,18 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     let url_b = b.ready.mcp_url.clone().expect("node-b serves MCP");
     let dna = extra_dna().await;
 
-    // Discovery through the DHT first, then the same through MCP.
-    eventually("node-a to see node-b online", Duration::from_secs(180), || async {
-        let peers = a.peers("online_only=true").await;
-        if peers.iter().any(|p| p.agent_pubkey == b.agent()) {
-            Ok(())
-        } else {
-            Err(format!("{} peer(s)", peers.len()))
-        }
-    })
-    .await;
+    // Discovery through the DHT first (each way), then the same through MCP.
+    for (node, other) in [(&a, &b), (&b, &a)] {
+        eventually(&format!("{} to see {} online", node.name, other.name), Duration::from_secs(180), || async {
+            let peers = node.peers("online_only=true").await;
+            if peers.iter().any(|p| p.agent_pubkey == other.agent()) {
+                Ok(())
+            } else {
+                Err(format!("{} peer(s)", peers.len()))
+            }
+        })
+        .await;
+    }
 
     // Python SDK over streamable HTTP, both protocol generations.
     for mode in ["auto", "legacy"] {

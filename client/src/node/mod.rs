@@ -72,6 +72,9 @@ pub struct NodeAgent {
     seq: Mutex<u64>,
     /// Kept between beats: CPU usage is measured over the interval between two refreshes.
     system: Mutex<sysinfo::System>,
+    /// Held by every write to this node's agent_registry chain. The conductor refuses a commit
+    /// whose chain head moved meanwhile, and adverts (MCP, refresh loop) and heartbeats race.
+    chain: tokio::sync::Mutex<()>,
     state: Mutex<NodeState>,
 }
 
@@ -102,6 +105,7 @@ impl NodeAgent {
             period: Duration::from_secs(period.into()),
             seq: Mutex::new(0),
             system: Mutex::new(sysinfo::System::new()),
+            chain: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
         });
         agent.refresh_advert().await?;
@@ -202,6 +206,7 @@ impl NodeAgent {
 
     async fn publish_if_changed(&self, advert: NodeAdvert) -> Result<AdvertRefresh, NodeError> {
         advert.check().map_err(|e| NodeError::InvalidAdvert(e.to_string()))?;
+        let _chain = self.chain.lock().await;
         let current = self.state.lock().ok().and_then(|s| s.advert.clone());
         if let Some(current) = current.filter(|c| c.advert == advert) {
             return Ok(AdvertRefresh { changed: false, advert: current });
@@ -236,7 +241,10 @@ impl NodeAgent {
         let gpu_percent = if has_gpus { probe::nvidia_utilisation().await } else { None };
         let sample =
             HeartbeatSample { seq, cpu_percent, gpu_percent, memory_percent, availability: Availability::Online };
-        let result: Result<ActionHash, _> = self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await;
+        let result: Result<ActionHash, _> = {
+            let _chain = self.chain.lock().await;
+            self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await
+        };
         let Ok(mut state) = self.state.lock() else { return };
         match result {
             Ok(_) => {
