@@ -92,7 +92,8 @@ pub struct UpArgs {
     /// The hApp bundle [default: workdir/ripple.happ].
     #[arg(long, env = "RIPPLE_HAPP", value_name = "FILE")]
     pub happ: Option<PathBuf>,
-    /// Loopback address of the HTTP API [default: 127.0.0.1:7780; port 0 picks one].
+    /// Loopback address of the HTTP API [default: 127.0.0.1:7780 for `up`, a free port for `mcp`;
+    /// port 0 picks one].
     #[arg(long, value_name = "ADDR")]
     pub api: Option<SocketAddr>,
     /// Node name in the advert [default: the host name].
