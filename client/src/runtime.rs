@@ -50,8 +50,6 @@ pub struct ConductorReport {
 pub struct Joined {
     pub state: Arc<ApiState>,
     pub api_url: String,
-    /// The hApp was installed by this join (first start on this data dir).
-    pub installed_now: bool,
 }
 
 /// A started conductor and what was checked before starting it.
@@ -232,7 +230,7 @@ impl Runtime {
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
         stage.running = Some(Running { stop, agent, api, run_file });
 
-        let joined = Arc::new(Joined { state, api_url, installed_now: mesh.installed_now });
+        let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
             *slot = Some(joined.clone());
         }

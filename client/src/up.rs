@@ -136,7 +136,7 @@ async fn serve(
         mcp_url,
         data_dir: runtime.base().data_dir.clone(),
         passphrase_note: runtime.passphrase_note().await,
-        installed_now: joined.installed_now,
+        installed_now: joined.state.mesh.installed_now,
         status,
     });
     signals.recv().await;

@@ -124,7 +124,7 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
         "mesh_status": view.mesh_status,
         "network": state.info.network,
         "cells": cells,
-        "installed_now": joined.installed_now && !joined_before,
+        "installed_now": state.mesh.installed_now && !joined_before,
         "advert_version": advert_version,
         "api_url": joined.api_url,
         "bootstrap_url": state.info.bootstrap_url.as_ref().map(|u| u.to_string()),

@@ -47,7 +47,8 @@ impl ToolNames {
 
 /// The catalog's tools that this server implements, each with its served name.
 pub struct Catalog {
-    tools: Vec<(String, ToolSpec)>,
+    /// Served name, the spec, and the `Tool` as listed (built once: HTTP looks it up per request).
+    tools: Vec<(String, ToolSpec, Tool)>,
 }
 
 impl Catalog {
@@ -63,33 +64,45 @@ impl Catalog {
                  in the file but not implemented {unimplemented:?}"
             ));
         }
-        Ok(Self { tools: specs.into_iter().map(|s| (names.serve(&s.name), s)).collect() })
+        Ok(Self {
+            tools: specs
+                .into_iter()
+                .map(|spec| {
+                    let served = names.serve(&spec.name);
+                    let tool = listed_tool(&served, &spec);
+                    (served, spec, tool)
+                })
+                .collect(),
+        })
     }
 
     fn find(&self, served: &str) -> Option<&ToolSpec> {
-        self.tools.iter().find(|(name, _)| name == served).map(|(_, spec)| spec)
+        self.tools.iter().find(|(name, _, _)| name == served).map(|(_, spec, _)| spec)
     }
 
     fn tool(&self, served: &str) -> Option<Tool> {
-        let spec = self.find(served)?;
-        let mut annotations = ToolAnnotations::new()
-            .read_only(spec.read_only)
-            .destructive(spec.destructive)
-            .idempotent(spec.idempotent)
-            .open_world(false);
-        annotations.title = spec.title.clone();
-        let mut tool = Tool::new(served.to_string(), spec.description.clone(), Arc::new(spec.input_schema.clone()))
-            .with_raw_output_schema(Arc::new(spec.output_schema.clone()))
-            .with_annotations(annotations);
-        if let Some(title) = &spec.title {
-            tool = tool.with_title(title.clone());
-        }
-        Some(tool)
+        self.tools.iter().find(|(name, _, _)| name == served).map(|(_, _, tool)| tool.clone())
     }
 
     pub fn served_names(&self) -> Vec<String> {
-        self.tools.iter().map(|(name, _)| name.clone()).collect()
+        self.tools.iter().map(|(name, _, _)| name.clone()).collect()
     }
+}
+
+fn listed_tool(served: &str, spec: &ToolSpec) -> Tool {
+    let mut annotations = ToolAnnotations::new()
+        .read_only(spec.read_only)
+        .destructive(spec.destructive)
+        .idempotent(spec.idempotent)
+        .open_world(false);
+    annotations.title = spec.title.clone();
+    let mut tool = Tool::new(served.to_string(), spec.description.clone(), Arc::new(spec.input_schema.clone()))
+        .with_raw_output_schema(Arc::new(spec.output_schema.clone()))
+        .with_annotations(annotations);
+    if let Some(title) = &spec.title {
+        tool = tool.with_title(title.clone());
+    }
+    tool
 }
 
 /// One MCP server over one node runtime. Cheap to clone: HTTP makes one per session.
@@ -178,7 +191,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let tools = self.catalog.served_names().iter().filter_map(|name| self.catalog.tool(name)).collect();
+        let tools = self.catalog.tools.iter().map(|(_, _, tool)| tool.clone()).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
