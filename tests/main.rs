@@ -2,11 +2,15 @@
 //!
 //! - `agent_registry::validation`: an adversary breaks each rule; honest peers must reject it.
 //! - `agent_registry::mesh`: several conductors register, heartbeat and discover each other.
+//! - `resource_mesh::validation`: every resource_mesh rule refuses a commit that breaks it; peers
+//!   warrant the grant and release rules' breakers over the network.
+//! - `resource_mesh::allocation`: eight requesters race for four slots across conductors.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
 //! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
 mod agent_registry;
 mod bench;
 mod manifests;
+mod resource_mesh;
 mod sidecar;
 mod support;

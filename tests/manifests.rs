@@ -27,12 +27,14 @@ fn conductor_template_parses_as_a_holochain_0_7_config() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hash() {
+async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hashes() {
     let pins: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("manifests/holochain/dnas/index.json")).unwrap(),
     )
     .unwrap();
-    let pinned = pins["networks"]["local"]["dnas"]["agent_registry"].as_str().expect("a pin for local/agent_registry");
+    let pinned: BTreeMap<String, String> =
+        serde_json::from_value(pins["networks"]["local"]["dnas"].clone()).expect("pins for ripple-local");
+    assert_eq!(pinned.keys().map(String::as_str).collect::<Vec<_>>(), ["agent_registry", "resource_mesh"]);
 
     let conductor = SweetConductor::standard().await;
     let app = conductor
@@ -48,7 +50,9 @@ async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hash() {
         })
         .await
         .expect("install workdir/ripple.happ");
-    let hashes: BTreeMap<String, String> =
-        app.all_cells().map(|cell_id| ("agent_registry".to_string(), cell_id.dna_hash().to_string())).collect();
-    assert_eq!(hashes.get("agent_registry").map(String::as_str), Some(pinned));
+    let mut installed: Vec<String> = app.all_cells().map(|cell_id| cell_id.dna_hash().to_string()).collect();
+    let mut expected: Vec<String> = pinned.into_values().collect();
+    installed.sort();
+    expected.sort();
+    assert_eq!(installed, expected);
 }

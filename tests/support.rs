@@ -31,6 +31,72 @@ pub async fn registry_dna(seed: &str, props: &RegistryProperties, adversary: boo
     SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load agent_registry bundle")
 }
 
+/// A fresh resource_mesh network from `workdir/` with a unique seed; `adversary` adds the
+/// test-only coordinator zome (same DNA hash).
+pub async fn mesh_dna(seed: &str, adversary: bool) -> DnaFile {
+    let path = if adversary {
+        workdir().join("test/resource_mesh_adversary.dna")
+    } else {
+        workdir().join("resource_mesh.dna")
+    };
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    let modifiers = DnaModifiersOpt::<SerializedBytes>::none().with_network_seed(seed.to_string());
+    SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load resource_mesh bundle")
+}
+
+pub const MESH_ROLE: &str = "resource_mesh";
+
+pub fn mesh_role(dna: &DnaFile) -> (String, DnaFile) {
+    (MESH_ROLE.to_string(), dna.clone())
+}
+
+/// A fresh conductor with self-validation off (so what it commits is published unchecked) running
+/// `dna` as `role`, synced with `honest`. Each rule an adversary breaks needs its own conductor: a
+/// warrant makes the honest node block the adversary, and kitsune2 blocks a whole peer URL when any
+/// agent there is blocked, which would hide every later violation from that conductor. A fresh
+/// conductor now and then never syncs (seen about once in five CI runs, after several rounds); that
+/// is test setup, not the rule under test, so such a conductor is replaced.
+pub async fn synced_adversary(
+    rendezvous: &DynSweetRendezvous,
+    role: &(String, DnaFile),
+    honest: &SweetCell,
+    label: &str,
+) -> (SweetConductor, SweetCell) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
+        let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
+        let (cell,) = conductor.setup_app("adversary", [role]).await.unwrap().into_tuple();
+        match await_consistency_s(90, [honest, &cell]).await {
+            Ok(()) => return (conductor, cell),
+            Err(e) if attempt < 3 => {
+                eprintln!(
+                    "{label}: adversary conductor {attempt} did not sync with the honest node ({e}); starting another"
+                );
+                conductor.shutdown().await;
+            }
+            Err(e) => panic!("{label}: no adversary conductor synced in {attempt} attempts: {e}"),
+        }
+    }
+}
+
+/// Waits until `honest` has warranted `adversary`, and asserts every reason cites `rule` (`"GR1"`).
+pub async fn await_warrant_citing(honest: &SweetCell, adversary: &SweetCell, rule: &str, label: &str) -> Vec<String> {
+    let reasons =
+        eventually(&format!("the honest node warrants the {label} adversary"), Duration::from_secs(180), || async {
+            let reasons = warrant_reasons(honest, adversary.agent_pubkey()).await;
+            (!reasons.is_empty()).then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons.iter().all(|r| r.starts_with(&format!("{rule}: "))),
+        "the {label} adversary was warranted for something else: {reasons:?}"
+    );
+    assert!(warrant_reasons(adversary, honest.agent_pubkey()).await.is_empty(), "the honest node did nothing wrong");
+    reasons
+}
+
 /// Short buckets so liveness changes within a test.
 pub fn fast_props() -> RegistryProperties {
     RegistryProperties { heartbeat_bucket_secs: 6, heartbeat_min_interval_secs: 1 }

@@ -35,6 +35,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub info: NodeInfo,
     pub discovery: DiscoveryCache,
+    pub resources: Arc<crate::resources::ResourceService>,
 }
 
 /// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
@@ -163,6 +164,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/advert", get(advert))
         .route("/advert/refresh", post(refresh))
         .route("/metrics", get(metrics))
+        .route("/resources/available", get(resources_available))
+        .route("/resources/plan", post(resources_plan))
+        .route("/resources/allocate", post(resources_allocate))
+        .route("/resources/release", post(resources_release))
+        .route("/resources/allocations", get(resources_allocations))
+        .route("/resources/usage", get(resources_usage))
+        .route("/resources/provider", get(|State(s): State<Arc<ApiState>>| async move { Json(s.resources.state()) }))
         .with_state(state)
 }
 
@@ -265,4 +273,71 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         uptime_secs: s.info.started.elapsed().as_secs_f64(),
     };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()
+}
+
+/// Bad input is 400, nobody to allocate from is 409, a conductor failure 502.
+fn resource_error(e: crate::resources::ResourceError) -> ApiError {
+    use crate::resources::ResourceError;
+    let status = match &e {
+        ResourceError::BadInput(_) => StatusCode::BAD_REQUEST,
+        ResourceError::NoCandidates(_) | ResourceError::AllRefused(_) => StatusCode::CONFLICT,
+        ResourceError::Mesh(_) => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn resources_available(
+    State(s): State<Arc<ApiState>>,
+) -> Result<Json<Vec<crate::resources::Available>>, ApiError> {
+    Ok(Json(crate::resources::available(&s).await.map_err(resource_error)?))
+}
+
+async fn resources_plan(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<crate::resources::AllocateRequest>,
+) -> Result<Json<crate::resources::scheduler::Plan>, ApiError> {
+    Ok(Json(crate::resources::plan(&s, &body(request)?).await.map_err(resource_error)?))
+}
+
+async fn resources_allocate(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<crate::resources::AllocateRequest>,
+) -> Result<Json<crate::resources::Allocation>, ApiError> {
+    Ok(Json(crate::resources::allocate(&s, &body(request)?).await.map_err(resource_error)?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseBody {
+    pub allocation_id: String,
+}
+
+async fn resources_release(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<ReleaseBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = body(request)?;
+    let release_id = crate::resources::release(&s, &request.allocation_id).await.map_err(resource_error)?;
+    Ok(Json(serde_json::json!({ "allocation_id": request.allocation_id, "release_id": release_id })))
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn resources_allocations(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Vec<crate::resources::AllocationRow>>, ApiError> {
+    Ok(Json(crate::resources::allocations(&s, q.limit.unwrap_or(50)).await.map_err(resource_error)?))
+}
+
+async fn resources_usage(State(s): State<Arc<ApiState>>) -> Result<Json<resource_mesh_types::UsageSummary>, ApiError> {
+    Ok(Json(crate::resources::usage(&s).await.map_err(resource_error)?))
 }

@@ -16,8 +16,11 @@ use crate::manifests::Manifests;
 use crate::mcp::ToolNames;
 use crate::node::probe::ProbeSources;
 use crate::node::{AdvertRefresh, NodeSettings, NodeState};
+use crate::resources::scheduler::{describe, Plan};
+use crate::resources::{AllocateRequest, Allocation, AllocationRow, Available};
 use crate::runfile::{RunFile, RunFileError};
 use crate::up::{self, ConductorChoice, McpHttp, Ready, UpError, UpSettings};
+use resource_mesh_types::{Capacity, ResourceType, UsageSummary};
 
 /// Ripple mesh node: joins a Ripple network through a Holochain conductor, publishes this
 /// machine's capabilities and heartbeats, and finds other nodes.
@@ -57,6 +60,58 @@ pub enum Command {
     /// This node's advert.
     #[command(subcommand)]
     Advert(AdvertCommand),
+    /// Allocate resources from the mesh (resources.allocate): schedule with locality_aware_binpack,
+    /// ask the best provider, print its grant. --dry-run prints the plan instead: every candidate's
+    /// score and why the others were filtered out.
+    Allocate(AllocateArgs),
+    /// End an allocation early (this node's, as requester or provider).
+    Release {
+        /// The allocation id `ripple allocate` printed.
+        allocation_id: String,
+    },
+    /// This node's allocations, as requester and as provider, with their receipts.
+    Allocations {
+        /// At most this many per side, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Providers on the mesh with what they offer, hold and have free.
+    Available,
+    /// Resource-seconds this node provided and used, from usage receipts.
+    Usage,
+}
+
+#[derive(Debug, Args)]
+pub struct AllocateArgs {
+    /// compute, inference, storage or memory.
+    #[arg(value_parser = ["compute", "inference", "storage", "memory"])]
+    pub resource_type: String,
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<u32>,
+    #[arg(long, value_name = "GB")]
+    pub memory_gb: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    #[arg(long, value_name = "GB")]
+    pub vram_gb: Option<u32>,
+    #[arg(long, value_name = "GB")]
+    pub storage_gb: Option<u32>,
+    /// The model to serve (inference; asks for one model slot unless amounts are given).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// nearest, cheapest, fastest or any.
+    #[arg(long, default_value = "nearest", value_parser = ["nearest", "cheapest", "fastest", "any"])]
+    pub locality: String,
+    /// Seconds to hold it [default: the workload class's timeout, else 3600].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u32>,
+    /// Workload class of manifests/distributed/compute_policy.yaml [default: by resource type].
+    /// With no amounts given, its resource_request applies.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Print the scheduling plan; allocate nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +173,10 @@ pub struct UpArgs {
     /// (holochain_join_mesh) for clients that accept only [a-zA-Z0-9_-].
     #[arg(long, value_enum, default_value_t = ToolNames::Dotted)]
     pub tool_names: ToolNames,
+    /// Do not lend this node's resources: publish no resource offer and answer no allocation
+    /// requests (this node can still allocate from others).
+    #[arg(long)]
+    pub no_provide: bool,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +302,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let state: NodeState = api(&data_dir, "advert", false).await?;
             print(cli.json, &state, render_advert)
         }
+        Command::Allocate(ref args) => {
+            let request = allocate_request(args)?;
+            if args.dry_run {
+                let plan: Plan = api_json(&data_dir, "resources/plan", &request).await?;
+                print(cli.json, &plan, render_plan)
+            } else {
+                eprintln!("==> scheduling and asking the best provider");
+                let allocation: Allocation = api_json(&data_dir, "resources/allocate", &request).await?;
+                print(cli.json, &allocation, render_allocation)
+            }
+        }
+        Command::Release { ref allocation_id } => {
+            let body = crate::api::ReleaseBody { allocation_id: allocation_id.clone() };
+            let released: serde_json::Value = api_json(&data_dir, "resources/release", &body).await?;
+            print(cli.json, &released, |r| {
+                format!("released {} ({})\n", allocation_id, r["release_id"].as_str().unwrap_or(""))
+            })
+        }
+        Command::Allocations { limit } => {
+            let rows: Vec<AllocationRow> =
+                api(&data_dir, &format!("resources/allocations?limit={limit}"), false).await?;
+            print(cli.json, &rows, render_allocations)
+        }
+        Command::Available => {
+            let rows: Vec<Available> = api(&data_dir, "resources/available", false).await?;
+            print(cli.json, &rows, render_available)
+        }
+        Command::Usage => {
+            let usage: UsageSummary = api(&data_dir, "resources/usage", false).await?;
+            print(cli.json, &usage, render_usage)
+        }
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
@@ -335,6 +425,7 @@ pub fn resolve_up(
             .unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
         happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
         api_listen,
+        provide: !args.no_provide && file.node.provide.unwrap_or(true),
         node: NodeSettings {
             data_dir: data_dir.into(),
             agent_name,
@@ -418,6 +509,48 @@ fn print<T: serde::Serialize>(json: bool, value: &T, human: impl Fn(&T) -> Strin
         print!("{}", human(value));
     }
     Ok(())
+}
+
+/// POSTs `body` as JSON to the running node's HTTP API.
+async fn api_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    data_dir: &Path,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<T> {
+    let run = RunFile::read(data_dir)?;
+    decode(http()?.post(format!("{}/{path}", run.api_url)).json(body).send().await?).await
+}
+
+/// A snake_case enum value by its name.
+fn parse_name<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> Result<T, ConfigError> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| ConfigError::Setting(format!("{what} `{value}` is not known")))
+}
+
+fn allocate_request(args: &AllocateArgs) -> Result<AllocateRequest, ConfigError> {
+    let resource_type: ResourceType = parse_name("resource type", &args.resource_type)?;
+    let amounts = Capacity {
+        cpu_cores: args.cpu.unwrap_or(0),
+        memory_gb: args.memory_gb.unwrap_or(0),
+        gpu_slots: args.gpus.unwrap_or(0),
+        vram_gb: args.vram_gb.unwrap_or(0),
+        storage_gb: args.storage_gb.map_or(0, u64::from),
+        model_slots: 0,
+    };
+    let requirements = match (amounts.is_zero(), resource_type, &args.model) {
+        (true, ResourceType::Inference, Some(_)) => Some(Capacity { model_slots: 1, ..amounts }),
+        (true, _, _) => None,
+        (false, ResourceType::Inference, _) => Some(Capacity { model_slots: 1, ..amounts }),
+        (false, _, _) => Some(amounts),
+    };
+    Ok(AllocateRequest {
+        resource_type,
+        requirements,
+        model_name: args.model.clone(),
+        locality_preference: parse_name("locality", &args.locality)?,
+        duration_secs: args.duration,
+        workload_class: args.class.clone(),
+    })
 }
 
 /// Calls the running node's HTTP API (`GET`, or `POST` when `post`).
@@ -542,24 +675,137 @@ pub fn render_status(s: &StatusReport) -> String {
     out
 }
 
+/// Left-aligned columns, two spaces apart; the first row is the header.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn render_plan(plan: &Plan) -> String {
+    let mut out = format!(
+        "{} for a {} task ({}), locality {}\n",
+        plan.algorithm,
+        plan.task.workload_class,
+        describe(&plan.task.requirements),
+        serde_plain(&plan.task.locality_preference)
+    );
+    let mut rows = vec![["RANK", "NODE", "SCORE", "LOCALITY", "PACKING", "POOL", "CHEAP", "SPEED", "FREE AFTER"]
+        .map(String::from)
+        .to_vec()];
+    for (i, c) in plan.candidates.iter().enumerate() {
+        rows.push(vec![
+            (i + 1).to_string(),
+            format!("{} {}", c.name, short(&c.agent)),
+            format!("{:.3}", c.score),
+            format!("{:.1}", c.locality),
+            format!("{:.3}", c.packing),
+            if c.preferred_pool { "preferred" } else { "fallback" }.into(),
+            format!("{:.1}", c.cheapness),
+            format!("{:.2}", c.speed),
+            describe(&c.free_after),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    for f in &plan.filtered {
+        out.push_str(&format!("filtered  {} {}: {}\n", f.name, short(&f.agent), f.reason));
+    }
+    out
+}
+
+fn render_allocation(a: &Allocation) -> String {
+    let mut out = format!(
+        "allocation {}\nnode       {} ({})\namounts    {}\nendpoint   {}\nexpires    {}\n",
+        a.allocation_id,
+        a.node_name,
+        a.node_id,
+        describe(&a.amounts),
+        if a.endpoint.is_empty() { "-" } else { &a.endpoint },
+        a.expires_at
+    );
+    for attempt in a.attempts.iter().filter(|t| t.outcome != "granted") {
+        out.push_str(&format!("tried      {}: {}\n", attempt.node_name, attempt.outcome));
+    }
+    out
+}
+
+fn render_allocations(rows: &Vec<AllocationRow>) -> String {
+    let mut table_rows =
+        vec![["SIDE", "STATUS", "TYPE", "AMOUNTS", "PROVIDER", "REQUESTER", "ALLOCATION", "EXPIRES", "BILLED"]
+            .map(String::from)
+            .to_vec()];
+    for r in rows {
+        table_rows.push(vec![
+            r.side.clone(),
+            r.reason.as_ref().map_or(r.status.clone(), |reason| format!("{} ({reason})", r.status)),
+            serde_plain(&r.resource_type),
+            describe(&r.requirements),
+            short(&r.provider),
+            short(&r.requester),
+            r.allocation_id.clone().unwrap_or_else(|| "-".into()),
+            r.expires_at.clone().unwrap_or_else(|| "-".into()),
+            r.receipt
+                .as_ref()
+                .map_or("-".into(), |rc| format!("{} s{}", rc.held_secs, if rc.acknowledged { ", acked" } else { "" })),
+        ]);
+    }
+    format!("{}{} allocation(s)\n", table(&table_rows), rows.len())
+}
+
+fn render_available(rows: &Vec<Available>) -> String {
+    let mut table_rows =
+        vec![["NODE", "STATE", "REGION", "FREE", "OFFERED", "ACTIVE", "MODELS"].map(String::from).to_vec()];
+    for r in rows {
+        table_rows.push(vec![
+            format!("{}{} {}", r.node_name, if r.is_self { " (self)" } else { "" }, short(&r.node_id)),
+            r.state.clone(),
+            if r.region.is_empty() { "-".into() } else { r.region.clone() },
+            describe(&r.free),
+            describe(&r.offered),
+            r.active_allocations.to_string(),
+            if r.models.is_empty() { "-".into() } else { r.models.join(", ") },
+        ]);
+    }
+    format!("{}{} provider(s)\n", table(&table_rows), rows.len())
+}
+
+fn render_usage(u: &UsageSummary) -> String {
+    let line = |s: &resource_mesh_types::ResourceSeconds| {
+        format!(
+            "cpu core-s {}, memory GB-s {}, GPU slot-s {}, VRAM GB-s {}, storage GB-s {}, model slot-s {}",
+            s.cpu_core_seconds,
+            s.memory_gb_seconds,
+            s.gpu_slot_seconds,
+            s.vram_gb_seconds,
+            s.storage_gb_seconds,
+            s.model_slot_seconds
+        )
+    };
+    format!(
+        "provided  {} receipt(s), {} acknowledged: {}\nused      {} receipt(s): {}\n",
+        u.provided_receipts,
+        u.provided_acknowledged,
+        line(&u.provided),
+        u.used_receipts,
+        line(&u.used)
+    )
+}
+
 fn render_peers(peers: &Vec<PeerRow>) -> String {
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "STATE".into(),
-        "AGENT".into(),
-        "CLASS".into(),
-        "CPU".into(),
-        "RAM".into(),
-        "GPUS".into(),
-        "MODELS".into(),
-        "REGION".into(),
-        "LAST BEAT".into(),
-    ]];
+    let mut rows = vec![["NAME", "STATE", "AGENT", "CLASS", "CPU", "RAM", "GPUS", "MODELS", "REGION", "LAST BEAT"]
+        .map(String::from)
+        .to_vec()];
     for p in peers {
         let a = &p.advert;
         let gpus =
             a.compute.gpus.iter().map(|g| format!("{} {} {}G", g.vendor, g.model, g.vram_gb)).collect::<Vec<_>>();
-        rows.push([
+        rows.push(vec![
             format!("{}{}", a.agent_name, if p.is_self { " (self)" } else { "" }),
             p.state.clone(),
             short(&p.agent_pubkey),
@@ -572,15 +818,7 @@ fn render_peers(peers: &Vec<PeerRow>) -> String {
             ago(p.last_heartbeat_ms),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out.push_str(&format!("{} node(s)\n", peers.len()));
-    out
+    format!("{}{} node(s)\n", table(&rows), peers.len())
 }
 
 fn render_advert(state: &NodeState) -> String {

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub vector_shards: Option<u32>,
     pub redis_memory_gb: Option<u32>,
     pub s3_available_gb: Option<u64>,
+    /// Lend this node's resources to the mesh (answer allocation requests).
+    pub provide: Option<bool>,
 }
 
 pub const CONFIG_FILE: &str = "ripple.toml";
@@ -124,6 +126,9 @@ agent_name = "{agent_name}"
 # vector_shards = 0
 # redis_memory_gb = 0
 # s3_available_gb = 0
+# Lend this node's advertised resources to the mesh: publish a resource offer and grant or reject
+# the allocation requests addressed to it. false: request only.
+# provide = true
 "#
     )
 }

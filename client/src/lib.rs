@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
+pub mod resources;
 pub mod runfile;
 pub mod runtime;
 pub mod up;

@@ -15,6 +15,8 @@ use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::node::declared::Declared;
 use crate::node::{NodeAgent, NodeSettings};
+use crate::resources::policy::ComputePolicy;
+use crate::resources::ResourceService;
 use crate::runfile::RunFile;
 use crate::up::{ConductorChoice, UpError, UpSettings};
 
@@ -68,6 +70,7 @@ struct Conductor {
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     agent: tokio::task::JoinHandle<()>,
+    provider: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     run_file: RunFile,
 }
@@ -209,12 +212,16 @@ impl Runtime {
         let api_listen = conductor.settings.api_listen;
         let api_addr = listener.local_addr().map_err(|source| UpError::ApiBind { addr: api_listen, source })?;
         let api_url = format!("http://{api_addr}");
+        let policy =
+            ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
+        let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
         let state = Arc::new(ApiState {
             mesh: mesh.clone(),
             node: node.clone(),
             metrics: self.metrics.clone(),
             info: conductor.info.clone(),
             discovery: Default::default(),
+            resources: resources.clone(),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
@@ -226,9 +233,10 @@ impl Runtime {
                 })
                 .await
         });
+        let provider = tokio::spawn(resources.run(stop_rx.clone()));
         let agent = tokio::spawn(node.clone().run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
-        stage.running = Some(Running { stop, agent, api, run_file });
+        stage.running = Some(Running { stop, agent, provider, api, run_file });
 
         let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
@@ -251,6 +259,7 @@ impl Runtime {
             progress("shutting down: marking this node offline");
             let _ = running.stop.send(true);
             let _ = running.agent.await;
+            let _ = running.provider.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
                     Ok(Ok(_)) => {}

@@ -58,6 +58,8 @@ pub struct UpSettings {
     pub happ: PathBuf,
     pub api_listen: SocketAddr,
     pub node: NodeSettings,
+    /// Answer allocation requests addressed to this node (the provider loop).
+    pub provide: bool,
 }
 
 /// The line `ripple up --json` prints when the node is ready (and the human summary's source).

@@ -5,8 +5,6 @@
 //! Alice has warranted the adversary with a reason citing exactly that rule. Each rule needs its
 //! own conductor: a warrant makes Alice block the adversary, and kitsune2 blocks a whole peer URL
 //! when any agent there is blocked, which would hide every later violation from that conductor.
-use std::time::Duration;
-
 use agent_registry_types::{AdvertRecord, HeartbeatSample, NodeAdvert};
 use holochain::prelude::*;
 use holochain::sweettest::*;
@@ -103,36 +101,11 @@ async fn peers_reject_and_warrant_every_broken_rule() {
     // five took longer and missed consistency).
     for rule in rules {
         let round = std::time::Instant::now();
-        // A fresh adversary now and then never syncs with Alice (seen about once in five CI runs, after
-        // several rounds); that is test setup, not the rule under test, so such a conductor is replaced.
-        let mut attempt = 0;
-        let (mut conductor, cell) = loop {
-            attempt += 1;
-            let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
-            let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
-            let (cell,) = conductor.setup_app("adversary", [&role(&adversary_dna)]).await.unwrap().into_tuple();
-            match await_consistency_s(90, [&alice, &cell]).await {
-                Ok(()) => break (conductor, cell),
-                Err(e) if attempt < 3 => {
-                    eprintln!("{rule}: adversary conductor {attempt} did not sync with Alice ({e}); starting another");
-                    conductor.shutdown().await;
-                }
-                Err(e) => panic!("{rule}: no adversary conductor synced with Alice in {attempt} attempts: {e}"),
-            }
-        };
+        let (mut conductor, cell) = synced_adversary(&rendezvous, &role(&adversary_dna), &alice, rule).await;
         break_rule(rule, &Adversary { conductor: &conductor, cell: cell.clone() }, &alice, &alice_advert).await;
 
         let id = rule.split('-').next().unwrap_or(rule);
-        let reasons = eventually(&format!("Alice warrants the {rule} adversary"), Duration::from_secs(180), || async {
-            let reasons = warrant_reasons(&alice, cell.agent_pubkey()).await;
-            (!reasons.is_empty()).then_some(reasons)
-        })
-        .await;
-        assert!(
-            reasons.iter().all(|r| r.starts_with(&format!("{id}: "))),
-            "the {rule} adversary was warranted for something else: {reasons:?}"
-        );
-        assert!(warrant_reasons(&cell, alice.agent_pubkey()).await.is_empty(), "Alice did nothing wrong");
+        let reasons = await_warrant_citing(&alice, &cell, id, rule).await;
         eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
         conductor.shutdown().await;
     }

@@ -61,6 +61,9 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     let src = repo_root().join("manifests/holochain");
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
+    std::fs::create_dir_all(dir.join("distributed")).unwrap();
+    let policy = repo_root().join("manifests/distributed/compute_policy.yaml");
+    std::fs::copy(policy, dir.join("distributed/compute_policy.yaml")).unwrap();
     let mut networks: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(src.join("networks.json")).unwrap()).unwrap();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();

@@ -39,14 +39,14 @@ pub async fn call(
 }
 
 /// Absent rather than null: optional outputs are left out, which every schema dialect can say.
-fn without_nulls(mut value: Value) -> Value {
+pub(super) fn without_nulls(mut value: Value) -> Value {
     if let Some(object) = value.as_object_mut() {
         object.retain(|_, v| !v.is_null());
     }
     value
 }
 
-fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<T, String> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<T, String> {
     serde_json::from_value(arguments).map_err(|e| format!("invalid arguments: {e}"))
 }
 
@@ -60,7 +60,7 @@ fn network_choice(network: Option<String>, bootstrap: Option<String>) -> Result<
 
 /// The node on the mesh; joins the configured network first when no join happened yet, as
 /// `ripple up` would (a stdio server is often restarted by its host between calls).
-async fn joined(runtime: &Runtime, progress: &(dyn Fn(&str) + Sync)) -> Result<Arc<Joined>, String> {
+pub(super) async fn joined(runtime: &Runtime, progress: &(dyn Fn(&str) + Sync)) -> Result<Arc<Joined>, String> {
     if let Some(joined) = runtime.joined() {
         return Ok(joined);
     }

@@ -3,6 +3,7 @@
 //! `manifests/cloud/mcp_tools.json`; every call is validated against its input schema before it
 //! runs, and every result against its output schema before it is sent.
 mod holochain_tools;
+mod resource_tools;
 pub mod schema;
 
 use std::sync::Arc;
@@ -45,6 +46,11 @@ impl ToolNames {
     }
 }
 
+/// Every tool this server implements, in catalog order.
+fn implemented() -> Vec<&'static str> {
+    [holochain_tools::NAMES, resource_tools::NAMES].concat()
+}
+
 /// The catalog's tools that this server implements, each with its served name.
 pub struct Catalog {
     /// Served name, the spec, and the `Tool` as listed (built once: HTTP looks it up per request).
@@ -56,8 +62,9 @@ impl Catalog {
     pub fn load(names: ToolNames) -> Result<Self, String> {
         let specs = schema::load_catalog(CATALOG).map_err(|e| format!("manifests/cloud/mcp_tools.json: {e}"))?;
         let listed: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        let missing: Vec<&&str> = holochain_tools::NAMES.iter().filter(|n| !listed.contains(n)).collect();
-        let unimplemented: Vec<&&str> = listed.iter().filter(|n| !holochain_tools::NAMES.contains(n)).collect();
+        let implemented = implemented();
+        let missing: Vec<&&str> = implemented.iter().filter(|n| !listed.contains(n)).collect();
+        let unimplemented: Vec<&&str> = listed.iter().filter(|n| !implemented.contains(n)).collect();
         if !missing.is_empty() || !unimplemented.is_empty() {
             return Err(format!(
                 "manifests/cloud/mcp_tools.json and the server disagree: implemented but not in the file {missing:?}, \
@@ -150,7 +157,12 @@ impl McpServer {
             return tool_error(format!("invalid arguments for {}: {}", request.name, errors.join("; ")));
         }
         let progress = Progress::start(context);
-        let result = holochain_tools::call(&self.runtime, &spec.name, arguments, &|line| progress.send(line)).await;
+        let send = |line: &str| progress.send(line);
+        let result = if spec.name.starts_with("resources.") {
+            resource_tools::call(&self.runtime, &spec.name, arguments, &send).await
+        } else {
+            holochain_tools::call(&self.runtime, &spec.name, arguments, &send).await
+        };
         progress.finish().await;
         match result {
             Ok(output) => {
@@ -307,7 +319,7 @@ mod tests {
     #[test]
     fn the_catalog_and_the_implemented_tools_agree() {
         let catalog = Catalog::load(ToolNames::Dotted).expect("catalog matches the implementation");
-        assert_eq!(catalog.served_names(), holochain_tools::NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(catalog.served_names(), implemented().iter().map(|n| n.to_string()).collect::<Vec<_>>());
         let underscore = Catalog::load(ToolNames::Underscore).unwrap();
         assert!(underscore.served_names().contains(&"holochain_join_mesh".to_string()));
         let valid = regex::Regex::new("^[a-zA-Z0-9_-]+$").unwrap();

@@ -24,7 +24,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// `format`s the validator checks.
-const FORMATS: &[&str] = &["http-url"];
+const FORMATS: &[&str] = &["http-url", "date-time"];
 
 /// One tool of the catalog, ready to serve.
 #[derive(Debug, Clone)]
@@ -174,10 +174,16 @@ fn check(schema: &Map<String, Value>, value: &Value, at: &str, errors: &mut Vec<
                 fail(format!("must match {pattern}, got {}", clip(s)));
             }
         }
-        if schema.get("format").and_then(Value::as_str) == Some("http-url") {
-            if let Err(e) = crate::config::parse_url("URL", s, &["http", "https"]) {
-                fail(e.to_string());
+        match schema.get("format").and_then(Value::as_str) {
+            Some("http-url") => {
+                if let Err(e) = crate::config::parse_url("URL", s, &["http", "https"]) {
+                    fail(e.to_string());
+                }
             }
+            Some("date-time") if s.parse::<holochain_types::prelude::Timestamp>().is_err() => {
+                fail(format!("must be an RFC 3339 date-time, got {}", clip(s)));
+            }
+            _ => {}
         }
     }
     if let Some(object) = value.as_object() {

@@ -57,24 +57,45 @@ impl Capacity {
     }
 }
 
-/// A grant still holding capacity: which request it answered, how much, until when (µs since the
+/// A grant on the provider's ledger: which request it answered, how much, until when (µs since the
 /// epoch). `R` is the request's identity (an `ActionHash` on the DHT).
+///
+/// A holding *counts* against the offer until it expires or is released, and is *remembered*
+/// (counting nothing) until the request's answer window closes too, so a request can never be
+/// granted a second time — not even after its first grant expired or was released.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Holding<R> {
     pub request: R,
     pub amounts: Capacity,
     pub expires_at_micros: i64,
+    /// The end of the request's answer window (request time + `ANSWER_WINDOW_SECS`).
+    pub answer_by_micros: i64,
+    pub released: bool,
+}
+
+impl<R> Holding<R> {
+    pub fn counts_at(&self, now_micros: i64) -> bool {
+        !self.released && self.expires_at_micros > now_micros
+    }
+
+    pub fn remembered_at(&self, now_micros: i64) -> bool {
+        self.expires_at_micros.max(self.answer_by_micros) > now_micros
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerError {
     /// The holdings a grant carries are not the ones its predecessor implies.
     WrongHoldings { expected: usize, carried: usize },
-    /// The same request is granted twice.
+    /// A release the grant accounts for is not of a live, unreleased holding of its predecessor.
+    UnknownRelease,
+    /// The request was granted before (it is still remembered).
     DuplicateRequest,
+    /// The request's answer window closed before this grant.
+    AnswerWindowPassed,
     /// The holdings exceed the offer in these resources.
     OverCapacity(Vec<&'static str>),
-    /// A grant that is already expired when written, or holds nothing.
+    /// A grant that holds nothing, or is already expired or released when written.
     EmptyOrExpired,
 }
 
@@ -83,30 +104,45 @@ impl std::fmt::Display for LedgerError {
         match self {
             LedgerError::WrongHoldings { expected, carried } => write!(
                 f,
-                "the grant carries {carried} holding(s) but its predecessor's unexpired, unreleased holdings plus itself are {expected}"
+                "the grant carries {carried} holding(s) but its predecessor's remembered holdings plus itself are {expected}"
             ),
-            LedgerError::DuplicateRequest => write!(f, "the request is already granted"),
+            LedgerError::UnknownRelease => {
+                write!(f, "a release the grant accounts for does not release a live holding of the previous grant")
+            }
+            LedgerError::DuplicateRequest => write!(f, "the request was already granted"),
+            LedgerError::AnswerWindowPassed => write!(f, "the request's answer window has closed"),
             LedgerError::OverCapacity(over) => write!(f, "grants would exceed the offer in {}", over.join(", ")),
-            LedgerError::EmptyOrExpired => write!(f, "a grant must hold something and expire after it is written"),
+            LedgerError::EmptyOrExpired => {
+                write!(f, "a grant must hold something and be neither expired nor released when written")
+            }
         }
     }
 }
 
-/// The holdings after granting `new` at `now_micros`: the predecessor's holdings minus those expired
-/// by now or released (by request id), plus `new`, in that order.
+/// The holdings after granting `new` at `now_micros`: the predecessor's holdings that are still
+/// remembered, with `released` (by request) marked released, plus `new`, in that order.
 pub fn next_holdings<R: PartialEq + Clone>(
     previous: &[Holding<R>],
     released: &[R],
     now_micros: i64,
     new: Holding<R>,
 ) -> Result<Vec<Holding<R>>, LedgerError> {
-    if new.amounts.is_zero() || new.expires_at_micros <= now_micros {
+    if new.amounts.is_zero() || !new.counts_at(now_micros) {
         return Err(LedgerError::EmptyOrExpired);
+    }
+    if new.answer_by_micros < now_micros {
+        return Err(LedgerError::AnswerWindowPassed);
+    }
+    for (i, r) in released.iter().enumerate() {
+        let live = previous.iter().any(|h| &h.request == r && h.remembered_at(now_micros) && !h.released);
+        if !live || released[..i].contains(r) {
+            return Err(LedgerError::UnknownRelease);
+        }
     }
     let mut holdings: Vec<Holding<R>> = previous
         .iter()
-        .filter(|h| h.expires_at_micros > now_micros && !released.contains(&h.request))
-        .cloned()
+        .filter(|h| h.remembered_at(now_micros))
+        .map(|h| Holding { released: h.released || released.contains(&h.request), ..h.clone() })
         .collect();
     if holdings.iter().any(|h| h.request == new.request) {
         return Err(LedgerError::DuplicateRequest);
@@ -115,12 +151,17 @@ pub fn next_holdings<R: PartialEq + Clone>(
     Ok(holdings)
 }
 
-/// The sum of `holdings`, refused if it does not fit `offer`.
-pub fn check_within(holdings: &[Holding<impl Sized>], offer: &Capacity) -> Result<Capacity, LedgerError> {
-    let mut used = Capacity::default();
-    for h in holdings {
-        used = used.checked_add(&h.amounts).ok_or(LedgerError::OverCapacity(vec!["overflow"]))?;
-    }
+/// What `holdings` use at `now_micros`; `None` if the sum overflows.
+pub fn used_at<R>(holdings: &[Holding<R>], now_micros: i64) -> Option<Capacity> {
+    holdings
+        .iter()
+        .filter(|h| h.counts_at(now_micros))
+        .try_fold(Capacity::default(), |sum, h| sum.checked_add(&h.amounts))
+}
+
+/// What `holdings` use at `now_micros`, refused if it does not fit `offer`.
+pub fn check_within<R>(holdings: &[Holding<R>], now_micros: i64, offer: &Capacity) -> Result<Capacity, LedgerError> {
+    let used = used_at(holdings, now_micros).ok_or(LedgerError::OverCapacity(vec!["overflow"]))?;
     let over = used.over(offer);
     if over.is_empty() {
         Ok(used)
@@ -130,7 +171,7 @@ pub fn check_within(holdings: &[Holding<impl Sized>], offer: &Capacity) -> Resul
 }
 
 /// The validator's whole check of one grant: the carried holdings are exactly what the predecessor
-/// implies, and they fit the offer.
+/// implies, and they fit the offer. Returns what the grant leaves in use.
 pub fn check_grant<R: PartialEq + Clone>(
     previous: &[Holding<R>],
     released: &[R],
@@ -145,7 +186,7 @@ pub fn check_grant<R: PartialEq + Clone>(
     if expected.as_slice() != carried {
         return Err(LedgerError::WrongHoldings { expected: expected.len(), carried: carried.len() });
     }
-    check_within(carried, offer)
+    check_within(carried, now_micros, offer)
 }
 
 #[cfg(test)]
@@ -156,8 +197,13 @@ mod tests {
         Capacity { cpu_cores: 0, memory_gb: 0, gpu_slots: 1, vram_gb: 0, storage_gb: 0, model_slots: 0 };
     const FOUR_SLOTS: Capacity = Capacity { gpu_slots: 4, ..SLOT };
 
+    /// A one-slot holding whose answer window closes when it expires.
     fn hold(request: u32, expires: i64) -> Holding<u32> {
-        Holding { request, amounts: SLOT, expires_at_micros: expires }
+        Holding { request, amounts: SLOT, expires_at_micros: expires, answer_by_micros: expires, released: false }
+    }
+
+    fn requests(holdings: &[Holding<u32>]) -> Vec<u32> {
+        holdings.iter().map(|h| h.request).collect()
     }
 
     /// Grants requests in order against a 4-slot offer, each against the previous grant's holdings.
@@ -165,7 +211,7 @@ mod tests {
         let (mut granted, mut rejected, mut holdings) = (vec![], vec![], vec![]);
         for &r in requests {
             match next_holdings(&holdings, &[], now, hold(r, now + 60)).and_then(|h| {
-                check_within(&h, &FOUR_SLOTS)?;
+                check_within(&h, now, &FOUR_SLOTS)?;
                 Ok(h)
             }) {
                 Ok(next) => {
@@ -188,16 +234,30 @@ mod tests {
     #[test]
     fn expiry_and_release_free_capacity() {
         let full: Vec<Holding<u32>> = (1..=4).map(|r| hold(r, 100)).collect();
-        assert!(check_within(&full, &FOUR_SLOTS).is_ok());
-        // Still full before expiry, free after it.
-        let at_50 = next_holdings(&full, &[], 50, hold(5, 200)).and_then(|h| check_within(&h, &FOUR_SLOTS));
+        assert!(check_within(&full, 50, &FOUR_SLOTS).is_ok());
+        // Still full before expiry, free after it (and forgotten, the answer windows being closed).
+        let at_50 = next_holdings(&full, &[], 50, hold(5, 200)).and_then(|h| check_within(&h, 50, &FOUR_SLOTS));
         assert_eq!(at_50, Err(LedgerError::OverCapacity(vec!["gpu_slots"])));
         assert_eq!(next_holdings(&full, &[], 100, hold(5, 200)), Ok(vec![hold(5, 200)]));
-        // A release by the provider frees its slot early.
+        // A release frees its slot early; the released holding is remembered, counting nothing.
         let released = next_holdings(&full, &[2], 50, hold(5, 200));
-        let requests = released.as_ref().map(|h| h.iter().map(|h| h.request).collect::<Vec<_>>());
-        assert_eq!(requests, Ok(vec![1, 3, 4, 5]));
-        assert!(released.and_then(|h| check_within(&h, &FOUR_SLOTS)).is_ok());
+        assert_eq!(released.as_deref().map(requests), Ok(vec![1, 2, 3, 4, 5]));
+        assert_eq!(released.as_ref().map(|h| h[1].released), Ok(true));
+        assert!(released.and_then(|h| check_within(&h, 50, &FOUR_SLOTS)).is_ok());
+        // Releasing something not held, or twice, is refused.
+        assert_eq!(next_holdings(&full, &[9], 50, hold(5, 200)), Err(LedgerError::UnknownRelease));
+        assert_eq!(next_holdings(&full, &[2, 2], 50, hold(5, 200)), Err(LedgerError::UnknownRelease));
+    }
+
+    #[test]
+    fn a_request_is_granted_once_even_after_its_grant_expired() {
+        // Granted for 10 µs with an answer window to 1000: expired at 20, still remembered.
+        let short = Holding { answer_by_micros: 1_000, ..hold(7, 10) };
+        let previous = vec![short];
+        assert_eq!(next_holdings(&previous, &[], 20, hold(7, 500)), Err(LedgerError::DuplicateRequest));
+        // Once the window closes it is forgotten, and the request cannot be answered any more.
+        let late = Holding { answer_by_micros: 1_000, ..hold(7, 2_000) };
+        assert_eq!(next_holdings(&previous, &[], 1_001, late), Err(LedgerError::AnswerWindowPassed));
     }
 
     #[test]
@@ -212,11 +272,12 @@ mod tests {
         assert_eq!(next_holdings(&previous, &[], 50, hold(3, 100)), Err(LedgerError::DuplicateRequest));
         // An expired grant cannot be written, nor an empty one.
         assert_eq!(next_holdings(&[], &[], 50, hold(9, 50)), Err(LedgerError::EmptyOrExpired));
-        let nothing = Holding { request: 9, amounts: Capacity::default(), expires_at_micros: 100 };
+        let nothing = Holding { amounts: Capacity::default(), ..hold(9, 100) };
         assert_eq!(next_holdings(&[], &[], 50, nothing), Err(LedgerError::EmptyOrExpired));
         // The honest fifth grant after one expiry is accepted.
         let mut mixed = previous.clone();
         mixed[0].expires_at_micros = 40;
+        mixed[0].answer_by_micros = 40;
         let honest = vec![hold(2, 100), hold(3, 100), hold(4, 100), hold(5, 100)];
         assert!(check_grant(&mixed, &[], 50, &honest, &FOUR_SLOTS).is_ok());
     }
@@ -224,10 +285,7 @@ mod tests {
     #[test]
     fn sums_that_overflow_are_over_capacity() {
         let big = Capacity { storage_gb: u64::MAX, ..Capacity::default() };
-        let holdings = vec![
-            Holding { request: 1, amounts: big, expires_at_micros: 10 },
-            Holding { request: 2, amounts: big, expires_at_micros: 10 },
-        ];
-        assert!(matches!(check_within(&holdings, &big), Err(LedgerError::OverCapacity(_))));
+        let holdings = vec![Holding { amounts: big, ..hold(1, 10) }, Holding { amounts: big, ..hold(2, 10) }];
+        assert!(matches!(check_within(&holdings, 0, &big), Err(LedgerError::OverCapacity(_))));
     }
 }

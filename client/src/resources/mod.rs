@@ -1,0 +1,518 @@
+//! Resources over the mesh (resource_mesh DNA; spec §10.2, §10.5, §11.4): this node as provider
+//! (its offer, derived from its advert, and the loop that answers the requests addressed to it)
+//! and as requester (scheduling with `locality_aware_binpack`, allocating, releasing, accounting).
+//! The CLI, the HTTP API and the MCP `resources.*` tools all go through the functions here.
+pub mod policy;
+pub mod scheduler;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use agent_registry_types::{DiscoveryQuery, NodeAdvert};
+use holochain_types::prelude::{ActionHash, AgentPubKey};
+use resource_mesh_types::*;
+
+use crate::api::{find_peers, ApiState, PeerRow};
+use crate::mesh::{Mesh, MeshError};
+use crate::node::NodeAgent;
+use policy::ComputePolicy;
+use scheduler::{locality_aware_binpack, subtract, Candidate, Plan, Task};
+
+/// The hApp role of the resource_mesh DNA.
+pub const ROLE: &str = "resource_mesh";
+/// How often the provider loop reads its inbox (it is also woken when this node asks itself).
+const PROVIDER_TICK: Duration = Duration::from_secs(1);
+/// How often ended allocations are billed and receipts acknowledged.
+const SETTLE_EVERY: Duration = Duration::from_secs(30);
+/// How long a requester waits for a provider's answer before trying the next candidate.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many candidates one allocation tries, best first.
+const MAX_ATTEMPTS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("no node can take this allocation: {}", describe_filtered(.0))]
+    NoCandidates(Vec<scheduler::Filtered>),
+    #[error("no candidate granted the allocation: {}", .0.iter().map(|a| format!("{} ({}): {}", a.node_name, a.node_id, a.outcome)).collect::<Vec<_>>().join("; "))]
+    AllRefused(Vec<Attempt>),
+}
+
+fn describe_filtered(filtered: &[scheduler::Filtered]) -> String {
+    if filtered.is_empty() {
+        return "no nodes are known on the mesh yet".into();
+    }
+    filtered.iter().map(|f| format!("{} ({}): {}", f.name, f.agent, f.reason)).collect::<Vec<_>>().join("; ")
+}
+
+/// What an allocation asks for (the spec's `resources.allocate` inputs, in whole units).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AllocateRequest {
+    pub resource_type: ResourceType,
+    /// `None`: the workload class's `resource_request` from compute_policy.yaml.
+    pub requirements: Option<Capacity>,
+    pub model_name: Option<String>,
+    pub locality_preference: LocalityPreference,
+    /// `None`: the workload class's timeout, else one hour.
+    pub duration_secs: Option<u32>,
+    /// `None`: the class for the resource type (compute → agent_task, inference → inference, …).
+    pub workload_class: Option<String>,
+}
+
+/// One candidate tried by an allocation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub node_id: String,
+    pub node_name: String,
+    pub request_id: String,
+    /// `granted`, the provider's rejection reason, or that it did not answer in time.
+    pub outcome: String,
+}
+
+/// The spec's `resources.allocate` outputs, plus what a caller needs to follow up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Allocation {
+    pub allocation_id: String,
+    pub node_id: String,
+    pub node_name: String,
+    pub endpoint: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub granted_at: String,
+    pub amounts: Capacity,
+    pub request_id: String,
+    pub attempts: Vec<Attempt>,
+}
+
+/// One provider as `resources.query_available` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Available {
+    pub node_id: String,
+    pub node_name: String,
+    pub is_self: bool,
+    pub state: String,
+    pub region: String,
+    pub offered: Capacity,
+    pub in_use: Capacity,
+    pub free: Capacity,
+    pub active_allocations: u32,
+    pub models: Vec<String>,
+}
+
+/// One allocation as `ripple allocations` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AllocationRow {
+    /// `requester` (this node asked) or `provider` (this node granted).
+    pub side: String,
+    /// `pending`, `granted`, `rejected`, `released` or `expired`.
+    pub status: String,
+    pub request_id: String,
+    pub requester: String,
+    pub provider: String,
+    pub resource_type: ResourceType,
+    pub requirements: Capacity,
+    pub requested_at: String,
+    pub allocation_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub expires_at: Option<String>,
+    pub released_at: Option<String>,
+    pub reason: Option<String>,
+    pub receipt: Option<ReceiptRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReceiptRow {
+    pub receipt_id: String,
+    pub held_secs: u64,
+    pub resource_seconds: ResourceSeconds,
+    pub acknowledged: bool,
+}
+
+/// The provider loop's state, for `/status` and the tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProviderState {
+    pub providing: bool,
+    pub offer: Option<ResourceOffer>,
+    pub offer_version: Option<String>,
+    pub granted: u64,
+    pub rejected: u64,
+    pub receipts_written: u64,
+    pub receipts_acknowledged: u64,
+    pub last_error: Option<String>,
+}
+
+/// This node's side of the resource mesh: the provider loop and its state.
+pub struct ResourceService {
+    mesh: Arc<Mesh>,
+    node: Arc<NodeAgent>,
+    pub policy: ComputePolicy,
+    /// Held by every write to this node's resource_mesh chain: answers, offers and receipts would
+    /// otherwise race for the chain head.
+    chain: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+    state: Mutex<ProviderState>,
+}
+
+impl ResourceService {
+    pub fn new(mesh: Arc<Mesh>, node: Arc<NodeAgent>, policy: ComputePolicy, providing: bool) -> Arc<Self> {
+        Arc::new(Self {
+            mesh,
+            node,
+            policy,
+            chain: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
+            state: Mutex::new(ProviderState { providing, ..Default::default() }),
+        })
+    }
+
+    pub fn state(&self) -> ProviderState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProviderState)) {
+        if let Ok(mut s) = self.state.lock() {
+            change(&mut s);
+        }
+    }
+
+    /// The provider loop: keeps the offer in step with the advert, answers the inbox, and settles
+    /// ended allocations, until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last_settle = Instant::now();
+        loop {
+            if self.state().providing {
+                if let Err(e) = self.provide_once().await {
+                    tracing::warn!("provider loop: {e}");
+                    self.update(|s| s.last_error = Some(e.to_string()));
+                }
+            }
+            if last_settle.elapsed() >= SETTLE_EVERY {
+                last_settle = Instant::now();
+                if let Err(e) = self.settle().await {
+                    tracing::warn!("settling usage: {e}");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(PROVIDER_TICK) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One pass: publish the offer if the advert changed it, then answer every request waiting.
+    pub async fn provide_once(&self) -> Result<(), ResourceError> {
+        let Some(advert) = self.node.state().advert.map(|a| a.advert) else { return Ok(()) };
+        let offer = offer_from_advert(&advert);
+        if offer.capacity.is_zero() {
+            return Ok(());
+        }
+        if self.state().offer.as_ref() != Some(&offer) {
+            let _chain = self.chain.lock().await;
+            let record: OfferRecord = self.mesh.call(ROLE, "resources", "publish_offer", &offer).await?;
+            tracing::info!(version = %record.version, "resource offer published");
+            self.update(|s| {
+                s.offer = Some(record.offer);
+                s.offer_version = Some(record.version.to_string());
+            });
+        }
+        let inbox: Inbox = self.mesh.call(ROLE, "scheduling", "get_inbox", &()).await?;
+        for request_id in inbox.requests {
+            let input = AnswerInput { request_id, endpoint: advert.inference.endpoint.clone().unwrap_or_default() };
+            let answer: Answer = {
+                let _chain = self.chain.lock().await;
+                self.mesh.call(ROLE, "scheduling", "answer_request", &input).await?
+            };
+            match &answer {
+                Answer::Granted(g) => {
+                    tracing::info!(allocation = %g.allocation_id, request = %input.request_id, "granted");
+                    self.update(|s| s.granted += 1);
+                }
+                Answer::Rejected { reason, .. } => {
+                    tracing::info!(request = %input.request_id, "rejected: {reason}");
+                    self.update(|s| s.rejected += 1);
+                }
+            }
+        }
+        self.update(|s| s.last_error = None);
+        Ok(())
+    }
+
+    /// Bills this node's ended allocations and acknowledges receipts for its own.
+    pub async fn settle(&self) -> Result<SettleReport, ResourceError> {
+        let _chain = self.chain.lock().await;
+        let report: SettleReport = self.mesh.call(ROLE, "accounting", "settle", &()).await?;
+        self.update(|s| {
+            s.receipts_written += u64::from(report.receipts_written);
+            s.receipts_acknowledged += u64::from(report.receipts_acknowledged);
+        });
+        Ok(report)
+    }
+
+    async fn request(&self, request: &AllocationRequest) -> Result<RequestRecord, ResourceError> {
+        let _chain = self.chain.lock().await;
+        Ok(self.mesh.call(ROLE, "scheduling", "request_allocation", request).await?)
+    }
+}
+
+/// What a node offers: everything its advert says it has (cores, RAM, GPUs and their VRAM, local
+/// and S3 storage, one model slot per loaded model).
+pub fn offer_from_advert(advert: &NodeAdvert) -> ResourceOffer {
+    let gpus = &advert.compute.gpus;
+    ResourceOffer {
+        capacity: Capacity {
+            cpu_cores: advert.compute.cpu_cores,
+            memory_gb: advert.compute.ram_gb,
+            gpu_slots: u32::try_from(gpus.len()).unwrap_or(u32::MAX),
+            vram_gb: gpus.iter().map(|g| g.vram_gb).sum(),
+            storage_gb: advert.storage.local_ssd_gb.saturating_add(advert.storage.s3_available_gb),
+            model_slots: u32::try_from(advert.inference.models_loaded.len()).unwrap_or(u32::MAX),
+        },
+        models: advert.inference.models_loaded.clone(),
+    }
+}
+
+/// The task an allocation request describes, with the workload class's defaults filled in.
+pub fn task_for(policy: &ComputePolicy, request: &AllocateRequest) -> Result<(Task, u32), ResourceError> {
+    let class_name =
+        request.workload_class.clone().unwrap_or_else(|| ComputePolicy::default_class(request.resource_type).into());
+    let class = policy.class(&class_name).map_err(ResourceError::BadInput)?;
+    let requirements = request.requirements.unwrap_or_else(|| class.resource_request.capacity());
+    if requirements.is_zero() {
+        return Err(ResourceError::BadInput(format!(
+            "requirements ask for nothing, and the {class_name} class has no resource_request to fill in"
+        )));
+    }
+    if request.resource_type == ResourceType::Inference && request.model_name.is_none() {
+        return Err(ResourceError::BadInput("an inference allocation needs model_name".into()));
+    }
+    let duration = request.duration_secs.or(class.resource_request.duration_secs()).unwrap_or(3600);
+    if duration == 0 || duration > MAX_DURATION_SECS {
+        return Err(ResourceError::BadInput(format!(
+            "duration must be 1..={MAX_DURATION_SECS} seconds, got {duration}"
+        )));
+    }
+    let task = Task {
+        resource_type: request.resource_type,
+        requirements,
+        model_name: request.model_name.clone(),
+        locality_preference: request.locality_preference,
+        workload_class: class_name,
+    };
+    Ok((task, duration))
+}
+
+/// A known node: as the scheduler sees it, as discovery found it, and its active allocations.
+struct Known {
+    candidate: Candidate,
+    peer: PeerRow,
+    active: u32,
+}
+
+/// Every known node as a scheduling candidate: its advert and liveness from discovery, its offer
+/// and load from resource_mesh.
+async fn candidates(s: &ApiState) -> Result<Vec<Known>, ResourceError> {
+    let peers =
+        find_peers(s, &DiscoveryQuery::default()).await.map_err(|e| ResourceError::BadInput(e.message().into()))?;
+    let keys: Vec<AgentPubKey> =
+        peers.iter().filter_map(|p| AgentPubKey::try_from(p.agent_pubkey.as_str()).ok()).collect();
+    let statuses: Vec<ProviderStatus> = s.mesh.call(ROLE, "resources", "get_provider_statuses", &keys).await?;
+    Ok(peers
+        .into_iter()
+        .filter_map(|peer| {
+            let status = statuses.iter().find(|st| st.provider.to_string() == peer.agent_pubkey)?;
+            let candidate = Candidate {
+                agent: peer.agent_pubkey.clone(),
+                name: peer.advert.agent_name.clone(),
+                is_self: peer.is_self,
+                online: peer.state == "online",
+                region: peer.advert.network.region.clone(),
+                hardware_class: peer.advert.hardware_class,
+                tokens_per_second: peer.advert.inference.tokens_per_second,
+                bandwidth_mbps: peer.advert.network.bandwidth_mbps,
+                cpu_percent: peer.load.as_ref().map(|l| l.cpu_percent),
+                offer: status.offer.as_ref().map(|o| o.offer.clone()),
+                in_use: status.in_use,
+            };
+            Some(Known { candidate, peer, active: status.active })
+        })
+        .collect())
+}
+
+/// The dry run: every candidate with its score, and why the others were filtered out.
+pub async fn plan(s: &ApiState, request: &AllocateRequest) -> Result<Plan, ResourceError> {
+    let (task, _) = task_for(&s.resources.policy, request)?;
+    let nodes: Vec<Candidate> = candidates(s).await?.into_iter().map(|k| k.candidate).collect();
+    let class = s.resources.policy.class(&task.workload_class).map_err(ResourceError::BadInput)?;
+    Ok(locality_aware_binpack(&task, class, &nodes))
+}
+
+/// Schedules, then asks the best candidates in turn until one grants (`MAX_ATTEMPTS` at most).
+pub async fn allocate(s: &ApiState, request: &AllocateRequest) -> Result<Allocation, ResourceError> {
+    let (_, duration_secs) = task_for(&s.resources.policy, request)?;
+    let plan = plan(s, request).await?;
+    if plan.candidates.is_empty() {
+        return Err(ResourceError::NoCandidates(plan.filtered));
+    }
+    let mut attempts = vec![];
+    for candidate in plan.candidates.iter().take(MAX_ATTEMPTS) {
+        let provider = AgentPubKey::try_from(candidate.agent.as_str())
+            .map_err(|e| ResourceError::BadInput(format!("agent key {}: {e}", candidate.agent)))?;
+        let written = s
+            .resources
+            .request(&AllocationRequest {
+                provider: provider.clone(),
+                resource_type: plan.task.resource_type,
+                requirements: plan.task.requirements,
+                model_name: plan.task.model_name.clone(),
+                locality_preference: plan.task.locality_preference,
+                duration_secs,
+            })
+            .await?;
+        if provider == s.mesh.agent {
+            s.resources.wake.notify_one();
+        }
+        let mut attempt = Attempt {
+            node_id: candidate.agent.clone(),
+            node_name: candidate.name.clone(),
+            request_id: written.request_id.to_string(),
+            outcome: String::new(),
+        };
+        match await_answer(&s.mesh, &written.request_id).await? {
+            Some(Answer::Granted(grant)) => {
+                attempt.outcome = "granted".into();
+                attempts.push(attempt);
+                return Ok(Allocation {
+                    allocation_id: grant.allocation_id.to_string(),
+                    node_id: candidate.agent.clone(),
+                    node_name: candidate.name.clone(),
+                    endpoint: grant.endpoint,
+                    expires_at: grant.expires_at.to_string(),
+                    granted_at: grant.granted_at.to_string(),
+                    amounts: grant.amounts,
+                    request_id: written.request_id.to_string(),
+                    attempts,
+                });
+            }
+            Some(Answer::Rejected { reason, .. }) => attempt.outcome = format!("rejected: {reason}"),
+            None => attempt.outcome = format!("no answer within {} s", ANSWER_TIMEOUT.as_secs()),
+        }
+        attempts.push(attempt);
+    }
+    Err(ResourceError::AllRefused(attempts))
+}
+
+async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer>, ResourceError> {
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let answer: Option<Answer> = mesh.call(ROLE, "scheduling", "get_answer", request).await?;
+        if answer.is_some() || Instant::now() >= deadline {
+            return Ok(answer);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Releases an allocation this node holds or granted.
+pub async fn release(s: &ApiState, allocation_id: &str) -> Result<String, ResourceError> {
+    let hash = ActionHash::try_from(allocation_id)
+        .map_err(|e| ResourceError::BadInput(format!("allocation_id `{allocation_id}` is not an action hash: {e}")))?;
+    let release: ActionHash = {
+        let _chain = s.resources.chain.lock().await;
+        s.mesh.call(ROLE, "scheduling", "release_allocation", &hash).await?
+    };
+    Ok(release.to_string())
+}
+
+/// Providers with what they offer and have free, online ones first.
+pub async fn available(s: &ApiState) -> Result<Vec<Available>, ResourceError> {
+    let mut rows: Vec<Available> = candidates(s)
+        .await?
+        .into_iter()
+        .filter_map(|Known { candidate: c, peer, active }| {
+            let offer = c.offer?;
+            let free = subtract(&offer.capacity, &c.in_use);
+            Some(Available {
+                node_id: c.agent,
+                node_name: c.name,
+                is_self: c.is_self,
+                state: peer.state,
+                region: c.region,
+                offered: offer.capacity,
+                in_use: c.in_use,
+                free,
+                active_allocations: active,
+                models: offer.models,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.state != "online", &a.node_name).cmp(&(b.state != "online", &b.node_name)));
+    Ok(rows)
+}
+
+/// This node's allocations, newest first (at most `limit` per side).
+pub async fn allocations(s: &ApiState, limit: u32) -> Result<Vec<AllocationRow>, ResourceError> {
+    let list: AllocationList = s.mesh.call(ROLE, "scheduling", "list_allocations", &limit).await?;
+    let now = holochain_types::prelude::Timestamp::now();
+    let row = |side: &str, view: AllocationView| {
+        let (status, allocation_id, endpoint, expires_at, reason, provider) = match &view.answer {
+            None => ("pending", None, None, None, None, view.request.request.provider.to_string()),
+            Some(Answer::Rejected { reason, provider, .. }) => {
+                ("rejected", None, None, None, Some(reason.clone()), provider.to_string())
+            }
+            Some(Answer::Granted(g)) => {
+                let status = if view.released_at.is_some_and(|r| r < g.expires_at) {
+                    "released"
+                } else if g.expires_at <= now {
+                    "expired"
+                } else {
+                    "granted"
+                };
+                (
+                    status,
+                    Some(g.allocation_id.to_string()),
+                    Some(g.endpoint.clone()),
+                    Some(g.expires_at.to_string()),
+                    None,
+                    g.provider.to_string(),
+                )
+            }
+        };
+        AllocationRow {
+            side: side.into(),
+            status: status.into(),
+            request_id: view.request.request_id.to_string(),
+            requester: view.request.requester.to_string(),
+            provider,
+            resource_type: view.request.request.resource_type,
+            requirements: view.request.request.requirements,
+            requested_at: view.request.made_at.to_string(),
+            allocation_id,
+            endpoint,
+            expires_at,
+            released_at: view.released_at.map(|t| t.to_string()),
+            reason,
+            receipt: view.receipt.map(|r| ReceiptRow {
+                receipt_id: r.receipt_id.to_string(),
+                held_secs: r.receipt.held_secs,
+                resource_seconds: r.receipt.resource_seconds,
+                acknowledged: r.acknowledged,
+            }),
+        }
+    };
+    let mut rows: Vec<AllocationRow> = list.as_requester.into_iter().map(|v| row("requester", v)).collect();
+    rows.extend(list.as_provider.into_iter().map(|v| row("provider", v)));
+    Ok(rows)
+}
+
+/// Resource-seconds this node provided and used, from its receipts.
+pub async fn usage(s: &ApiState) -> Result<UsageSummary, ResourceError> {
+    Ok(s.mesh.call(ROLE, "accounting", "get_usage", &()).await?)
+}

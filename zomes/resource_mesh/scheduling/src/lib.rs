@@ -1,0 +1,348 @@
+//! Coordinator `scheduling`: requesters ask a provider for resources and release them; the provider
+//! answers each request in its inbox with a grant (capacity held on its ledger) or a rejection with
+//! a reason. Choosing the provider is the sidecar's scheduler; offers live in `resources`, receipts
+//! in `accounting`.
+use hdk::prelude::*;
+use resource_mesh_integrity::capacity::{check_within, next_holdings, used_at, LedgerError};
+use resource_mesh_integrity::{EntryTypes, LinkTypes, ANSWER_WINDOW_SECS};
+use resource_mesh_types::*;
+
+#[derive(Debug, thiserror::Error)]
+enum SchedulingError {
+    #[error("request rejected before publishing: {0}")]
+    InvalidRequest(resource_mesh_integrity::RuleViolation),
+    #[error("no allocation request {0} is visible on the DHT (yet)")]
+    NoSuchRequest(ActionHash),
+    #[error("request {0} is addressed to another provider")]
+    NotMine(ActionHash),
+    #[error("no allocation grant {0} is visible on the DHT (yet)")]
+    NoSuchGrant(ActionHash),
+    #[error("only the provider or the requester of allocation {0} may release it")]
+    NotAParty(ActionHash),
+}
+
+impl From<SchedulingError> for WasmError {
+    fn from(e: SchedulingError) -> Self {
+        wasm_error!(WasmErrorInner::Guest(e.to_string()))
+    }
+}
+
+const MICROS: i64 = 1_000_000;
+
+/// A requester: writes the request and puts it in the provider's inbox.
+#[hdk_extern]
+pub fn request_allocation(request: AllocationRequest) -> ExternResult<RequestRecord> {
+    request.check().map_err(SchedulingError::InvalidRequest)?;
+    let hash = create_entry(EntryTypes::AllocationRequest(request.clone()))?;
+    create_link(request.provider.clone(), hash.clone(), LinkTypes::ProviderInbox, ())?;
+    let record = get(hash.clone(), GetOptions::local())?.ok_or(SchedulingError::NoSuchRequest(hash.clone()))?;
+    RequestRecord::from_record(&record).ok_or_else(|| SchedulingError::NoSuchRequest(hash).into())
+}
+
+/// The provider (its sidecar's loop): the requests and releases waiting in its inbox.
+#[hdk_extern]
+pub fn get_inbox(_: ()) -> ExternResult<Inbox> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let mut requests = vec![];
+    let mut inbox = Inbox::default();
+    for link in get_links(LinkQuery::try_new(me, LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+        let Some(target) = link.target.into_action_hash() else { continue };
+        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        if let Some(request) = RequestRecord::from_record(&record) {
+            requests.push((request.made_at, target));
+        } else if entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease).is_some() {
+            inbox.releases.push(target);
+        }
+    }
+    requests.sort();
+    inbox.requests = requests.into_iter().map(|(_, hash)| hash).collect();
+    Ok(inbox)
+}
+
+/// The provider: answers one request with a grant, if its offer has room after what its latest
+/// grant holds (less expiries and the releases in its inbox), or a rejection saying why.
+/// Answering an answered request returns the existing answer.
+#[hdk_extern]
+pub fn answer_request(input: AnswerInput) -> ExternResult<Answer> {
+    let me = agent_info()?.agent_initial_pubkey;
+    if let Some(answer) = answer_of(&input.request_id, GetStrategy::Local)? {
+        return Ok(answer);
+    }
+    let record = get(input.request_id.clone(), GetOptions::network())?
+        .ok_or_else(|| SchedulingError::NoSuchRequest(input.request_id.clone()))?;
+    let request =
+        RequestRecord::from_record(&record).ok_or_else(|| SchedulingError::NoSuchRequest(input.request_id.clone()))?;
+    if request.request.provider != me {
+        return Err(SchedulingError::NotMine(input.request_id).into());
+    }
+    let answer = match decide(&me, &request, input.endpoint)? {
+        Ok(grant) => {
+            let hash = create_entry(EntryTypes::AllocationGrant(grant))?;
+            for old in get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderToLedger)?, GetStrategy::Local)? {
+                delete_link(old.create_link_hash, GetOptions::local())?;
+            }
+            create_link(me.clone(), hash.clone(), LinkTypes::ProviderToLedger, ())?;
+            hash
+        }
+        Err(reason) => create_entry(EntryTypes::AllocationRejection(AllocationRejection {
+            request: input.request_id.clone(),
+            reason,
+        }))?,
+    };
+    create_link(input.request_id.clone(), answer.clone(), LinkTypes::RequestToAnswer, ())?;
+    clear_inbox(&me)?;
+    let record = get(answer.clone(), GetOptions::local())?.ok_or(SchedulingError::NoSuchRequest(answer))?;
+    Answer::from_record(&record).ok_or_else(|| wasm_error!(WasmErrorInner::Guest("own answer does not decode".into())))
+}
+
+/// The grant for `request`, or why not.
+fn decide(
+    me: &AgentPubKey,
+    request: &RequestRecord,
+    endpoint: String,
+) -> ExternResult<Result<AllocationGrant, String>> {
+    let now = sys_time()?.as_micros();
+    let answer_by = request.made_at.as_micros() + ANSWER_WINDOW_SECS * MICROS;
+    // Leave a few seconds for the commit itself: the validators check the action's timestamp.
+    if now + 5 * MICROS > answer_by {
+        return Ok(Err(format!("the request is older than the {ANSWER_WINDOW_SECS} s answer window")));
+    }
+    let Some((offer_hash, offer)) = latest_offer()? else {
+        return Ok(Err("this node offers no resources".into()));
+    };
+    let wanted = &request.request;
+    if let Some(model) = &wanted.model_name {
+        if !offer.models.iter().any(|m| m.eq_ignore_ascii_case(model)) {
+            return Ok(Err(format!("this node does not serve model {model:?}")));
+        }
+    }
+    let over_offer = wanted.requirements.over(&offer.capacity);
+    if !over_offer.is_empty() {
+        return Ok(Err(format!("the request exceeds everything this node offers in {}", over_offer.join(", "))));
+    }
+    let (prev_grant, previous) = match latest_grant(me)? {
+        Some((hash, grant)) => (Some(hash), grant.holdings),
+        None => (None, vec![]),
+    };
+    let (releases, released) = accountable_releases(me, &previous, now)?;
+    let new = Holding {
+        request: request.request_id.clone(),
+        amounts: wanted.requirements,
+        expires_at_micros: now + i64::from(wanted.duration_secs) * MICROS,
+        answer_by_micros: answer_by,
+        released: false,
+    };
+    let holdings = match next_holdings(&previous, &released, now, new) {
+        Ok(holdings) => holdings,
+        Err(LedgerError::DuplicateRequest) => return Ok(Err("the request was already granted".into())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if let Err(LedgerError::OverCapacity(over)) = check_within(&holdings, now, &offer.capacity) {
+        let in_use = used_at(&holdings[..holdings.len().saturating_sub(1)], now).unwrap_or_default();
+        return Ok(Err(format!(
+            "no free capacity: {} in use of {} offered, {} requested, in {}",
+            describe(&in_use),
+            describe(&offer.capacity),
+            describe(&wanted.requirements),
+            over.join(", ")
+        )));
+    }
+    Ok(Ok(AllocationGrant {
+        request: request.request_id.clone(),
+        ledger_at_micros: now,
+        offer: offer_hash,
+        prev_grant,
+        releases,
+        holdings,
+        endpoint,
+    }))
+}
+
+fn describe(c: &Capacity) -> String {
+    let mut parts = vec![];
+    let mut add = |n: u64, unit: &str| {
+        if n > 0 {
+            parts.push(format!("{n} {unit}"));
+        }
+    };
+    add(c.cpu_cores.into(), "cpu cores");
+    add(c.memory_gb.into(), "GB memory");
+    add(c.gpu_slots.into(), "GPU slots");
+    add(c.vram_gb.into(), "GB VRAM");
+    add(c.storage_gb, "GB storage");
+    add(c.model_slots.into(), "model slots");
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The releases in this provider's inbox that free a live holding of its latest grant, and the
+/// requests they release.
+fn accountable_releases(
+    me: &AgentPubKey,
+    previous: &[Holding<ActionHash>],
+    now: i64,
+) -> ExternResult<(Vec<ActionHash>, Vec<ActionHash>)> {
+    let (mut releases, mut released) = (vec![], vec![]);
+    for link in get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+        let Some(target) = link.target.into_action_hash() else { continue };
+        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        let Some(release) = entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease) else { continue };
+        let Some(grant) = get(release.grant.clone(), GetOptions::network())?
+            .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
+        else {
+            continue;
+        };
+        let live = previous.iter().any(|h| h.request == grant.request && !h.released && h.remembered_at(now));
+        if live && !released.contains(&grant.request) {
+            releases.push(target);
+            released.push(grant.request);
+        }
+    }
+    Ok((releases, released))
+}
+
+/// Removes inbox links for requests this provider has answered and releases its ledger no longer
+/// needs (accounted for, or of holdings already gone).
+fn clear_inbox(me: &AgentPubKey) -> ExternResult<()> {
+    let live: Vec<ActionHash> = match latest_grant(me)? {
+        Some((_, grant)) => grant.holdings.into_iter().filter(|h| !h.released).map(|h| h.request).collect(),
+        None => vec![],
+    };
+    for link in get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+        let Some(target) = link.target.clone().into_action_hash() else { continue };
+        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        let done = if RequestRecord::from_record(&record).is_some() {
+            answer_of(&target, GetStrategy::Local)?.is_some()
+        } else if let Some(release) = entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease) {
+            let grant = get(release.grant, GetOptions::network())?
+                .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant));
+            grant.is_none_or(|g| !live.contains(&g.request))
+        } else {
+            true
+        };
+        if done {
+            delete_link(link.create_link_hash, GetOptions::network())?;
+        }
+    }
+    Ok(())
+}
+
+/// The provider's latest offer version, from its own chain.
+fn latest_offer() -> ExternResult<Option<(ActionHash, ResourceOffer)>> {
+    let filter = ChainQueryFilter::new().entry_type(UnitEntryTypes::ResourceOffer.try_into()?).include_entries(true);
+    Ok(query(filter)?.last().and_then(|r| {
+        entry_of::<ResourceOffer>(r, UnitEntryTypes::ResourceOffer).map(|o| (r.action_address().clone(), o))
+    }))
+}
+
+/// The provider's latest grant, via its ledger link (written with every grant).
+fn latest_grant(me: &AgentPubKey) -> ExternResult<Option<(ActionHash, AllocationGrant)>> {
+    let links = get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderToLedger)?, GetStrategy::Local)?;
+    let Some(newest) = links.into_iter().filter(|l| &l.author == me).max_by_key(|l| l.timestamp) else {
+        return Ok(None);
+    };
+    let Some(hash) = newest.target.into_action_hash() else { return Ok(None) };
+    Ok(get(hash.clone(), GetOptions::local())?
+        .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
+        .map(|g| (hash, g)))
+}
+
+/// The answer to a request, if the provider's answer link is visible with `strategy`.
+fn answer_of(request: &ActionHash, strategy: GetStrategy) -> ExternResult<Option<Answer>> {
+    let options = match strategy {
+        GetStrategy::Local => GetOptions::local(),
+        GetStrategy::Network => GetOptions::network(),
+    };
+    for link in get_links(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?, strategy)? {
+        let Some(target) = link.target.into_action_hash() else { continue };
+        if let Some(answer) = get(target, options.clone())?.as_ref().and_then(Answer::from_record) {
+            return Ok(Some(answer));
+        }
+    }
+    Ok(None)
+}
+
+/// Anyone (the requester polls it): the provider's answer to a request, once visible.
+#[hdk_extern]
+pub fn get_answer(request: ActionHash) -> ExternResult<Option<Answer>> {
+    answer_of(&request, GetStrategy::Network)
+}
+
+/// The provider or the requester: ends an allocation before it expires and tells the provider.
+/// Releasing twice returns the first release.
+#[hdk_extern]
+pub fn release_allocation(allocation_id: ActionHash) -> ExternResult<ActionHash> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let grant_record = get(allocation_id.clone(), GetOptions::network())?
+        .ok_or_else(|| SchedulingError::NoSuchGrant(allocation_id.clone()))?;
+    let grant =
+        GrantRecord::from_record(&grant_record).ok_or_else(|| SchedulingError::NoSuchGrant(allocation_id.clone()))?;
+    let requester = get(grant.request_id.clone(), GetOptions::network())?.map(|r| r.action().author().clone());
+    if grant.provider != me && requester.as_ref() != Some(&me) {
+        return Err(SchedulingError::NotAParty(allocation_id).into());
+    }
+    if let Some((hash, _)) = releases_of(&allocation_id)?.into_iter().find(|(_, r)| r.action().author() == &me) {
+        return Ok(hash);
+    }
+    let release = create_entry(EntryTypes::AllocationRelease(AllocationRelease { grant: allocation_id.clone() }))?;
+    create_link(allocation_id, release.clone(), LinkTypes::Followups, ())?;
+    create_link(grant.provider, release.clone(), LinkTypes::ProviderInbox, ())?;
+    Ok(release)
+}
+
+/// The release records that follow a grant.
+fn releases_of(grant: &ActionHash) -> ExternResult<Vec<(ActionHash, Record)>> {
+    let mut releases = vec![];
+    for link in get_links(LinkQuery::try_new(grant.clone(), LinkTypes::Followups)?, GetStrategy::Network)? {
+        let Some(target) = link.target.into_action_hash() else { continue };
+        if let Some(record) = get(target.clone(), GetOptions::network())? {
+            if entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease).is_some() {
+                releases.push((target, record));
+            }
+        }
+    }
+    Ok(releases)
+}
+
+/// This agent's allocations as requester (its requests) and as provider (its grants), newest first,
+/// at most `limit` of each, with their answers, releases and receipts.
+#[hdk_extern]
+pub fn list_allocations(limit: u32) -> ExternResult<AllocationList> {
+    let newest = |unit: UnitEntryTypes| -> ExternResult<Vec<Record>> {
+        let filter = ChainQueryFilter::new().entry_type(unit.try_into()?).include_entries(true);
+        Ok(query(filter)?.into_iter().rev().take(limit as usize).collect())
+    };
+    let mut list = AllocationList::default();
+    for record in newest(UnitEntryTypes::AllocationRequest)? {
+        if let Some(request) = RequestRecord::from_record(&record) {
+            let answer = answer_of(&request.request_id, GetStrategy::Network)?;
+            list.as_requester.push(view(request, answer)?);
+        }
+    }
+    for record in newest(UnitEntryTypes::AllocationGrant)? {
+        let Some(grant) = GrantRecord::from_record(&record) else { continue };
+        let Some(request) =
+            get(grant.request_id.clone(), GetOptions::network())?.as_ref().and_then(RequestRecord::from_record)
+        else {
+            continue;
+        };
+        list.as_provider.push(view(request, Some(Answer::Granted(grant)))?);
+    }
+    Ok(list)
+}
+
+fn view(request: RequestRecord, answer: Option<Answer>) -> ExternResult<AllocationView> {
+    let (mut released_at, mut receipt) = (None, None);
+    if let Some(Answer::Granted(grant)) = &answer {
+        released_at = releases_of(&grant.allocation_id)?.iter().map(|(_, r)| r.action().timestamp()).min();
+        let call = call(CallTargetCell::Local, "accounting", "get_receipt".into(), None, grant.allocation_id.clone())?;
+        receipt = match call {
+            ZomeCallResponse::Ok(output) => output.decode::<Option<ReceiptRecord>>().map_err(|e| wasm_error!(e))?,
+            other => return Err(wasm_error!(WasmErrorInner::Guest(format!("accounting.get_receipt: {other:?}")))),
+        };
+    }
+    Ok(AllocationView { request, answer, released_at, receipt })
+}

@@ -1,0 +1,178 @@
+//! Inputs and outputs of the resource_mesh coordinator zomes (`resources`, `scheduling`,
+//! `accounting`), shared by the zomes, the sidecar and the tests. Not a zome: it exports no externs
+//! and is not part of the DNA hash.
+use hdi::prelude::*;
+
+pub use resource_mesh_integrity::{
+    is_entry_type, AllocationGrant, AllocationRejection, AllocationRelease, AllocationRequest, Capacity, Holding,
+    LocalityPreference, ResourceOffer, ResourceSeconds, ResourceType, UnitEntryTypes, UsageAck, UsageReceipt,
+    ANSWER_WINDOW_SECS, MAX_DURATION_SECS,
+};
+
+/// A provider's offer as the DHT holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct OfferRecord {
+    pub provider: AgentPubKey,
+    /// The action that wrote this version (create or update).
+    pub version: ActionHash,
+    pub offer: ResourceOffer,
+}
+
+/// What a provider has free, as its latest grant left it (releases not yet accounted for by a
+/// later grant still count: a scheduler's view is conservative; the provider decides).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ProviderStatus {
+    pub provider: AgentPubKey,
+    pub offer: Option<OfferRecord>,
+    pub in_use: Capacity,
+    /// Allocations holding capacity now.
+    pub active: u32,
+    pub latest_grant: Option<ActionHash>,
+}
+
+/// A request as written.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub request_id: ActionHash,
+    pub requester: AgentPubKey,
+    pub made_at: Timestamp,
+    pub request: AllocationRequest,
+}
+
+/// A granted allocation.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    /// The grant's action hash.
+    pub allocation_id: ActionHash,
+    pub request_id: ActionHash,
+    pub provider: AgentPubKey,
+    pub amounts: Capacity,
+    pub granted_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub endpoint: String,
+}
+
+/// The provider's answer to a request.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Answer {
+    Granted(GrantRecord),
+    Rejected { rejection_id: ActionHash, provider: AgentPubKey, reason: String },
+}
+
+/// `scheduling.answer_request`: the provider answers one request in its inbox.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AnswerInput {
+    pub request_id: ActionHash,
+    /// Where requesters reach this node's resources (its advertised endpoint; may be empty).
+    pub endpoint: String,
+}
+
+/// `scheduling.get_inbox`: what awaits the provider.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Inbox {
+    /// Requests not yet answered, oldest first.
+    pub requests: Vec<ActionHash>,
+    /// Releases of this provider's grants not yet accounted for by a grant.
+    pub releases: Vec<ActionHash>,
+}
+
+/// One allocation as either party sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AllocationView {
+    pub request: RequestRecord,
+    pub answer: Option<Answer>,
+    /// The first release, by either party.
+    pub released_at: Option<Timestamp>,
+    pub receipt: Option<ReceiptRecord>,
+}
+
+/// `scheduling.list_allocations`: this agent's allocations as requester and as provider, newest
+/// first, at most `limit` of each.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct AllocationList {
+    pub as_requester: Vec<AllocationView>,
+    pub as_provider: Vec<AllocationView>,
+}
+
+/// A usage receipt and whether the requester acknowledged it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ReceiptRecord {
+    pub receipt_id: ActionHash,
+    pub written_at: Timestamp,
+    pub receipt: UsageReceipt,
+    pub acknowledged: bool,
+}
+
+/// `accounting.get_usage`: totals over this agent's receipts.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct UsageSummary {
+    /// Resource-seconds this node provided (receipts it wrote).
+    pub provided: ResourceSeconds,
+    pub provided_receipts: u32,
+    pub provided_acknowledged: u32,
+    /// Resource-seconds this node used (receipts it acknowledged).
+    pub used: ResourceSeconds,
+    pub used_receipts: u32,
+}
+
+/// `accounting.settle`: what one pass wrote.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettleReport {
+    pub receipts_written: u32,
+    pub receipts_acknowledged: u32,
+}
+
+/// The app entry of `record`, if it is of type `unit` (several entry types share field names, so the
+/// type is checked, not guessed from the bytes).
+pub fn entry_of<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
+    record: &Record,
+    unit: UnitEntryTypes,
+) -> Option<T> {
+    match is_entry_type(record.action(), unit) {
+        Ok(true) => record.entry().to_app_option::<T>().ok().flatten(),
+        _ => None,
+    }
+}
+
+impl RequestRecord {
+    pub fn from_record(record: &Record) -> Option<Self> {
+        Some(RequestRecord {
+            request_id: record.action_address().clone(),
+            requester: record.action().author().clone(),
+            made_at: record.action().timestamp(),
+            request: entry_of(record, UnitEntryTypes::AllocationRequest)?,
+        })
+    }
+}
+
+impl GrantRecord {
+    pub fn from_record(record: &Record) -> Option<Self> {
+        let grant: AllocationGrant = entry_of(record, UnitEntryTypes::AllocationGrant)?;
+        let own = grant.holding()?;
+        Some(GrantRecord {
+            allocation_id: record.action_address().clone(),
+            request_id: grant.request.clone(),
+            provider: record.action().author().clone(),
+            amounts: own.amounts,
+            granted_at: record.action().timestamp(),
+            expires_at: Timestamp::from_micros(own.expires_at_micros),
+            endpoint: grant.endpoint,
+        })
+    }
+}
+
+impl Answer {
+    /// A grant or rejection record as an answer; `None` for anything else.
+    pub fn from_record(record: &Record) -> Option<Self> {
+        if let Some(grant) = GrantRecord::from_record(record) {
+            return Some(Answer::Granted(grant));
+        }
+        let rejection: AllocationRejection = entry_of(record, UnitEntryTypes::AllocationRejection)?;
+        Some(Answer::Rejected {
+            rejection_id: record.action_address().clone(),
+            provider: record.action().author().clone(),
+            reason: rejection.reason,
+        })
+    }
+}
