@@ -281,7 +281,7 @@ fn resource_error(e: crate::resources::ResourceError) -> ApiError {
     let status = match &e {
         ResourceError::BadInput(_) => StatusCode::BAD_REQUEST,
         ResourceError::NoCandidates(_) | ResourceError::AllRefused(_) => StatusCode::CONFLICT,
-        ResourceError::Mesh(_) => StatusCode::BAD_GATEWAY,
+        ResourceError::Mesh(_) | ResourceError::Discovery(_) => StatusCode::BAD_GATEWAY,
     };
     ApiError(status, e.to_string())
 }

@@ -374,6 +374,46 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
         assert!(result_text(&result).contains(needle), "{tool} {arg}: {result}");
     }
 
+    // resources.*: both offers visible, a dry run, an allocation on node-a itself (nearest), its
+    // release, and bad input; then node-b's Inspector lists what node-a has free.
+    eventually("node-a to see both resource offers", Duration::from_secs(120), || async {
+        let rows: Vec<Value> = get_json(&a.api("resources/available")).await;
+        if rows.iter().filter(|r| r["state"] == json!("online")).count() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    })
+    .await;
+    let session = python_session(json!({"server": {"url": url_a}, "mode": "auto", "calls": [
+        {"tool": "resources.query_available", "arguments": {"resource_type": "compute"}},
+        {"tool": "resources.schedule_task", "arguments": {"workload_class": "agent_task", "dry_run": true}},
+        {"tool": "resources.allocate", "arguments": {"resource_type": "compute",
+            "requirements": {"cpu_cores": 0.5, "memory_gb": 1}, "duration_seconds": 300}},
+        {"tool": "resources.allocate", "arguments": {"resource_type": "gpu", "requirements": {}}},
+        {"tool": "resources.release", "arguments": {"allocation_id": "not-a-hash"}},
+        {"tool": "resources.schedule_task", "arguments": {"workload_class": "nope", "dry_run": true}},
+    ]}));
+    let c = calls(&session);
+    assert_eq!(ok(&c[0])["count"], json!(2));
+    let plan = &ok(&c[1])["plan"];
+    assert_eq!(plan["algorithm"], json!("locality_aware_binpack"));
+    assert_eq!(plan["candidates"][0]["node_id"], json!(a.agent()), "nearest puts node-a first on node-a: {plan}");
+    let allocation = ok(&c[2]);
+    assert_eq!(allocation["node_id"], json!(a.agent()));
+    assert_eq!(allocation["amounts"]["cpu_cores"], json!(1), "0.5 cores round up to one");
+    refused(&c[3], &["`resource_type`: must be one of"]);
+    refused(&c[4], &["`allocation_id`: must match"]);
+    refused(&c[5], &["unknown workload class `nope`"]);
+    let allocation_id = allocation["allocation_id"].as_str().unwrap().to_string();
+    let session = python_session(json!({"server": {"url": url_a}, "mode": "legacy", "calls": [
+        {"tool": "resources.release", "arguments": {"allocation_id": allocation_id}},
+    ]}));
+    assert_eq!(ok(&calls(&session)[0])["allocation_id"], json!(allocation_id));
+    let (code, result, stderr) = inspector_call(&target, "resources_query_available", &["online_only=true".into()]);
+    assert_eq!(code, 0, "{result} {stderr}");
+    assert_eq!(result["structuredContent"]["count"], json!(2), "{result}");
+
     // Malformed and oversized requests are refused; the server keeps serving.
     let http = reqwest::Client::new();
     let post = |body: Vec<u8>| {
@@ -445,5 +485,7 @@ fn stdio_server_survives_malformed_and_oversized_lines() {
     drop(stdin);
     let _ = child.wait();
     let listed = listed.expect("tools/list answered after malformed and oversized lines");
-    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(5), "{listed}");
+    let catalog = std::fs::read_to_string(repo_root().join("manifests/cloud/mcp_tools.json")).unwrap();
+    let tools = ripple::mcp::schema::load_catalog(&catalog).expect("catalog loads").len();
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(tools), "{listed}");
 }

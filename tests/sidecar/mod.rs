@@ -7,3 +7,4 @@ pub mod harness;
 mod interrupt;
 mod mcp;
 mod mesh;
+mod resources;

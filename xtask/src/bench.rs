@@ -13,6 +13,8 @@ pub enum Suite {
     Node,
     /// `holochain.query_peers` over streamable HTTP: latency and calls/s with 50 concurrent sessions.
     Mcp,
+    /// Allocation grants per second with 4 providers and 8 requesters, and over-allocations (must be 0).
+    Mesh,
 }
 
 impl Suite {
@@ -21,12 +23,13 @@ impl Suite {
             Suite::Registry => "registry",
             Suite::Node => "node",
             Suite::Mcp => "mcp",
+            Suite::Mesh => "mesh",
         }
     }
 
     fn subject(self) -> &'static str {
         match self {
-            Suite::Registry => "Holochain 0.7.1 sweettest conductors built with the release profile",
+            Suite::Registry | Suite::Mesh => "Holochain 0.7.1 sweettest conductors built with the release profile",
             Suite::Node | Suite::Mcp => {
                 "the `ripple` binary and its embedded Holochain 0.7.1 conductor built with the release profile"
             }

@@ -37,6 +37,8 @@ pub enum ResourceError {
     Mesh(#[from] MeshError),
     #[error("{0}")]
     BadInput(String),
+    #[error("discovery failed: {0}")]
+    Discovery(String),
     #[error("no node can take this allocation: {}", describe_filtered(.0))]
     NoCandidates(Vec<scheduler::Filtered>),
     #[error("no candidate granted the allocation: {}", .0.iter().map(|a| format!("{} ({}): {}", a.node_name, a.node_id, a.outcome)).collect::<Vec<_>>().join("; "))]
