@@ -25,7 +25,7 @@ pub fn publish_offer(offer: ResourceOffer) -> ExternResult<OfferRecord> {
     let me = agent_info()?.agent_initial_pubkey;
     let filter = ChainQueryFilter::new().entry_type(UnitEntryTypes::ResourceOffer.try_into()?).include_entries(true);
     let versions = query(filter)?;
-    if let Some(current) = versions.last().and_then(|r| offer_record(r)) {
+    if let Some(current) = versions.last().and_then(offer_record) {
         if current.offer == offer {
             return Ok(current);
         }
