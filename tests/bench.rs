@@ -496,7 +496,7 @@ async fn mesh() {
         let providers = &providers;
         async move {
             // (latency, granted interval on its provider: provider index, start, end)
-            let (mut latencies, mut held, mut rejected) = (vec![], vec![], 0usize);
+            let (mut latencies, mut held, mut rejected, mut release_retries) = (vec![], vec![], 0usize, 0usize);
             let mut round = i;
             while Instant::now() < stop {
                 let which = round % PROVIDERS;
@@ -526,9 +526,21 @@ async fn mesh() {
                     Some(Answer::Granted(grant)) => {
                         latencies.push(started.elapsed());
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        let _: ActionHash = conductor
-                            .call(&r.zome("scheduling"), "release_allocation", grant.allocation_id.clone())
-                            .await;
+                        // Right after the grant is read, validating the release may not find the grant in
+                        // this conductor's DHT yet (DepMissingFromDht): retry until it does.
+                        for attempt in 1.. {
+                            let released: Result<ActionHash, _> = conductor
+                                .call_fallible(&r.zome("scheduling"), "release_allocation", grant.allocation_id.clone())
+                                .await;
+                            match released {
+                                Ok(_) => break,
+                                Err(_) if attempt < 100 => {
+                                    release_retries += 1;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Err(e) => panic!("release failed {attempt} times: {e}"),
+                            }
+                        }
                         // Held from the grant until after the release was written: an over-estimate.
                         held.push((which, grant.granted_at, Timestamp::now().min(grant.expires_at)));
                     }
@@ -536,7 +548,7 @@ async fn mesh() {
                     None => {}
                 }
             }
-            (latencies, held, rejected)
+            (latencies, held, rejected, release_retries)
         }
     });
     let wall = Instant::now();
@@ -546,11 +558,12 @@ async fn mesh() {
     let elapsed = wall.elapsed().min(RUN + Duration::from_secs(30));
     let mut latencies = vec![];
     let mut held = vec![];
-    let mut rejected = 0;
-    for (l, h, r) in results {
+    let (mut rejected, mut release_retries) = (0, 0);
+    for (l, h, r, retries) in results {
         latencies.extend(l);
         held.extend(h);
         rejected += r;
+        release_retries += retries;
     }
     // The sweep: per provider, the most allocations held at once.
     let mut over_allocations = 0;
@@ -577,8 +590,10 @@ async fn mesh() {
          at most {peak} of {SLOTS} slots held at once on any provider, counting each allocation from \
          its grant until after its release was written). The grant latency is from writing the \
          request to the requester reading the grant from the DHT; providers poll their inbox every \
-         100 ms (the sidecar's loop polls every second, or at once when a node asks itself). Wall \
-         time including the drain: {:.1} s.",
+         100 ms (the sidecar's loop polls every second, or at once when a node asks itself). Releases \
+         written right after the grant was read were refused {release_retries} time(s) with \
+         DepMissingFromDht (the requester's conductor had not integrated the grant yet) and retried. \
+         Wall time including the drain: {:.1} s.",
         RUN.as_secs(),
         answered.iter().sum::<usize>(),
         elapsed.as_secs_f64()
