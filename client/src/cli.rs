@@ -16,11 +16,11 @@ use crate::manifests::Manifests;
 use crate::mcp::ToolNames;
 use crate::node::probe::ProbeSources;
 use crate::node::{AdvertRefresh, NodeSettings, NodeState};
-use crate::resources::scheduler::{describe, Plan};
+use crate::resources::scheduler::Plan;
 use crate::resources::{AllocateRequest, Allocation, AllocationRow, Available};
 use crate::runfile::{RunFile, RunFileError};
 use crate::up::{self, ConductorChoice, McpHttp, Ready, UpError, UpSettings};
-use resource_mesh_types::{Capacity, ResourceType, UsageSummary};
+use resource_mesh_types::{describe_capacity, Capacity, ResourceType, UsageSummary};
 
 /// Ripple mesh node: joins a Ripple network through a Holochain conductor, publishes this
 /// machine's capabilities and heartbeats, and finds other nodes.
@@ -537,12 +537,7 @@ fn allocate_request(args: &AllocateArgs) -> Result<AllocateRequest, ConfigError>
         storage_gb: args.storage_gb.map_or(0, u64::from),
         model_slots: 0,
     };
-    let requirements = match (amounts.is_zero(), resource_type, &args.model) {
-        (true, ResourceType::Inference, Some(_)) => Some(Capacity { model_slots: 1, ..amounts }),
-        (true, _, _) => None,
-        (false, ResourceType::Inference, _) => Some(Capacity { model_slots: 1, ..amounts }),
-        (false, _, _) => Some(amounts),
-    };
+    let requirements = crate::resources::requirements(amounts, resource_type, args.model.as_deref());
     Ok(AllocateRequest {
         resource_type,
         requirements,
@@ -693,7 +688,7 @@ fn render_plan(plan: &Plan) -> String {
         "{} for a {} task ({}), locality {}\n",
         plan.algorithm,
         plan.task.workload_class,
-        describe(&plan.task.requirements),
+        describe_capacity(&plan.task.requirements),
         serde_plain(&plan.task.locality_preference)
     );
     let mut rows = vec![["RANK", "NODE", "SCORE", "LOCALITY", "PACKING", "POOL", "CHEAP", "SPEED", "FREE AFTER"]
@@ -709,7 +704,7 @@ fn render_plan(plan: &Plan) -> String {
             if c.preferred_pool { "preferred" } else { "fallback" }.into(),
             format!("{:.1}", c.cheapness),
             format!("{:.2}", c.speed),
-            describe(&c.free_after),
+            describe_capacity(&c.free_after),
         ]);
     }
     out.push_str(&table(&rows));
@@ -725,7 +720,7 @@ fn render_allocation(a: &Allocation) -> String {
         a.allocation_id,
         a.node_name,
         a.node_id,
-        describe(&a.amounts),
+        describe_capacity(&a.amounts),
         if a.endpoint.is_empty() { "-" } else { &a.endpoint },
         a.expires_at
     );
@@ -745,7 +740,7 @@ fn render_allocations(rows: &Vec<AllocationRow>) -> String {
             r.side.clone(),
             r.reason.as_ref().map_or(r.status.clone(), |reason| format!("{} ({reason})", r.status)),
             serde_plain(&r.resource_type),
-            describe(&r.requirements),
+            describe_capacity(&r.requirements),
             short(&r.provider),
             short(&r.requester),
             r.allocation_id.clone().unwrap_or_else(|| "-".into()),
@@ -766,8 +761,8 @@ fn render_available(rows: &Vec<Available>) -> String {
             format!("{}{} {}", r.node_name, if r.is_self { " (self)" } else { "" }, short(&r.node_id)),
             r.state.clone(),
             if r.region.is_empty() { "-".into() } else { r.region.clone() },
-            describe(&r.free),
-            describe(&r.offered),
+            describe_capacity(&r.free),
+            describe_capacity(&r.offered),
             r.active_allocations.to_string(),
             if r.models.is_empty() { "-".into() } else { r.models.join(", ") },
         ]);

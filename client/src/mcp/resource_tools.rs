@@ -114,8 +114,7 @@ struct Requirements {
 }
 
 impl Requirements {
-    /// `None` when no amount is given (the workload class's defaults apply), except that an
-    /// inference request naming a model asks for one model slot.
+    /// Whole units, as `resources::requirements` completes them.
     fn capacity(&self, resource_type: ResourceType) -> Option<Capacity> {
         let capacity = Capacity {
             cpu_cores: self.cpu_cores.map_or(0, whole),
@@ -125,12 +124,7 @@ impl Requirements {
             storage_gb: self.storage_gb.map_or(0, |v| v.max(0.0).ceil() as u64),
             model_slots: 0,
         };
-        match (capacity.is_zero(), resource_type, &self.model_name) {
-            (true, ResourceType::Inference, Some(_)) => Some(Capacity { model_slots: 1, ..capacity }),
-            (true, _, _) => None,
-            (false, ResourceType::Inference, _) => Some(Capacity { model_slots: 1, ..capacity }),
-            (false, _, _) => Some(capacity),
-        }
+        resources::requirements(capacity, resource_type, self.model_name.as_deref())
     }
 }
 

@@ -279,6 +279,19 @@ pub fn offer_from_advert(advert: &NodeAdvert) -> ResourceOffer {
     }
 }
 
+/// The requirements of an allocation given `amounts`: `None` when no amount is given (the workload
+/// class's `resource_request` applies), except that an inference request naming a model asks for
+/// one model slot; inference always takes a model slot.
+pub fn requirements(amounts: Capacity, resource_type: ResourceType, model: Option<&str>) -> Option<Capacity> {
+    match (amounts.is_zero(), resource_type, model) {
+        (true, ResourceType::Inference, Some(_)) | (false, ResourceType::Inference, _) => {
+            Some(Capacity { model_slots: amounts.model_slots.max(1), ..amounts })
+        }
+        (true, _, _) => None,
+        (false, _, _) => Some(amounts),
+    }
+}
+
 /// The task an allocation request describes, with the workload class's defaults filled in.
 pub fn task_for(policy: &ComputePolicy, request: &AllocateRequest) -> Result<(Task, u32), ResourceError> {
     let class_name =

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use agent_registry_types::HardwareClass;
-use resource_mesh_types::{Capacity, LocalityPreference, ResourceOffer, ResourceType};
+use resource_mesh_types::{describe_capacity, Capacity, LocalityPreference, ResourceOffer, ResourceType};
 
 use super::policy::{Pool, WorkloadClass};
 
@@ -157,7 +157,7 @@ fn eligibility(task: &Task, class: &WorkloadClass, min_bandwidth: u32, node: &Ca
     let free = free(node);
     let short = task.requirements.over(&free);
     if !short.is_empty() {
-        return Err(format!("not enough free {} (free: {})", short.join(", "), describe(&free)));
+        return Err(format!("not enough free {} (free: {})", short.join(", "), describe_capacity(&free)));
     }
     let in_class = in_pool(class.prefer, node, if node.is_self { 1.0 } else { 0.0 }, 0)
         || in_pool(class.fallback, node, if node.is_self { 1.0 } else { 0.0 }, 0);
@@ -251,26 +251,6 @@ fn raw_speed(task: &Task, node: &Candidate) -> f64 {
     match task.resource_type {
         ResourceType::Inference => f64::from(node.tokens_per_second),
         _ => f64::from(free(node).cpu_cores),
-    }
-}
-
-pub fn describe(c: &Capacity) -> String {
-    let parts: Vec<String> = [
-        (u64::from(c.cpu_cores), "cpu_cores"),
-        (c.memory_gb.into(), "memory_gb"),
-        (c.gpu_slots.into(), "gpu_slots"),
-        (c.vram_gb.into(), "vram_gb"),
-        (c.storage_gb, "storage_gb"),
-        (c.model_slots.into(), "model_slots"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, name)| format!("{name} {n}"))
-    .collect();
-    if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join(", ")
     }
 }
 

@@ -141,9 +141,9 @@ fn decide(
         let in_use = used_at(&holdings[..holdings.len().saturating_sub(1)], now).unwrap_or_default();
         return Ok(Err(format!(
             "no free capacity: {} in use of {} offered, {} requested, in {}",
-            describe(&in_use),
-            describe(&offer.capacity),
-            describe(&wanted.requirements),
+            describe_capacity(&in_use),
+            describe_capacity(&offer.capacity),
+            describe_capacity(&wanted.requirements),
             over.join(", ")
         )));
     }
@@ -156,26 +156,6 @@ fn decide(
         holdings,
         endpoint,
     }))
-}
-
-fn describe(c: &Capacity) -> String {
-    let mut parts = vec![];
-    let mut add = |n: u64, unit: &str| {
-        if n > 0 {
-            parts.push(format!("{n} {unit}"));
-        }
-    };
-    add(c.cpu_cores.into(), "cpu cores");
-    add(c.memory_gb.into(), "GB memory");
-    add(c.gpu_slots.into(), "GPU slots");
-    add(c.vram_gb.into(), "GB VRAM");
-    add(c.storage_gb, "GB storage");
-    add(c.model_slots.into(), "model slots");
-    if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// The releases in this provider's inbox that free a live holding of its latest grant, and the

@@ -176,3 +176,24 @@ impl Answer {
         })
     }
 }
+
+/// Amounts for people: `2 cpu cores, 8 GB memory`, or `nothing`.
+pub fn describe_capacity(c: &Capacity) -> String {
+    let parts: Vec<String> = [
+        (u64::from(c.cpu_cores), "cpu cores"),
+        (c.memory_gb.into(), "GB memory"),
+        (c.gpu_slots.into(), "GPU slots"),
+        (c.vram_gb.into(), "GB VRAM"),
+        (c.storage_gb, "GB storage"),
+        (c.model_slots.into(), "model slots"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, unit)| format!("{n} {unit}"))
+    .collect();
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
