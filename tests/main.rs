@@ -5,10 +5,13 @@
 //! - `resource_mesh::validation`: every resource_mesh rule refuses a commit that breaks it; peers
 //!   warrant the grant and release rules' breakers over the network.
 //! - `resource_mesh::allocation`: eight requesters race for four slots across conductors.
+//! - `artifact_index::validation`: every artifact_index rule refuses a commit that breaks it; peers
+//!   warrant a claim renewed on another node's behalf and a statement about another artifact.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
 //! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
 mod agent_registry;
+mod artifact_index;
 mod bench;
 mod manifests;
 mod resource_mesh;

@@ -34,7 +34,10 @@ async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hashes() {
     .unwrap();
     let pinned: BTreeMap<String, String> =
         serde_json::from_value(pins["networks"]["local"]["dnas"].clone()).expect("pins for ripple-local");
-    assert_eq!(pinned.keys().map(String::as_str).collect::<Vec<_>>(), ["agent_registry", "resource_mesh"]);
+    assert_eq!(
+        pinned.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["agent_registry", "artifact_index", "resource_mesh"]
+    );
 
     let conductor = SweetConductor::standard().await;
     let app = conductor

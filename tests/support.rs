@@ -46,6 +46,23 @@ pub async fn mesh_dna(seed: &str, adversary: bool) -> DnaFile {
 
 pub const MESH_ROLE: &str = "resource_mesh";
 
+/// A fresh artifact_index network from `workdir/` with a unique seed; `adversary` adds the
+/// test-only coordinator zome (same DNA hash).
+pub async fn artifact_dna(seed: &str, adversary: bool) -> DnaFile {
+    let path = if adversary {
+        workdir().join("test/artifact_index_adversary.dna")
+    } else {
+        workdir().join("artifact_index.dna")
+    };
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    let modifiers = DnaModifiersOpt::<SerializedBytes>::none().with_network_seed(seed.to_string());
+    SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load artifact_index bundle")
+}
+
+pub fn artifact_role(dna: &DnaFile) -> (String, DnaFile) {
+    ("artifact_index".to_string(), dna.clone())
+}
+
 pub fn mesh_role(dna: &DnaFile) -> (String, DnaFile) {
     (MESH_ROLE.to_string(), dna.clone())
 }

@@ -5,6 +5,7 @@
 //! It is not a database or a coordinator: all shared state lives in the hApp's DHTs, and the
 //! sidecar reaches it only through the conductor's admin and app websockets.
 pub mod api;
+pub mod artifacts;
 pub mod bootstrap;
 pub mod cli;
 pub mod conductor;

@@ -86,7 +86,9 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(build::build(&ws))?;
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
-            workspace::step("unit tests (zome rules, types, resource_mesh capacity ledger, xtask)");
+            workspace::step(
+                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, xtask)",
+            );
             ws.cargo(&[
                 "test",
                 "-p",
@@ -95,6 +97,8 @@ fn run() -> anyhow::Result<()> {
                 "agent_registry_types",
                 "-p",
                 "resource_mesh_integrity",
+                "-p",
+                "artifact_index_integrity",
                 "-p",
                 "xtask",
             ])?;

@@ -1,0 +1,685 @@
+//! Artifacts over the mesh (artifact_index DNA; spec §6.3, §9.5, §10.6): bytes live in IPFS (the
+//! Kubo RPC bridge), what they are and who made them from what lives on the DHT. This node
+//! publishes (add + pin, register, attest, claim a replica), fetches (its own IPFS, else a live
+//! replica's sidecar, checking the CID of what arrives), verifies (content address, sha256,
+//! provenance signature and chain), renews its replica leases and repairs under-replicated
+//! artifacts it is responsible for. The CLI, the HTTP API and the MCP `artifacts.*` tools all go
+//! through `ArtifactService`.
+pub mod kubo;
+pub mod replication;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use holochain_types::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use agent_registry_types::{Availability, DiscoveryQuery, PeerRecord};
+use artifact_index_types::*;
+
+use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
+use crate::node::NodeAgent;
+use kubo::{AddMode, Kubo, KuboError};
+use replication::{responsible, Candidate, RepairGate, StoragePolicy};
+
+/// The hApp role of the artifact_index DNA.
+pub const ROLE: &str = "artifact_index";
+/// A pinned CID starts streaming at once; allow for a busy daemon.
+const LOCAL_FIRST_BYTE: Duration = Duration::from_secs(30);
+/// An unpinned CID may still be in the daemon's cache; an absent one never answers (offline).
+const CACHE_PROBE: Duration = Duration::from_secs(2);
+/// Connecting to a replica's sidecar.
+const PEER_CONNECT: Duration = Duration::from_secs(5);
+const GB: u64 = 1_000_000_000;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ArtifactError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+    #[error("this node has no IPFS API: set `ipfs_api_url` under [node] in ripple.toml (or RIPPLE_IPFS_API_URL)")]
+    NoIpfs,
+    #[error("{0}")]
+    BadInput(String),
+    #[error("no artifact with CID {0} is registered on the mesh")]
+    NotRegistered(String),
+    #[error("the bytes of {cid} are not available: {}", if tried.is_empty() { "this node does not hold them and no live replica serves them".to_string() } else { tried.join("; ") })]
+    Unavailable { cid: String, tried: Vec<String> },
+    #[error("reading {what}: {reason}")]
+    Io { what: String, reason: String },
+}
+
+/// What `publish` registers besides the bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishMeta {
+    pub name: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// An in-toto Statement v1 (its subjects must include this file's sha256) or just a SLSA
+    /// Provenance v1 predicate, which is wrapped into a statement about this file. Left out: a
+    /// statement by this node naming `materials`.
+    #[serde(default)]
+    pub provenance: Option<serde_json::Value>,
+    /// CIDs the artifact was made from.
+    #[serde(default)]
+    pub materials: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    pub cid: String,
+    pub sha256: String,
+    pub size: u64,
+    pub artifact_id: String,
+    pub provenance_id: String,
+    /// This node's replica lease (RFC 3339).
+    pub replica_until: String,
+    pub seconds: f64,
+}
+
+/// One check of `verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VerifyReport {
+    pub cid: String,
+    pub ok: bool,
+    /// Where the bytes came from: a file, this node's IPFS, or a replica.
+    pub source: String,
+    pub sha256: String,
+    pub size: u64,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaRow {
+    pub holder: String,
+    pub is_self: bool,
+    pub live: bool,
+    pub until: String,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaReport {
+    pub cid: String,
+    pub min_providers: usize,
+    pub live: usize,
+    pub under_replicated: bool,
+    pub replicas: Vec<ReplicaRow>,
+}
+
+/// `artifacts.get` without the bytes: the registrations and statements of a CID.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArtifactInfo {
+    pub cid: String,
+    pub registrations: Vec<Registration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Registration {
+    pub artifact_id: String,
+    pub registrant: String,
+    pub registered_at: String,
+    pub sha256: String,
+    pub size: u64,
+    pub name: String,
+    pub media_type: String,
+    pub labels: Vec<String>,
+}
+
+/// What the replication loop has done, for `/status` and logs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicationState {
+    pub held: usize,
+    pub repairs: u64,
+    pub last_repair: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub struct ArtifactService {
+    mesh: Arc<Mesh>,
+    node: Arc<NodeAgent>,
+    kubo: Option<Kubo>,
+    policy: StoragePolicy,
+    /// This node's HTTP API, where peers fetch the bytes of its replicas.
+    endpoint: String,
+    http: reqwest::Client,
+    gate: Mutex<RepairGate>,
+    state: Mutex<ReplicationState>,
+    /// Serialises this node's artifact_index writes: concurrent calls would race for the chain head.
+    chain: tokio::sync::Mutex<()>,
+}
+
+impl ArtifactService {
+    pub fn new(mesh: Arc<Mesh>, node: Arc<NodeAgent>, policy: StoragePolicy, endpoint: String) -> Arc<Self> {
+        let kubo = node.settings().sources.ipfs_api_url.clone().map(Kubo::new);
+        let http = reqwest::Client::builder()
+            .connect_timeout(PEER_CONNECT)
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Arc::new(Self {
+            mesh,
+            node,
+            kubo,
+            policy,
+            endpoint,
+            http,
+            gate: Default::default(),
+            state: Default::default(),
+            chain: Default::default(),
+        })
+    }
+
+    pub fn policy(&self) -> &StoragePolicy {
+        &self.policy
+    }
+
+    pub fn state(&self) -> ReplicationState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn kubo(&self) -> Result<&Kubo, ArtifactError> {
+        self.kubo.as_ref().ok_or(ArtifactError::NoIpfs)
+    }
+
+    /// Adds `content` to IPFS (pinned), registers it, attaches its provenance statement and claims
+    /// this node's replica. The metadata and statement are checked before any byte is sent.
+    pub async fn publish<S>(
+        &self,
+        content: S,
+        meta: PublishMeta,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Published, ArtifactError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let started = Instant::now();
+        let kubo = self.kubo()?;
+        let me = self.mesh.agent.clone();
+        let media_type = meta.media_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+        let draft = |cid: &str, sha256: &str, size: u64| Artifact {
+            cid: cid.into(),
+            sha256: sha256.into(),
+            size,
+            name: meta.name.clone(),
+            media_type: media_type.clone(),
+            labels: meta.labels.clone(),
+        };
+        const PLACEHOLDER_CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+        let placeholder = "0".repeat(64);
+        draft(PLACEHOLDER_CID, &placeholder, 0).check().map_err(|v| ArtifactError::BadInput(v.detail))?;
+        let statement_of = |sha256: &str| statement(&me, &meta, sha256);
+        let checked = statement_of(&placeholder)?;
+        Statement::parse_and_check(&checked, &me).map_err(|v| ArtifactError::BadInput(format!("provenance: {v}")))?;
+
+        let added = kubo.add(content, AddMode::Pin, progress).await?;
+        let artifact = draft(&added.cid, &added.sha256, added.size);
+        let statement = statement_of(&added.sha256)?;
+        let parsed = Statement::parse_and_check(&statement, &me)
+            .map_err(|v| ArtifactError::BadInput(format!("provenance: {v}")))?;
+        if !parsed.names_digest(&added.sha256) {
+            return Err(ArtifactError::BadInput(format!(
+                "provenance: no subject of the statement has this file's sha256 {}",
+                added.sha256
+            )));
+        }
+        let _chain = self.chain.lock().await;
+        let record: ArtifactRecord = self.mesh.call(ROLE, "artifacts", "register_artifact", &artifact).await?;
+        let attest = AttestInput { artifact_id: record.artifact_id.clone(), statement };
+        let provenance_id: ActionHash = self.mesh.call(ROLE, "provenance", "attest", &attest).await?;
+        let replica = self.claim(&added.cid).await?;
+        Ok(Published {
+            cid: added.cid,
+            sha256: added.sha256,
+            size: added.size,
+            artifact_id: record.artifact_id.to_string(),
+            provenance_id: provenance_id.to_string(),
+            replica_until: rfc3339(replica.claim.until),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The registrations of `cid`, oldest first; an error when there are none.
+    pub async fn info(&self, cid: &str) -> Result<ArtifactInfo, ArtifactError> {
+        check_cid(cid)?;
+        let records: Vec<ArtifactRecord> = self.mesh.call(ROLE, "artifacts", "get_artifacts_for_cid", &cid).await?;
+        if records.is_empty() {
+            return Err(ArtifactError::NotRegistered(cid.into()));
+        }
+        Ok(ArtifactInfo { cid: cid.into(), registrations: records.iter().map(registration).collect() })
+    }
+
+    /// The bytes of `cid` as this node's IPFS holds them, fetching them from a live replica first
+    /// if it does not (checked against the CID on arrival). `local_only`: never fetch (what peers
+    /// ask a replica for). Returns the stream and where it came from.
+    pub async fn open(&self, cid: &str, local_only: bool) -> Result<(ByteStream, String), ArtifactError> {
+        check_cid(cid)?;
+        let kubo = self.kubo()?;
+        if kubo.is_pinned(cid).await? {
+            return Ok((boxed(kubo.cat(cid, LOCAL_FIRST_BYTE).await?), "this node's IPFS (pinned)".into()));
+        }
+        if let Ok(stream) = kubo.cat(cid, CACHE_PROBE).await {
+            return Ok((boxed(stream), "this node's IPFS (cache)".into()));
+        }
+        if local_only {
+            return Err(ArtifactError::Unavailable { cid: cid.into(), tried: vec!["not in this node's IPFS".into()] });
+        }
+        let source = self.fetch_from_replicas(cid, AddMode::Cache).await?;
+        Ok((boxed(kubo.cat(cid, LOCAL_FIRST_BYTE).await?), source))
+    }
+
+    /// Copies `cid` from the first live replica that serves bytes with that content address into
+    /// this node's IPFS (`mode`: cache or pin). Returns which replica it was.
+    async fn fetch_from_replicas(&self, cid: &str, mode: AddMode) -> Result<String, ArtifactError> {
+        let kubo = self.kubo()?;
+        let replicas: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+        let mut tried = vec![];
+        for replica in replicas.iter().filter(|r| r.live && r.holder != self.mesh.agent) {
+            let Some(endpoint) = &replica.claim.endpoint else { continue };
+            let url = format!("{}/artifacts/{cid}/content?local=true", endpoint.trim_end_matches('/'));
+            let response = match self.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    tried.push(format!("{url} answered {}", r.status()));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            let stream = response.bytes_stream().map_err(std::io::Error::other);
+            match kubo.add(stream, mode, |_| {}).await {
+                Ok(added) if added.cid == cid => return Ok(format!("replica of {} at {endpoint}", replica.holder)),
+                Ok(added) => {
+                    // Not what was asked for: drop it and say so.
+                    let _ = kubo.pin_rm(&added.cid).await;
+                    tried.push(format!(
+                        "{url} served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong, ignored",
+                        added.cid, added.sha256
+                    ));
+                }
+                Err(e) => tried.push(format!("{url}: {e}")),
+            }
+        }
+        Err(ArtifactError::Unavailable { cid: cid.into(), tried })
+    }
+
+    /// Checks that the bytes (from `file` if given, else as `open` finds them) have content
+    /// address `cid` and the sha256 and size every registration names, and that each provenance
+    /// statement is signed by its builder, unaltered, names these bytes, and sits on a valid chain.
+    pub async fn verify(&self, cid: &str, file: Option<ByteStream>) -> Result<VerifyReport, ArtifactError> {
+        let info: Vec<ArtifactRecord> = {
+            check_cid(cid)?;
+            let records: Vec<ArtifactRecord> = self.mesh.call(ROLE, "artifacts", "get_artifacts_for_cid", &cid).await?;
+            if records.is_empty() {
+                return Err(ArtifactError::NotRegistered(cid.into()));
+            }
+            records
+        };
+        let kubo = self.kubo()?;
+        let (bytes, source) = match file {
+            Some(stream) => (stream, "the given file".to_string()),
+            None => self.open(cid, false).await?,
+        };
+        let added = kubo.add(bytes.map_err(std::io::Error::other), AddMode::OnlyHash, |_| {}).await?;
+        let mut checks = vec![Check {
+            check: "content address".into(),
+            ok: added.cid == cid,
+            detail: if added.cid == cid {
+                format!("the bytes have CID {cid}")
+            } else {
+                format!("the bytes have CID {}, not {cid}: they were altered", added.cid)
+            },
+        }];
+        for record in &info {
+            let a = &record.artifact;
+            let ok = a.sha256 == added.sha256 && a.size == added.size;
+            checks.push(Check {
+                check: format!("sha256 of registration {} by {}", record.artifact_id, record.registrant),
+                ok,
+                detail: if ok {
+                    format!("sha256 {} and {} bytes, as registered", a.sha256, a.size)
+                } else {
+                    format!(
+                        "the bytes hash to sha256 {} ({} bytes) but the registration says {} ({} bytes): the bytes were altered or the registration is false",
+                        added.sha256, added.size, a.sha256, a.size
+                    )
+                },
+            });
+            let statements: Vec<ProvenanceRecord> =
+                self.mesh.call(ROLE, "provenance", "get_provenance_for_artifact", &record.artifact_id).await?;
+            if statements.is_empty() {
+                checks.push(Check {
+                    check: format!("provenance of {}", record.artifact_id),
+                    ok: false,
+                    detail: "no provenance statement is attached to this registration".into(),
+                });
+            }
+            for p in &statements {
+                checks.push(check_provenance(p, &added.sha256));
+            }
+        }
+        let ok = checks.iter().all(|c| c.ok);
+        Ok(VerifyReport { cid: cid.into(), ok, source, sha256: added.sha256, size: added.size, checks })
+    }
+
+    /// Every node's latest claim on `cid`, live ones first, against the policy's `min_providers`.
+    pub async fn replicas(&self, cid: &str) -> Result<ReplicaReport, ArtifactError> {
+        check_cid(cid)?;
+        let replicas: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+        let live = replicas.iter().filter(|r| r.live).count();
+        Ok(ReplicaReport {
+            cid: cid.into(),
+            min_providers: self.policy.min_providers,
+            live,
+            under_replicated: live < self.policy.min_providers,
+            replicas: replicas
+                .iter()
+                .map(|r| ReplicaRow {
+                    holder: r.holder.to_string(),
+                    is_self: r.holder == self.mesh.agent,
+                    live: r.live,
+                    until: rfc3339(r.claim.until),
+                    endpoint: r.claim.endpoint.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Creates or renews this node's lease on `cid`. The caller holds `chain`.
+    async fn claim(&self, cid: &str) -> Result<ReplicaRecord, ArtifactError> {
+        let input = ClaimReplicaInput {
+            cid: cid.into(),
+            lease_secs: self.policy.lease_secs,
+            endpoint: Some(self.endpoint.clone()),
+        };
+        Ok(self.mesh.call(ROLE, "replication", "claim_replica", &input).await?)
+    }
+
+    /// The replication loop: renews this node's leases while it still pins the data, and repairs
+    /// the under-replicated artifacts it is responsible for. Without IPFS there is nothing to do.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.kubo.is_none() {
+            return;
+        }
+        let every = Duration::from_secs(u64::from(self.policy.scan_interval_secs));
+        loop {
+            if let Err(e) = self.maintain().await {
+                tracing::warn!("replication loop: {e}");
+                self.update(|s| s.last_error = Some(e.to_string()));
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ReplicationState)) {
+        if let Ok(mut s) = self.state.lock() {
+            change(&mut s);
+        }
+    }
+
+    /// One pass of the loop.
+    pub async fn maintain(&self) -> Result<(), ArtifactError> {
+        self.renew().await?;
+        self.repair().await
+    }
+
+    /// Renews each lease past half its life if the CID is still pinned here; otherwise stops
+    /// advertising it.
+    async fn renew(&self) -> Result<(), ArtifactError> {
+        let kubo = self.kubo()?;
+        let mine: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_my_replicas", &()).await?;
+        let now = Timestamp::now().as_micros();
+        let half = i64::from(self.policy.lease_secs) * 500_000;
+        let mut held = 0;
+        for replica in mine {
+            let pinned = kubo.is_pinned(&replica.claim.cid).await?;
+            let _chain = self.chain.lock().await;
+            if pinned {
+                held += 1;
+                if replica.claim.until.as_micros() - now < half {
+                    self.claim(&replica.claim.cid).await?;
+                }
+            } else if replica.live {
+                let _: bool = self.mesh.call(ROLE, "replication", "drop_replica", &replica.claim.cid).await?;
+            }
+        }
+        self.update(|s| s.held = held);
+        Ok(())
+    }
+
+    /// Finds under-replicated artifacts and repairs those this node is responsible for.
+    async fn repair(&self) -> Result<(), ArtifactError> {
+        let me = self.mesh.agent.clone();
+        let query = DiscoveryQuery { online_only: true, ..Default::default() };
+        let peers: Vec<PeerRecord> = self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?;
+        let online: Vec<Candidate> = peers
+            .iter()
+            .filter(|p| p.online && p.advert.availability == Availability::Online)
+            .map(|p| Candidate {
+                agent: p.agent.clone(),
+                free_bytes: p.advert.storage.local_ssd_gb.saturating_mul(GB),
+                has_ipfs: p.advert.storage.ipfs_pinned_gb > 0,
+            })
+            .collect();
+        if !online.iter().any(|c| c.agent == me) {
+            return Ok(()); // only an online node takes on repairs
+        }
+        // Every artifact once, the most registered first (popular_first).
+        let mut artifacts: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+        for shard in 0..SHARDS {
+            let records: Vec<ArtifactRecord> =
+                self.mesh.call(ROLE, "artifacts", "get_artifacts_in_shard", &shard).await?;
+            for r in records {
+                let entry = artifacts.entry(r.artifact.cid.clone()).or_insert((0, 0));
+                entry.0 = entry.0.max(r.artifact.size);
+                entry.1 += 1;
+            }
+        }
+        let mut ordered: Vec<(String, u64, usize)> = artifacts.into_iter().map(|(c, (s, n))| (c, s, n)).collect();
+        ordered.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
+        let grace = Duration::from_secs(
+            u64::from(self.policy.grace_heartbeat_windows) * u64::from(self.node.state().heartbeat_bucket_secs),
+        );
+        for (cid, size, _) in ordered {
+            let replicas: Vec<ReplicaRecord> =
+                self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+            let holders: Vec<AgentPubKey> = replicas.iter().filter(|r| r.live).map(|r| r.holder.clone()).collect();
+            let under = holders.len() < self.policy.min_providers;
+            let due = self.gate.lock().map(|mut g| g.due(&cid, under, grace, Instant::now())).unwrap_or(false);
+            if !due || !responsible(&cid, size, &online, &holders, self.policy.min_providers).contains(&me) {
+                continue;
+            }
+            let allowed = self
+                .gate
+                .lock()
+                .map(|mut g| g.take(self.policy.max_repairs_per_minute, Instant::now()))
+                .unwrap_or(false);
+            if !allowed {
+                return Ok(()); // the budget is spent; the rest waits for the next pass
+            }
+            let kubo = self.kubo()?;
+            let source = if kubo.is_pinned(&cid).await? || kubo.cat(&cid, CACHE_PROBE).await.is_ok() {
+                kubo.pin_add(&cid).await?;
+                "this node's IPFS".to_string()
+            } else {
+                self.fetch_from_replicas(&cid, AddMode::Pin).await?
+            };
+            {
+                let _chain = self.chain.lock().await;
+                self.claim(&cid).await?;
+            }
+            if let Ok(mut g) = self.gate.lock() {
+                g.repaired(&cid);
+            }
+            tracing::info!(
+                "repaired {cid} ({} live of {} wanted) from {source}",
+                holders.len(),
+                self.policy.min_providers
+            );
+            self.update(|s| {
+                s.repairs += 1;
+                s.last_repair = Some(format!("{cid} from {source}"));
+                s.last_error = None;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The statement `publish` attaches: the caller's (a full statement, or a predicate to wrap), or
+/// one by this node naming the materials. The builder is always this node's agent.
+fn statement(me: &AgentPubKey, meta: &PublishMeta, sha256: &str) -> Result<String, ArtifactError> {
+    let bad = |m: String| ArtifactError::BadInput(format!("provenance: {m}"));
+    for cid in &meta.materials {
+        check_cid(cid).map_err(|_| bad(format!("material `{cid}` is not a CID")))?;
+    }
+    let mut statement = match &meta.provenance {
+        None => statement_for(me, &meta.name, sha256, &[], RIPPLE_BUILD_TYPE, Default::default()),
+        Some(value) if value.get("_type").is_some() => {
+            let mut s: Statement =
+                serde_json::from_value(value.clone()).map_err(|e| bad(format!("not an in-toto Statement v1: {e}")))?;
+            let builder = &mut s.predicate.run_details.builder.id;
+            if builder.is_empty() {
+                *builder = agent_uri(me);
+            } else if *builder != agent_uri(me) {
+                return Err(bad(format!(
+                    "runDetails.builder.id is `{builder}`, but the statement is signed by this node, {}",
+                    agent_uri(me)
+                )));
+            }
+            s
+        }
+        Some(value) => {
+            let predicate: SlsaProvenance = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("neither an in-toto Statement nor a SLSA Provenance v1 predicate: {e}")))?;
+            let mut s = statement_for(me, &meta.name, sha256, &[], RIPPLE_BUILD_TYPE, Default::default());
+            s.predicate = predicate;
+            s.predicate.run_details.builder.id = agent_uri(me);
+            s
+        }
+    };
+    // A given statement names its own subjects; checking it against the placeholder digest only
+    // tests its shape, so make the placeholder one of them.
+    if sha256.bytes().all(|b| b == b'0') && !statement.names_digest(sha256) {
+        statement.subject.push(ResourceDescriptor {
+            name: Some(meta.name.clone()),
+            uri: None,
+            digest: std::iter::once(("sha256".to_string(), sha256.to_string())).collect(),
+        });
+    }
+    statement.predicate.build_definition.resolved_dependencies.extend(
+        meta.materials.iter().map(|cid| ResourceDescriptor {
+            name: None,
+            uri: Some(format!("ipfs://{cid}")),
+            digest: Default::default(),
+        }),
+    );
+    serde_json::to_string(&statement).map_err(|e| bad(e.to_string()))
+}
+
+/// The offline checks of one statement: the builder's signature over the action, the entry the
+/// action commits to, the statement's rules and subject, and the builder's chain.
+fn check_provenance(p: &ProvenanceRecord, sha256: &str) -> Check {
+    let action = p.record.action();
+    let mut problems = vec![];
+    let signed_bytes = holochain_serialized_bytes::encode(action).unwrap_or_default();
+    let key: Option<[u8; 32]> = p.builder.get_raw_32().try_into().ok();
+    let signature_ok = key.is_some_and(|k| sodoken::sign::verify_detached(&p.record.signature().0, &signed_bytes, &k));
+    if !signature_ok {
+        problems.push("the builder's signature does not match the action".to_string());
+    }
+    if ActionHash::with_data_sync(action) != p.provenance_id || action.author() != &p.builder {
+        problems.push("the action is not the one its hash names".into());
+    }
+    let entry_ok = match p.record.entry().as_option() {
+        Some(entry) => action.entry_hash() == Some(&EntryHash::with_data_sync(entry)),
+        None => false,
+    };
+    if !entry_ok {
+        problems.push("the statement is not the entry the signed action commits to".into());
+    }
+    match Statement::parse_and_check(&p.provenance.statement, &p.builder) {
+        Ok(s) if s.names_digest(sha256) => {}
+        Ok(_) => problems.push(format!("no subject of the statement is sha256 {sha256}")),
+        Err(v) => problems.push(v.to_string()),
+    }
+    let chain = &p.chain;
+    if !chain.on_chain || chain.status != "valid" || chain.warrants > 0 {
+        problems.push(format!(
+            "the builder's chain does not check out (action {} at seq {}: {}, chain {}, {} warrant(s))",
+            p.provenance_id,
+            chain.seq,
+            if chain.on_chain { "present" } else { "not reported by its authorities" },
+            chain.status,
+            chain.warrants
+        ));
+    }
+    let ok = problems.is_empty();
+    Check {
+        check: format!("provenance {} by {}", p.provenance_id, p.builder),
+        ok,
+        detail: if ok {
+            format!(
+                "signed by its builder {}, seq {} of a valid chain with no warrants",
+                agent_uri(&p.builder),
+                chain.seq
+            )
+        } else {
+            problems.join("; ")
+        },
+    }
+}
+
+fn registration(r: &ArtifactRecord) -> Registration {
+    Registration {
+        artifact_id: r.artifact_id.to_string(),
+        registrant: r.registrant.to_string(),
+        registered_at: rfc3339(r.registered_at),
+        sha256: r.artifact.sha256.clone(),
+        size: r.artifact.size,
+        name: r.artifact.name.clone(),
+        media_type: r.artifact.media_type.clone(),
+        labels: r.artifact.labels.clone(),
+    }
+}
+
+pub fn check_cid(cid: &str) -> Result<(), ArtifactError> {
+    if is_cid(cid) {
+        Ok(())
+    } else {
+        Err(ArtifactError::BadInput(format!("`{cid}` is not a CID (CIDv0 Qm… or CIDv1 b…/z…)")))
+    }
+}
+
+fn boxed<S>(stream: S) -> ByteStream
+where
+    S: Stream<Item = Result<Bytes, KuboError>> + Send + 'static,
+{
+    Box::pin(stream.map_err(ArtifactError::from))
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_string()
+}
