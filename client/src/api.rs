@@ -36,6 +36,7 @@ pub struct ApiState {
     pub info: NodeInfo,
     pub discovery: DiscoveryCache,
     pub resources: Arc<crate::resources::ResourceService>,
+    pub artifacts: Arc<crate::artifacts::ArtifactService>,
 }
 
 /// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
@@ -171,6 +172,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/resources/allocations", get(resources_allocations))
         .route("/resources/usage", get(resources_usage))
         .route("/resources/provider", get(|State(s): State<Arc<ApiState>>| async move { Json(s.resources.state()) }))
+        .route("/artifacts", post(artifacts_publish))
+        .route("/artifacts/replication", get(|State(s): State<Arc<ApiState>>| async move { Json(s.artifacts.state()) }))
+        .route("/artifacts/{cid}", get(artifacts_info))
+        .route("/artifacts/{cid}/content", get(artifacts_content))
+        .route("/artifacts/{cid}/verify", get(artifacts_verify).post(artifacts_verify_file))
+        .route("/artifacts/{cid}/replicas", get(artifacts_replicas))
         .with_state(state)
 }
 
@@ -340,4 +347,99 @@ async fn resources_allocations(
 
 async fn resources_usage(State(s): State<Arc<ApiState>>) -> Result<Json<resource_mesh_types::UsageSummary>, ApiError> {
     Ok(Json(crate::resources::usage(&s).await.map_err(resource_error)?))
+}
+
+/// Bad input is 400, an unknown or unobtainable CID 404, no IPFS here 409, IPFS or the conductor
+/// failing 502.
+fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
+    use crate::artifacts::ArtifactError;
+    let status = match &e {
+        ArtifactError::BadInput(_) | ArtifactError::Io { .. } => StatusCode::BAD_REQUEST,
+        ArtifactError::NotRegistered(_) | ArtifactError::Unavailable { .. } => StatusCode::NOT_FOUND,
+        ArtifactError::NoIpfs => StatusCode::CONFLICT,
+        ArtifactError::Mesh(_) | ArtifactError::Kubo(_) => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// The header carrying `PublishMeta` as base64url JSON beside the streamed bytes.
+pub const PUBLISH_META_HEADER: &str = "x-ripple-artifact";
+
+/// `POST /artifacts`: the body is the bytes, streamed into IPFS while they are hashed.
+async fn artifacts_publish(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<crate::artifacts::Published>, ApiError> {
+    use base64::Engine;
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let encoded = headers.get(PUBLISH_META_HEADER).ok_or_else(|| {
+        bad(format!("the {PUBLISH_META_HEADER} header (base64url JSON: name, labels, …) is required"))
+    })?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.as_bytes())
+        .map_err(|e| bad(format!("{PUBLISH_META_HEADER} is not base64url: {e}")))?;
+    let meta: crate::artifacts::PublishMeta =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("{PUBLISH_META_HEADER}: {e}")))?;
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    Ok(Json(s.artifacts.publish(stream, meta, |_| {}).await.map_err(artifact_error)?))
+}
+
+async fn artifacts_info(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+) -> Result<Json<crate::artifacts::ArtifactInfo>, ApiError> {
+    Ok(Json(s.artifacts.info(&cid).await.map_err(artifact_error)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentQuery {
+    #[serde(default)]
+    local: bool,
+}
+
+/// `GET /artifacts/{cid}/content`: the bytes; `?local=true` only from this node's IPFS (what
+/// peers ask a replica for), otherwise fetched from a replica first if needed.
+async fn artifacts_content(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+    Query(q): Query<ContentQuery>,
+) -> Result<Response, ApiError> {
+    let (stream, source) = s.artifacts.open(&cid, q.local).await.map_err(artifact_error)?;
+    let source = axum::http::HeaderValue::from_str(&source).unwrap_or(axum::http::HeaderValue::from_static("ipfs"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static("x-ripple-source"), source),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn artifacts_verify(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+) -> Result<Json<crate::artifacts::VerifyReport>, ApiError> {
+    Ok(Json(s.artifacts.verify(&cid, None).await.map_err(artifact_error)?))
+}
+
+/// `POST /artifacts/{cid}/verify`: checks the bytes in the body (a copy the caller holds).
+async fn artifacts_verify_file(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+    body: axum::body::Body,
+) -> Result<Json<crate::artifacts::VerifyReport>, ApiError> {
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), |e| crate::artifacts::ArtifactError::Io {
+        what: "the request body".into(),
+        reason: e.to_string(),
+    });
+    Ok(Json(s.artifacts.verify(&cid, Some(Box::pin(stream))).await.map_err(artifact_error)?))
+}
+
+async fn artifacts_replicas(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+) -> Result<Json<crate::artifacts::ReplicaReport>, ApiError> {
+    Ok(Json(s.artifacts.replicas(&cid).await.map_err(artifact_error)?))
 }

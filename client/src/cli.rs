@@ -79,6 +79,56 @@ pub enum Command {
     Available,
     /// Resource-seconds this node provided and used, from usage receipts.
     Usage,
+    /// Content-addressed artifacts: bytes in IPFS, what they are and who made them on the mesh.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Publish a file: add it to this node's IPFS (pinned), register its CID, sha256, size, name
+    /// and labels on the mesh, attach a provenance statement signed by this node, and claim this
+    /// node's replica. Prints progress for large files.
+    Add(ArtifactAddArgs),
+    /// Fetch an artifact's bytes (from this node's IPFS, else from a live replica), checking them
+    /// against the registered sha256 as they are written.
+    Get {
+        cid: String,
+        /// Where to write [default: the registered name, in the current directory]; `-` for stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check an artifact: the bytes have this CID and the registered sha256 and size, and every
+    /// provenance statement is signed by its builder, names these bytes and sits on a valid chain.
+    /// Exits 1 when any check fails.
+    Verify {
+        cid: String,
+        /// Check this local copy instead of fetching the bytes.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// The nodes holding an artifact and their leases, against the storage policy's min_providers.
+    Replicas { cid: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactAddArgs {
+    pub file: PathBuf,
+    /// The artifact's name [default: the file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "application/octet-stream")]
+    pub media_type: String,
+    /// A search label ([a-z0-9._:=-]); repeat for several.
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// An in-toto Statement v1 (JSON) whose subjects include this file, or a SLSA Provenance v1
+    /// predicate to wrap into one. Default: a statement by this node naming the --material CIDs.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
+    /// The CID of an input the artifact was made from; repeat for several.
+    #[arg(long = "material", value_name = "CID")]
+    pub materials: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +383,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let usage: UsageSummary = api(&data_dir, "resources/usage", false).await?;
             print(cli.json, &usage, render_usage)
         }
+        Command::Artifact(ref command) => artifact(command, &data_dir, cli.json).await,
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
@@ -848,4 +899,263 @@ fn short(key: &str) -> String {
 /// An enum's serde name (`connected`, `edge_server`, …).
 fn serde_plain<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::artifacts::{ArtifactInfo, Published, ReplicaReport, VerifyReport};
+    match command {
+        ArtifactCommand::Add(args) => {
+            let meta = publish_meta(args)?;
+            let file = tokio::fs::File::open(&args.file)
+                .await
+                .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", args.file.display())))?;
+            let total = file.metadata().await?.len();
+            eprintln!(
+                "==> adding {} ({}) to IPFS and registering it on the mesh",
+                args.file.display(),
+                human_bytes(total)
+            );
+            let progress = Progress::new(total);
+            let stream =
+                futures::StreamExt::inspect(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20), move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        progress.advance(chunk.len() as u64);
+                    }
+                });
+            use base64::Engine;
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&meta)?);
+            let run = RunFile::read(data_dir)?;
+            let response = reqwest::Client::new()
+                .post(format!("{}/artifacts", run.api_url))
+                .header(crate::api::PUBLISH_META_HEADER, header)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await?;
+            let published: Published = decode(response).await?;
+            eprintln!();
+            print(json, &published, |p| {
+                format!(
+                    "published {}\n  sha256      {}\n  size        {}\n  artifact    {}\n  provenance  {}\n  replica     held here until {}\n  took        {:.2} s\n",
+                    p.cid, p.sha256, human_bytes(p.size), p.artifact_id, p.provenance_id, p.replica_until, p.seconds
+                )
+            })
+        }
+        ArtifactCommand::Get { cid, output } => {
+            let info: ArtifactInfo = api(data_dir, &format!("artifacts/{cid}"), false).await?;
+            let registered = info.registrations.first().ok_or_else(|| anyhow::anyhow!("{cid} has no registration"))?;
+            let run = RunFile::read(data_dir)?;
+            let response =
+                reqwest::Client::new().get(format!("{}/artifacts/{cid}/content", run.api_url)).send().await?;
+            if !response.status().is_success() {
+                let _: serde_json::Value = decode(response).await?;
+                unreachable!("decode fails on an error status");
+            }
+            let source =
+                response.headers().get("x-ripple-source").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let to_stdout = output.as_deref() == Some(Path::new("-"));
+            let target = output.clone().unwrap_or_else(|| PathBuf::from(safe_file_name(&registered.name)));
+            let (sha256, size) = write_checked(response, if to_stdout { None } else { Some(&target) }).await?;
+            if sha256 != registered.sha256 || size != registered.size {
+                anyhow::bail!(
+                    "the bytes received for {cid} hash to sha256 {sha256} ({size} bytes) but it is registered as {} ({} bytes): refused, nothing written",
+                    registered.sha256, registered.size
+                );
+            }
+            let report = serde_json::json!({ "cid": cid, "sha256": sha256, "size": size, "source": source,
+                "written_to": if to_stdout { "-".to_string() } else { target.display().to_string() } });
+            if to_stdout {
+                return Ok(()); // the bytes are the output
+            }
+            print(json, &report, |_| {
+                format!(
+                    "wrote {} ({}, sha256 {sha256} as registered) from {source}\n",
+                    target.display(),
+                    human_bytes(size)
+                )
+            })
+        }
+        ArtifactCommand::Verify { cid, file } => {
+            let report: VerifyReport = match file {
+                None => api(data_dir, &format!("artifacts/{cid}/verify"), false).await?,
+                Some(path) => {
+                    let f = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))?;
+                    let run = RunFile::read(data_dir)?;
+                    let response = reqwest::Client::new()
+                        .post(format!("{}/artifacts/{cid}/verify", run.api_url))
+                        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f)))
+                        .send()
+                        .await?;
+                    decode(response).await?
+                }
+            };
+            print(json, &report, render_verify)?;
+            if !report.ok {
+                anyhow::bail!(
+                    "{cid} failed verification: {}",
+                    report.checks.iter().filter(|c| !c.ok).map(|c| c.detail.as_str()).collect::<Vec<_>>().join("; ")
+                );
+            }
+            Ok(())
+        }
+        ArtifactCommand::Replicas { cid } => {
+            let report: ReplicaReport = api(data_dir, &format!("artifacts/{cid}/replicas"), false).await?;
+            print(json, &report, |r| {
+                let mut rows = vec![["HOLDER", "LIVE", "UNTIL", "ENDPOINT"].map(String::from).to_vec()];
+                for row in &r.replicas {
+                    let holder = if row.is_self { format!("{} (this node)", row.holder) } else { row.holder.clone() };
+                    rows.push(vec![
+                        holder,
+                        if row.live { "yes" } else { "no" }.into(),
+                        row.until.clone(),
+                        row.endpoint.clone().unwrap_or_default(),
+                    ]);
+                }
+                let verdict = if r.under_replicated { "under-replicated" } else { "replicated" };
+                format!("{}: {} live of {} wanted ({verdict})\n{}", r.cid, r.live, r.min_providers, table(&rows))
+            })
+        }
+    }
+}
+
+fn publish_meta(args: &ArtifactAddArgs) -> Result<crate::artifacts::PublishMeta, ConfigError> {
+    let name =
+        match &args.name {
+            Some(n) => n.clone(),
+            None => args.file.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+                ConfigError::Setting(format!("{} has no file name; pass --name", args.file.display()))
+            })?,
+        };
+    let provenance = match &args.provenance {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| ConfigError::Setting(format!("{} is not JSON: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    for label in &args.labels {
+        if !artifact_index_types::is_label(label) {
+            return Err(ConfigError::Setting(format!("--label `{label}` must be 1-64 characters of [a-z0-9._:=-]")));
+        }
+    }
+    for cid in &args.materials {
+        if !artifact_index_types::is_cid(cid) {
+            return Err(ConfigError::Setting(format!("--material `{cid}` is not a CID")));
+        }
+    }
+    Ok(crate::artifacts::PublishMeta {
+        name,
+        media_type: Some(args.media_type.clone()),
+        labels: args.labels.clone(),
+        provenance,
+        materials: args.materials.clone(),
+    })
+}
+
+/// Streams `response` into `target` (through a temporary file renamed at the end, so a crash never
+/// leaves a partial file under the name) or stdout, returning the sha256 and size written.
+async fn write_checked(response: reqwest::Response, target: Option<&Path>) -> anyhow::Result<(String, u64)> {
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    let tmp = target.map(|t| t.with_extension("ripple-partial"));
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &tmp {
+        Some(path) => Box::new(tokio::fs::File::create(path).await?),
+        None => Box::new(tokio::io::stdout()),
+    };
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    drop(out);
+    let sha256 = crate::artifacts::kubo::hex(&hasher.finalize());
+    if let (Some(tmp), Some(target)) = (tmp, target) {
+        std::fs::rename(&tmp, target)?;
+    }
+    Ok((sha256, size))
+}
+
+/// A registered name as a file name in the current directory (no directories, no dot files).
+fn safe_file_name(name: &str) -> String {
+    let base = name.rsplit('/').next().unwrap_or(name).trim_start_matches('.');
+    if base.is_empty() {
+        "artifact".into()
+    } else {
+        base.into()
+    }
+}
+
+fn render_verify(r: &crate::artifacts::VerifyReport) -> String {
+    let mut out = format!(
+        "{} {} ({} bytes, sha256 {}) from {}\n",
+        if r.ok { "VERIFIED" } else { "FAILED" },
+        r.cid,
+        r.size,
+        r.sha256,
+        r.source
+    );
+    for c in &r.checks {
+        out.push_str(&format!("  [{}] {}: {}\n", if c.ok { "ok" } else { "FAIL" }, c.check, c.detail));
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// Upload progress on stderr: a bar redrawn in place on a terminal, a line per 10 % otherwise.
+struct Progress {
+    total: u64,
+    sent: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: u64) -> std::sync::Arc<Self> {
+        use std::io::IsTerminal;
+        std::sync::Arc::new(Self {
+            total,
+            sent: 0.into(),
+            started: std::time::Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        })
+    }
+
+    fn advance(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.sent.fetch_add(n, Ordering::Relaxed);
+        let now = before + n;
+        let pct = |b: u64| (b * 100).checked_div(self.total).unwrap_or(100);
+        let rate = now as f64 / self.started.elapsed().as_secs_f64().max(0.001) / f64::from(1u32 << 20);
+        if self.tty {
+            let filled = (pct(now) / 5) as usize;
+            eprint!(
+                "\r  [{}{}] {:>3}% {} {:.1} MiB/s",
+                "#".repeat(filled),
+                " ".repeat(20 - filled.min(20)),
+                pct(now),
+                human_bytes(now),
+                rate
+            );
+        } else if pct(now) / 10 != pct(before) / 10 || before == 0 {
+            eprintln!("  {:>3}% {} of {} ({rate:.1} MiB/s)", pct(now), human_bytes(now), human_bytes(self.total));
+        }
+    }
 }

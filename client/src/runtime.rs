@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{self, ApiState, NodeInfo};
+use crate::artifacts::replication::StoragePolicy;
+use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
 use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
 use crate::manifests::CheckedBundle;
@@ -71,6 +73,7 @@ struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     agent: tokio::task::JoinHandle<()>,
     provider: tokio::task::JoinHandle<()>,
+    replication: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     run_file: RunFile,
 }
@@ -215,6 +218,9 @@ impl Runtime {
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
+        let storage_policy =
+            StoragePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
+        let artifacts = ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone());
         let state = Arc::new(ApiState {
             mesh: mesh.clone(),
             node: node.clone(),
@@ -222,6 +228,7 @@ impl Runtime {
             info: conductor.info.clone(),
             discovery: Default::default(),
             resources: resources.clone(),
+            artifacts: artifacts.clone(),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
@@ -234,9 +241,10 @@ impl Runtime {
                 .await
         });
         let provider = tokio::spawn(resources.run(stop_rx.clone()));
+        let replication = tokio::spawn(artifacts.run(stop_rx.clone()));
         let agent = tokio::spawn(node.clone().run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
-        stage.running = Some(Running { stop, agent, provider, api, run_file });
+        stage.running = Some(Running { stop, agent, provider, replication, api, run_file });
 
         let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
@@ -260,6 +268,7 @@ impl Runtime {
             let _ = running.stop.send(true);
             let _ = running.agent.await;
             let _ = running.provider.await;
+            let _ = running.replication.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
                     Ok(Ok(_)) => {}

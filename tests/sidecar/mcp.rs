@@ -11,10 +11,6 @@ use serde_json::{json, Value};
 use super::harness::*;
 use crate::support::repo_root;
 
-fn clients_dir() -> PathBuf {
-    repo_root().join("tests/clients")
-}
-
 fn missing_clients(what: &Path) -> String {
     format!(
         "{} is missing: the MCP test clients are installed by `cargo xtask test` (or `cargo xtask clients`)",
@@ -23,7 +19,7 @@ fn missing_clients(what: &Path) -> String {
 }
 
 /// One session of the Python SDK running `plan` (see tests/clients/mcp_session.py).
-fn python_session(plan: Value) -> Value {
+pub(super) fn python_session(plan: Value) -> Value {
     let python = clients_dir().join(".venv/bin/python");
     assert!(python.is_file(), "{}", missing_clients(&python));
     let plan_file = std::env::temp_dir().join(format!("ripple-mcp-plan-{}.json", std::process::id()));
@@ -67,19 +63,19 @@ fn result_text(result: &Value) -> String {
     result["content"][0]["text"].as_str().unwrap_or_default().to_string()
 }
 
-fn calls(session: &Value) -> &Vec<Value> {
+pub(super) fn calls(session: &Value) -> &Vec<Value> {
     session["calls"].as_array().expect("calls")
 }
 
 /// A call that succeeded: its structured content.
-fn ok(call: &Value) -> &Value {
+pub(super) fn ok(call: &Value) -> &Value {
     assert!(call.get("exception").is_none(), "{} raised: {}", call["tool"], call["exception"]);
     assert_eq!(call["is_error"], json!(false), "{} failed: {}", call["tool"], call["text"]);
     &call["structured"]
 }
 
 /// A call that was refused as a tool error whose message contains every `needle`.
-fn refused(call: &Value, needles: &[&str]) {
+pub(super) fn refused(call: &Value, needles: &[&str]) {
     assert!(call.get("exception").is_none(), "{} raised instead of a tool error: {}", call["tool"], call["exception"]);
     assert_eq!(call["is_error"], json!(true), "{} should have failed: {}", call["tool"], call["structured"]);
     let text = call["text"].as_str().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The `ripple` sidecar end to end: the real binary, each node with its own embedded conductor
 //! and data dir, or attached to a conductor the test started.
+mod artifacts;
 mod attach;
 mod bad_input;
 mod cli;

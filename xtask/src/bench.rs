@@ -15,6 +15,8 @@ pub enum Suite {
     Mcp,
     /// Allocation grants per second with 4 providers and 8 requesters, and over-allocations (must be 0).
     Mesh,
+    /// `ripple artifact add` of a 64 MB file vs a direct Kubo-RPC add of the same size (goal ≤ 1.2×).
+    Artifacts,
 }
 
 impl Suite {
@@ -24,12 +26,16 @@ impl Suite {
             Suite::Node => "node",
             Suite::Mcp => "mcp",
             Suite::Mesh => "mesh",
+            Suite::Artifacts => "artifacts",
         }
     }
 
     fn subject(self) -> &'static str {
         match self {
             Suite::Registry | Suite::Mesh => "Holochain 0.7.1 sweettest conductors built with the release profile",
+            Suite::Artifacts => {
+                "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and a js-ipfs 0.66.1 daemon (Kubo RPC API) on loopback"
+            }
             Suite::Node | Suite::Mcp => {
                 "the `ripple` binary and its embedded Holochain 0.7.1 conductor built with the release profile"
             }
@@ -39,8 +45,11 @@ impl Suite {
 
 pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     crate::build::build(ws).await?;
-    if matches!(suite, Suite::Node | Suite::Mcp) {
+    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts) {
         ws.build_sidecar(true)?;
+    }
+    if matches!(suite, Suite::Artifacts) {
+        crate::clients::install(ws)?;
     }
     let name = suite.name();
     let out = ws.target_dir.join(format!("bench-{name}.md"));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use holochain_types::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +141,17 @@ pub struct Registration {
     pub name: String,
     pub media_type: String,
     pub labels: Vec<String>,
+}
+
+/// What `fetch` got.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub info: ArtifactInfo,
+    pub sha256: String,
+    pub size: u64,
+    pub source: String,
+    /// The bytes, when they were not written to a file.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// What the replication loop has done, for `/status` and logs.
@@ -320,6 +331,61 @@ impl ArtifactService {
             }
         }
         Err(ArtifactError::Unavailable { cid: cid.into(), tried })
+    }
+
+    /// The bytes of `cid` checked against its first registration's sha256 and size: written to
+    /// `path` (through a temporary file renamed at the end), or returned when no path is given and
+    /// they fit in `max_inline` bytes.
+    pub async fn fetch(
+        &self,
+        cid: &str,
+        path: Option<&std::path::Path>,
+        max_inline: u64,
+    ) -> Result<Fetched, ArtifactError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let info = self.info(cid).await?;
+        let registered = info.registrations.first().cloned().ok_or_else(|| ArtifactError::NotRegistered(cid.into()))?;
+        if path.is_none() && registered.size > max_inline {
+            return Err(ArtifactError::BadInput(format!(
+                "{cid} is {} bytes, more than {max_inline} returned inline: give a path to write it to",
+                registered.size
+            )));
+        }
+        let (mut stream, source) = self.open(cid, false).await?;
+        let io = |e: std::io::Error, what: &str| ArtifactError::Io { what: what.into(), reason: e.to_string() };
+        let tmp = path.map(|p| p.with_extension("ripple-partial"));
+        let mut file = match &tmp {
+            Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| io(e, &t.display().to_string()))?),
+            None => None,
+        };
+        let (mut hasher, mut size, mut inline) = (sha2::Sha256::new(), 0u64, Vec::new());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            match &mut file {
+                Some(f) => f.write_all(&chunk).await.map_err(|e| io(e, "the output file"))?,
+                None => inline.extend_from_slice(&chunk),
+            }
+        }
+        let sha256 = kubo::hex(&hasher.finalize());
+        if let (Some(mut f), Some(tmp), Some(path)) = (file, &tmp, path) {
+            f.flush().await.map_err(|e| io(e, "the output file"))?;
+            drop(f);
+            if sha256 != registered.sha256 || size != registered.size {
+                let _ = std::fs::remove_file(tmp);
+            } else {
+                std::fs::rename(tmp, path).map_err(|e| io(e, &path.display().to_string()))?;
+            }
+        }
+        if sha256 != registered.sha256 || size != registered.size {
+            return Err(ArtifactError::BadInput(format!(
+                "the bytes of {cid} hash to sha256 {sha256} ({size} bytes) but it is registered as {} ({} bytes): refused, nothing written",
+                registered.sha256, registered.size
+            )));
+        }
+        Ok(Fetched { info, sha256, size, source, bytes: path.is_none().then_some(inline) })
     }
 
     /// Checks that the bytes (from `file` if given, else as `open` finds them) have content

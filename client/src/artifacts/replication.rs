@@ -201,7 +201,11 @@ mod tests {
         assert!(!picked.contains(&holder), "a holder never repairs what it holds");
         let mut shuffled = online.clone();
         shuffled.reverse();
-        assert_eq!(responsible(CID, 10, &shuffled, &[holder.clone()], 3), picked, "order of discovery does not matter");
+        assert_eq!(
+            responsible(CID, 10, &shuffled, std::slice::from_ref(&holder), 3),
+            picked,
+            "order of discovery does not matter"
+        );
         let mut ranked: Vec<&Candidate> = online.iter().filter(|c| c.agent != holder).collect();
         ranked.sort_by_key(|c| distance(&c.agent, CID));
         assert_eq!(picked, vec![ranked[0].agent.clone(), ranked[1].agent.clone()], "the closest ones");

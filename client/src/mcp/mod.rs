@@ -2,6 +2,7 @@
 //! HTTP (`ripple up --mcp-http ADDR`, at `/mcp`). The tool list comes from
 //! `manifests/cloud/mcp_tools.json`; every call is validated against its input schema before it
 //! runs, and every result against its output schema before it is sent.
+mod artifact_tools;
 mod holochain_tools;
 mod resource_tools;
 pub mod schema;
@@ -48,7 +49,7 @@ impl ToolNames {
 
 /// Every tool this server implements, in catalog order.
 fn implemented() -> Vec<&'static str> {
-    [holochain_tools::NAMES, resource_tools::NAMES].concat()
+    [holochain_tools::NAMES, resource_tools::NAMES, artifact_tools::NAMES].concat()
 }
 
 /// The catalog's tools that this server implements, each with its served name.
@@ -160,6 +161,8 @@ impl McpServer {
         let send = |line: &str| progress.send(line);
         let result = if spec.name.starts_with("resources.") {
             resource_tools::call(&self.runtime, &spec.name, arguments, &send).await
+        } else if spec.name.starts_with("artifacts.") {
+            artifact_tools::call(&self.runtime, &spec.name, arguments, &send).await
         } else {
             holochain_tools::call(&self.runtime, &spec.name, arguments, &send).await
         };
