@@ -1,6 +1,7 @@
 //! Ripple's integration tests, in one binary (`cargo xtask test` builds the bundles they load).
 //!
-//! - `agent_registry::validation`: an adversary breaks each rule; honest peers must reject it.
+//! - `agent_registry::validation`: every rule refuses a commit that breaks it; peers warrant one
+//!   break of each kind over the network.
 //! - `agent_registry::mesh`: several conductors register, heartbeat and discover each other.
 //! - `resource_mesh::validation`: every resource_mesh rule refuses a commit that breaks it; peers
 //!   warrant the grant and release rules' breakers over the network.
