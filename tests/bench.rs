@@ -621,16 +621,8 @@ async fn artifacts() {
     let data = tmp.path().join("bench-a");
     let file = |i: usize, kind: &str| {
         let path = tmp.path().join(format!("{kind}-{i}.bin"));
-        let mut x = (i as u64 + 1) * if kind == "ripple" { 0x9e37_79b9 } else { 0x85eb_ca6b };
-        let bytes: Vec<u8> = (0..SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(&path, bytes).unwrap();
+        let seed = (i as u64 + 1) * if kind == "ripple" { 0x9e37_79b9 } else { 0x85eb_ca6b };
+        std::fs::write(&path, pseudo_random_bytes(SIZE, seed)).unwrap();
         path
     };
     let direct_add = |path: std::path::PathBuf| {

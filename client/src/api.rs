@@ -172,7 +172,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/resources/allocations", get(resources_allocations))
         .route("/resources/usage", get(resources_usage))
         .route("/resources/provider", get(|State(s): State<Arc<ApiState>>| async move { Json(s.resources.state()) }))
-        .route("/artifacts", post(artifacts_publish))
+        .route("/artifacts", post(artifacts_publish).get(artifacts_find))
         .route("/artifacts/replication", get(|State(s): State<Arc<ApiState>>| async move { Json(s.artifacts.state()) }))
         .route("/artifacts/{cid}", get(artifacts_info))
         .route("/artifacts/{cid}/content", get(artifacts_content))
@@ -442,4 +442,13 @@ async fn artifacts_replicas(
     axum::extract::Path(cid): axum::extract::Path<String>,
 ) -> Result<Json<crate::artifacts::ReplicaReport>, ApiError> {
     Ok(Json(s.artifacts.replicas(&cid).await.map_err(artifact_error)?))
+}
+
+/// `GET /artifacts?name=|label=|sha256=`: registrations found through the DHT's indexes.
+async fn artifacts_find(
+    State(s): State<Arc<ApiState>>,
+    query: Result<Query<crate::artifacts::FindQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<crate::artifacts::Registration>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(Json(s.artifacts.find(&query).await.map_err(artifact_error)?))
 }

@@ -109,6 +109,15 @@ pub enum ArtifactCommand {
     },
     /// The nodes holding an artifact and their leases, against the storage policy's min_providers.
     Replicas { cid: String },
+    /// Registrations found by name, label or sha256 (give exactly one).
+    Find {
+        #[arg(long, conflicts_with_all = ["label", "sha256"], required_unless_present_any = ["label", "sha256"])]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "sha256")]
+        label: Option<String>,
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -998,6 +1007,35 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
                 );
             }
             Ok(())
+        }
+        ArtifactCommand::Find { name, label, sha256 } => {
+            let (key, value) = match (name, label, sha256) {
+                (Some(v), _, _) => ("name", v),
+                (_, Some(v), _) => ("label", v),
+                (_, _, Some(v)) => ("sha256", v),
+                _ => return Err(ConfigError::Setting("give --name, --label or --sha256".into()).into()),
+            };
+            let url = url::form_urlencoded::Serializer::new(String::new()).append_pair(key, value).finish();
+            let found: Vec<crate::artifacts::Registration> = api(data_dir, &format!("artifacts?{url}"), false).await?;
+            print(json, &found, |rows| {
+                let mut table_rows =
+                    vec![["CID", "NAME", "SIZE", "LABELS", "REGISTRANT", "AT"].map(String::from).to_vec()];
+                for r in rows {
+                    table_rows.push(vec![
+                        r.cid.clone(),
+                        r.name.clone(),
+                        human_bytes(r.size),
+                        r.labels.join(","),
+                        r.registrant.clone(),
+                        r.registered_at.clone(),
+                    ]);
+                }
+                if rows.is_empty() {
+                    format!("no artifact with {key} {value}\n")
+                } else {
+                    table(&table_rows)
+                }
+            })
         }
         ArtifactCommand::Replicas { cid } => {
             let report: ReplicaReport = api(data_dir, &format!("artifacts/{cid}/replicas"), false).await?;

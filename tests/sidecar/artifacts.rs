@@ -18,26 +18,7 @@ use super::mcp::{calls, ok, python_session, refused};
 const MATERIAL: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
 
 fn cli(data: &std::path::Path, args: &[&str]) -> Result<Value, String> {
-    let mut full = vec!["--data", data.to_str().unwrap_or_default(), "--json"];
-    full.extend_from_slice(args);
-    let (code, out, err) = ripple(&full);
-    if code != 0 {
-        return Err(format!("ripple {args:?} exited {code}: {err}"));
-    }
-    serde_json::from_str(&out).map_err(|e| format!("ripple {args:?}: {e}: {out}"))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so the content never dedupes by accident.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    ripple_json(data, args)
 }
 
 async fn replicas(node: &Sidecar, cid: &str) -> ReplicaReport {
@@ -98,7 +79,7 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
     .await;
 
     // Publish on node-a through the CLI.
-    let content = bytes(3 << 20, 7);
+    let content = pseudo_random_bytes(3 << 20, 7);
     let file = tmp.path().join("weights.bin");
     std::fs::write(&file, &content).unwrap();
     let published: Published = serde_json::from_value(
@@ -122,6 +103,10 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
     assert!(report.ok, "{report:#?}");
     let provenance = report.checks.iter().find(|c| c.check.starts_with("provenance")).expect("a provenance check");
     assert!(provenance.detail.contains(&a.agent()[..10]) || provenance.check.contains(a.agent()), "{provenance:?}");
+
+    let found = cli(&b_data, &["artifact", "find", "--label", "model"]).unwrap();
+    assert_eq!(found[0]["cid"], json!(cid), "found by label on node-b: {found}");
+    assert_eq!(found[0]["registrant"], json!(a.agent()));
 
     // Repair to min_providers (2) by exactly one node: the one of node-b and node-c closest to the CID.
     let key = |s: &Sidecar| AgentPubKey::try_from(s.agent().to_string()).expect("an agent key");

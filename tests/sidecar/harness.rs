@@ -336,3 +336,27 @@ impl Drop for Ipfs {
         let _ = self.child.wait();
     }
 }
+
+/// `ripple --data DATA --json ARGS`, its output decoded, or its exit code and stderr.
+pub fn ripple_json<T: serde::de::DeserializeOwned>(data: &Path, args: &[&str]) -> Result<T, String> {
+    let mut full = vec!["--data", data.to_str().unwrap_or_default(), "--json"];
+    full.extend_from_slice(args);
+    let (code, out, err) = ripple(&full);
+    if code != 0 {
+        return Err(format!("ripple {args:?} exited {code}: {err}"));
+    }
+    serde_json::from_str(&out).map_err(|e| format!("ripple {args:?}: {e}: {out}"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift): distinct seeds never share IPFS blocks.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -9,20 +9,9 @@ use ripple::resources::{Allocation, AllocationRow, Available};
 
 use super::harness::*;
 
-/// `ripple --json ARGS` against a node's data dir, decoded, or its stderr.
-fn try_cli<T: serde::de::DeserializeOwned>(data: &std::path::Path, args: &[&str]) -> Result<T, String> {
-    let mut full = vec!["--data", data.to_str().unwrap_or_default(), "--json"];
-    full.extend_from_slice(args);
-    let (code, out, err) = ripple(&full);
-    if code != 0 {
-        return Err(format!("ripple {args:?} exited {code}: {err}"));
-    }
-    serde_json::from_str(&out).map_err(|e| format!("ripple {args:?}: {e}: {out}"))
-}
-
-/// `try_cli` that must succeed.
+/// `ripple_json` that must succeed.
 fn cli<T: serde::de::DeserializeOwned>(node: &Sidecar, data: &std::path::Path, args: &[&str]) -> T {
-    try_cli(data, args).unwrap_or_else(|e| panic!("{e}\nnode log of {}:\n{}", node.name, node.log()))
+    ripple_json(data, args).unwrap_or_else(|e| panic!("{e}\nnode log of {}:\n{}", node.name, node.log()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +33,7 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     let cores = b.status().await.node.probe.expect("probe").cpu_cores;
     let available: Vec<Available> =
         eventually("node-b to see both offers online", Duration::from_secs(180), || async {
-            let rows: Vec<Available> = try_cli(&b_data, &["available"])?;
+            let rows: Vec<Available> = ripple_json(&b_data, &["available"])?;
             let online = rows.iter().filter(|r| r.state == "online").count();
             if online == 2 {
                 Ok(rows)
@@ -73,7 +62,7 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     assert_eq!(remote.node_name, "node-a", "{remote:?}");
     // A second one fits nowhere: the plan says why for each node.
     let full: Plan = eventually("node-a's new load to reach node-b", Duration::from_secs(60), || async {
-        let plan: Plan = try_cli(&b_data, &["allocate", "compute", "--cpu", &all, "--dry-run"])?;
+        let plan: Plan = ripple_json(&b_data, &["allocate", "compute", "--cpu", &all, "--dry-run"])?;
         if plan.candidates.is_empty() {
             Ok(plan)
         } else {
@@ -106,7 +95,7 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     // node-a stops: it goes offline in its advert and the scheduler filters it out.
     assert!(a.terminate().success());
     let plan: Plan = eventually("node-a to be filtered as offline", Duration::from_secs(120), || async {
-        let plan: Plan = try_cli(&b_data, &["allocate", "compute", "--cpu", "1", "--dry-run"])?;
+        let plan: Plan = ripple_json(&b_data, &["allocate", "compute", "--cpu", "1", "--dry-run"])?;
         if plan.filtered.iter().any(|f| f.name == "node-a" && f.reason.starts_with("offline")) {
             Ok(plan)
         } else {

@@ -133,6 +133,7 @@ pub struct ArtifactInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Registration {
+    pub cid: String,
     pub artifact_id: String,
     pub registrant: String,
     pub registered_at: String,
@@ -141,6 +142,15 @@ pub struct Registration {
     pub name: String,
     pub media_type: String,
     pub labels: Vec<String>,
+}
+
+/// `find`: one of name, label or sha256.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FindQuery {
+    pub name: Option<String>,
+    pub label: Option<String>,
+    pub sha256: Option<String>,
 }
 
 /// What `fetch` got.
@@ -275,6 +285,23 @@ impl ArtifactService {
             return Err(ArtifactError::NotRegistered(cid.into()));
         }
         Ok(ArtifactInfo { cid: cid.into(), registrations: records.iter().map(registration).collect() })
+    }
+
+    /// Registrations by name, label or sha256 (exactly one of them), oldest first.
+    pub async fn find(&self, query: &FindQuery) -> Result<Vec<Registration>, ArtifactError> {
+        let (function, key) = match (&query.name, &query.label, &query.sha256) {
+            (Some(name), None, None) => ("get_artifacts_for_name", name.clone()),
+            (None, Some(label), None) => ("get_artifacts_for_label", label.clone()),
+            (None, None, Some(sha256)) if is_sha256_hex(&sha256.to_ascii_lowercase()) => {
+                ("get_artifacts_for_sha256", sha256.to_ascii_lowercase())
+            }
+            (None, None, Some(sha256)) => {
+                return Err(ArtifactError::BadInput(format!("sha256 `{sha256}` is not 64 hex digits")))
+            }
+            _ => return Err(ArtifactError::BadInput("give exactly one of name, label or sha256".into())),
+        };
+        let records: Vec<ArtifactRecord> = self.mesh.call(ROLE, "artifacts", function, &key).await?;
+        Ok(records.iter().map(registration).collect())
     }
 
     /// The bytes of `cid` as this node's IPFS holds them, fetching them from a live replica first
@@ -483,8 +510,10 @@ impl ArtifactService {
     /// The replication loop: renews this node's leases while it still pins the data, and repairs
     /// the under-replicated artifacts it is responsible for. Without IPFS there is nothing to do.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        if self.kubo.is_none() {
-            return;
+        let Some(kubo) = &self.kubo else { return };
+        match kubo.id().await {
+            Ok(id) => tracing::info!("IPFS node {} ({}) at {}", id.id, id.agent_version, kubo.url()),
+            Err(e) => tracing::warn!("IPFS API: {e}"),
         }
         let every = Duration::from_secs(u64::from(self.policy.scan_interval_secs));
         loop {
@@ -720,6 +749,7 @@ fn check_provenance(p: &ProvenanceRecord, sha256: &str) -> Check {
 
 fn registration(r: &ArtifactRecord) -> Registration {
     Registration {
+        cid: r.artifact.cid.clone(),
         artifact_id: r.artifact_id.to_string(),
         registrant: r.registrant.to_string(),
         registered_at: rfc3339(r.registered_at),

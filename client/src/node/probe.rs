@@ -198,18 +198,12 @@ async fn localai_models(base: &url::Url) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
-/// `RepoSize` from Kubo's `/api/v0/repo/stat` (a number in Kubo, sometimes a string in js-ipfs).
+/// The repo size from the Kubo RPC API (the artifacts bridge reads Kubo's and js-ipfs's encodings).
 async fn ipfs_repo_size(base: &url::Url) -> Result<u64, String> {
-    let url = base.join("api/v0/repo/stat").map_err(|e| e.to_string())?;
-    let response = http()?.post(url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("repo/stat answered {}", response.status()));
-    }
-    let stat: serde_json::Value = response.json().await.map_err(|e| format!("repo/stat: {e}"))?;
-    match &stat["RepoSize"] {
-        serde_json::Value::Number(n) => n.as_u64().ok_or_else(|| format!("RepoSize {n} is not a size")),
-        serde_json::Value::String(s) => s.parse().map_err(|_| format!("RepoSize {s:?} is not a size")),
-        other => Err(format!("repo/stat has no RepoSize (got {other})")),
+    let kubo = crate::artifacts::kubo::Kubo::new(base.clone());
+    match tokio::time::timeout(HTTP_TIMEOUT, kubo.repo_stat()).await {
+        Ok(stat) => stat.map(|s| s.repo_size).map_err(|e| e.to_string()),
+        Err(_) => Err(format!("repo/stat did not answer within {} s", HTTP_TIMEOUT.as_secs())),
     }
 }
 
