@@ -173,6 +173,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/resources/usage", get(resources_usage))
         .route("/resources/provider", get(|State(s): State<Arc<ApiState>>| async move { Json(s.resources.state()) }))
         .route("/artifacts", post(artifacts_publish).get(artifacts_find))
+        .route("/artifacts/check", post(artifacts_check))
         .route("/artifacts/replication", get(|State(s): State<Arc<ApiState>>| async move { Json(s.artifacts.state()) }))
         .route("/artifacts/{cid}", get(artifacts_info))
         .route("/artifacts/{cid}/content", get(artifacts_content))
@@ -451,4 +452,13 @@ async fn artifacts_find(
 ) -> Result<Json<Vec<crate::artifacts::Registration>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     Ok(Json(s.artifacts.find(&query).await.map_err(artifact_error)?))
+}
+
+/// `POST /artifacts/check`: would `POST /artifacts` with this metadata be accepted (before any byte)?
+async fn artifacts_check(
+    State(s): State<Arc<ApiState>>,
+    meta: JsonBody<crate::artifacts::PublishMeta>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.artifacts.check_meta(&body(meta)?).map_err(artifact_error)?;
+    Ok(Json(serde_json::json!({ "ok": true })))
 }

@@ -915,6 +915,8 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
     match command {
         ArtifactCommand::Add(args) => {
             let meta = publish_meta(args)?;
+            // Checked by the node first: a refusal mid-upload would reach us as a broken connection.
+            let _: serde_json::Value = api_json(data_dir, "artifacts/check", &meta).await?;
             let file = tokio::fs::File::open(&args.file)
                 .await
                 .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", args.file.display())))?;

@@ -220,6 +220,21 @@ impl ArtifactService {
         self.kubo.as_ref().ok_or(ArtifactError::NoIpfs)
     }
 
+    /// What `publish` checks before the first byte is sent: this node has IPFS, and the name,
+    /// media type, labels and provenance statement are valid (the statement for a placeholder
+    /// digest; its subject is checked again against the real one). The CLI asks first, so a
+    /// refusal arrives as a message rather than a broken upload.
+    pub fn check_meta(&self, meta: &PublishMeta) -> Result<(), ArtifactError> {
+        self.kubo()?;
+        const PLACEHOLDER_CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+        let placeholder = "0".repeat(64);
+        draft(meta, PLACEHOLDER_CID, &placeholder, 0).check().map_err(|v| ArtifactError::BadInput(v.detail))?;
+        let me = &self.mesh.agent;
+        let statement = statement(me, meta, &placeholder)?;
+        Statement::parse_and_check(&statement, me).map_err(|v| ArtifactError::BadInput(format!("provenance: {v}")))?;
+        Ok(())
+    }
+
     /// Adds `content` to IPFS (pinned), registers it, attaches its provenance statement and claims
     /// this node's replica. The metadata and statement are checked before any byte is sent.
     pub async fn publish<S>(
@@ -232,26 +247,14 @@ impl ArtifactService {
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let started = Instant::now();
+        self.check_meta(&meta)?;
         let kubo = self.kubo()?;
         let me = self.mesh.agent.clone();
-        let media_type = meta.media_type.clone().unwrap_or_else(|| "application/octet-stream".into());
-        let draft = |cid: &str, sha256: &str, size: u64| Artifact {
-            cid: cid.into(),
-            sha256: sha256.into(),
-            size,
-            name: meta.name.clone(),
-            media_type: media_type.clone(),
-            labels: meta.labels.clone(),
-        };
-        const PLACEHOLDER_CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
-        let placeholder = "0".repeat(64);
-        draft(PLACEHOLDER_CID, &placeholder, 0).check().map_err(|v| ArtifactError::BadInput(v.detail))?;
+        let artifact_of = |added: &kubo::Added| draft(&meta, &added.cid, &added.sha256, added.size);
         let statement_of = |sha256: &str| statement(&me, &meta, sha256);
-        let checked = statement_of(&placeholder)?;
-        Statement::parse_and_check(&checked, &me).map_err(|v| ArtifactError::BadInput(format!("provenance: {v}")))?;
 
         let added = kubo.add(content, AddMode::Pin, progress).await?;
-        let artifact = draft(&added.cid, &added.sha256, added.size);
+        let artifact = artifact_of(&added);
         let statement = statement_of(&added.sha256)?;
         let parsed = Statement::parse_and_check(&statement, &me)
             .map_err(|v| ArtifactError::BadInput(format!("provenance: {v}")))?;
@@ -640,6 +643,18 @@ impl ArtifactService {
             });
         }
         Ok(())
+    }
+}
+
+/// The registration `publish` writes for bytes with this CID, digest and size.
+fn draft(meta: &PublishMeta, cid: &str, sha256: &str, size: u64) -> Artifact {
+    Artifact {
+        cid: cid.into(),
+        sha256: sha256.into(),
+        size,
+        name: meta.name.clone(),
+        media_type: meta.media_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        labels: meta.labels.clone(),
     }
 }
 

@@ -5,11 +5,18 @@ use artifact_index_integrity::{EntryTypes, LinkTypes};
 use artifact_index_types::*;
 use hdk::prelude::*;
 
-/// The builder (this agent): attaches `statement` to the artifact registration. Validation
+/// The builder (this agent): attaches `statement` to the artifact registration (once: the same
+/// statement again returns the first). Validation
 /// refuses a statement whose builder is another agent or whose subjects miss the artifact.
 #[hdk_extern]
 pub fn attest(input: AttestInput) -> ExternResult<ActionHash> {
     let provenance = Provenance { artifact: input.artifact_id.clone(), statement: input.statement };
+    // The same statement about the same artifact again (a repeated publish) is the one written.
+    let entry_hash = hash_entry(&provenance)?;
+    let filter = ChainQueryFilter::new().entry_type(UnitEntryTypes::Provenance.try_into()?);
+    if let Some(existing) = query(filter)?.into_iter().find(|r| r.action().entry_hash() == Some(&entry_hash)) {
+        return Ok(existing.action_address().clone());
+    }
     let id = create_entry(EntryTypes::Provenance(provenance))?;
     create_link(input.artifact_id, id.clone(), LinkTypes::ArtifactToProvenance, ())?;
     Ok(id)
