@@ -11,6 +11,7 @@ use agent_registry_integrity::{
 };
 use agent_registry_types::{DiscoveryQuery, HeartbeatSeen, PeerRecord};
 use hdk::prelude::*;
+use peer_reads::from_peers;
 
 /// Anyone: nodes matching every given filter, online nodes first, then by name.
 #[hdk_extern]
@@ -113,7 +114,7 @@ fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<BTreeMap<AgentPubKey, (T
         .map(|key| {
             Ok(GetLinksInput::from_query(
                 LinkQuery::try_new(key.path_hash()?, LinkTypes::CapabilityToNodes)?,
-                GetStrategy::Network,
+                from_peers(),
             ))
         })
         .collect::<ExternResult<Vec<_>>>()?;
@@ -127,7 +128,7 @@ fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<BTreeMap<AgentPubK
         .map(|agent| {
             let query = LinkQuery::try_new(IndexKey::all_nodes_for(agent).path_hash()?, LinkTypes::CapabilityToNodes)?
                 .author(agent.clone());
-            Ok(GetLinksInput::from_query(query, GetStrategy::Network))
+            Ok(GetLinksInput::from_query(query, from_peers()))
         })
         .collect::<ExternResult<Vec<_>>>()?;
     Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
@@ -152,7 +153,7 @@ fn read_adverts(
 ) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
     let (agents, versions): (Vec<_>, Vec<_>) =
         listings.into_iter().map(|(agent, (_, version))| (agent, version)).unzip();
-    let inputs = versions.iter().map(|v| GetInput::new(v.clone().into(), GetOptions::network())).collect();
+    let inputs = versions.iter().map(|v| GetInput::new(v.clone().into(), from_peers())).collect();
     let records = HDK.with(|h| h.borrow().get(inputs))?;
     let mut out = Vec::with_capacity(records.len());
     for ((agent, version), record) in agents.into_iter().zip(versions).zip(records) {
@@ -198,7 +199,7 @@ fn read_heartbeats(
             if let Some(author) = author {
                 query = query.author(author.clone());
             }
-            Ok(GetLinksInput::from_query(query, GetStrategy::Network))
+            Ok(GetLinksInput::from_query(query, from_peers()))
         })
         .collect::<ExternResult<Vec<_>>>()?;
     let mut newest: BTreeMap<AgentPubKey, HeartbeatSeen> = BTreeMap::new();

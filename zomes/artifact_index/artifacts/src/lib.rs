@@ -5,6 +5,7 @@
 use artifact_index_integrity::{anchors, EntryTypes, LinkTypes};
 use artifact_index_types::*;
 use hdk::prelude::*;
+use peer_reads::{from_peers, links_from_peers};
 
 /// Anyone: registers `artifact` and files it under its CID, digest, name, labels and shard. A
 /// registration this agent already made of exactly this artifact is returned instead.
@@ -37,7 +38,7 @@ pub fn register_artifact(artifact: Artifact) -> ExternResult<ArtifactRecord> {
 /// Anyone: one registration.
 #[hdk_extern]
 pub fn get_artifact(artifact_id: ActionHash) -> ExternResult<Option<ArtifactRecord>> {
-    Ok(get(artifact_id, GetOptions::network())?.as_ref().and_then(ArtifactRecord::from_record))
+    Ok(get(artifact_id, from_peers())?.as_ref().and_then(ArtifactRecord::from_record))
 }
 
 /// Anyone: every registration of a CID, oldest first.
@@ -75,11 +76,11 @@ pub fn get_artifacts_in_shard(shard: u8) -> ExternResult<Vec<ArtifactRecord>> {
 }
 
 fn artifacts_under(path: Path, link_type: LinkTypes) -> ExternResult<Vec<ArtifactRecord>> {
-    let links = get_links(LinkQuery::try_new(path.path_entry_hash()?, link_type)?, GetStrategy::Network)?;
+    let links = links_from_peers(LinkQuery::try_new(path.path_entry_hash()?, link_type)?)?;
     let mut found = vec![];
     for link in links {
         let Some(id) = link.target.into_action_hash() else { continue };
-        if let Some(record) = get(id, GetOptions::network())?.as_ref().and_then(ArtifactRecord::from_record) {
+        if let Some(record) = get(id, from_peers())?.as_ref().and_then(ArtifactRecord::from_record) {
             found.push(record);
         }
     }

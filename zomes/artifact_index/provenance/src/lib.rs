@@ -4,6 +4,7 @@
 use artifact_index_integrity::{EntryTypes, LinkTypes};
 use artifact_index_types::*;
 use hdk::prelude::*;
+use peer_reads::{from_peers, links_from_peers};
 
 /// The builder (this agent): attaches `statement` to the artifact registration (once: the same
 /// statement again returns the first). Validation
@@ -28,9 +29,9 @@ pub fn attest(input: AttestInput) -> ExternResult<ActionHash> {
 pub fn get_provenance_for_artifact(artifact_id: ActionHash) -> ExternResult<Vec<ProvenanceRecord>> {
     let query = LinkQuery::try_new(artifact_id, LinkTypes::ArtifactToProvenance)?;
     let mut found = vec![];
-    for link in get_links(query, GetStrategy::Network)? {
+    for link in links_from_peers(query)? {
         let Some(id) = link.target.into_action_hash() else { continue };
-        let Some(record) = get(id.clone(), GetOptions::network())? else { continue };
+        let Some(record) = get(id.clone(), from_peers())? else { continue };
         if !is_entry_type(record.action(), UnitEntryTypes::Provenance)? {
             continue;
         }
@@ -56,7 +57,7 @@ fn chain_check(builder: &AgentPubKey, id: &ActionHash, seq: u32) -> ExternResult
         Err(_) => (false, "unavailable"),
     };
     let status_only =
-        get_agent_activity(builder.clone(), ChainQueryFilter::new(), ActivityRequest::Status, GetOptions::network())?;
+        get_agent_activity(builder.clone(), ChainQueryFilter::new(), ActivityRequest::Status, from_peers())?;
     let warrants = u32::try_from(status_only.warrants.len()).unwrap_or(u32::MAX);
     Ok(ChainCheck { seq, on_chain, warrants, status: status.into() })
 }

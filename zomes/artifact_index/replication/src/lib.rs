@@ -4,6 +4,7 @@
 use artifact_index_integrity::{anchors, EntryTypes, LinkTypes};
 use artifact_index_types::*;
 use hdk::prelude::*;
+use peer_reads::{from_peers, links_from_peers};
 
 /// The pinning node (this agent): creates or renews its lease on `cid` for `lease_secs` from now,
 /// and files the latest version under the CID.
@@ -42,9 +43,9 @@ pub fn get_replicas_for_cid(cid: String) -> ExternResult<Vec<ReplicaRecord>> {
     let now = sys_time()?;
     let query = LinkQuery::try_new(anchors::cid(&cid).path_entry_hash()?, LinkTypes::CidToReplicaClaims)?;
     let mut latest: Vec<ReplicaRecord> = vec![];
-    for link in get_links(query, GetStrategy::Network)? {
+    for link in links_from_peers(query)? {
         let Some(id) = link.target.into_action_hash() else { continue };
-        let Some(replica) = get(id, GetOptions::network())?.and_then(|r| replica_record(&r, now)) else { continue };
+        let Some(replica) = get(id, from_peers())?.and_then(|r| replica_record(&r, now)) else { continue };
         if replica.claim.cid != cid {
             continue;
         }
@@ -82,7 +83,7 @@ fn unlink_own(anchor: &EntryHash, target: Option<&ActionHash>) -> ExternResult<b
     let me = agent_info()?.agent_initial_pubkey;
     let query = LinkQuery::try_new(anchor.clone(), LinkTypes::CidToReplicaClaims)?;
     let mut removed = false;
-    for link in get_links(query, GetStrategy::Network)? {
+    for link in links_from_peers(query)? {
         let points_at = link.target.clone().into_action_hash();
         if link.author == me && target.is_none_or(|t| points_at.as_ref() == Some(t)) {
             delete_link(link.create_link_hash, GetOptions::local())?;

@@ -2,6 +2,7 @@
 //! (resource-seconds, checked by every validator against the grant and its release), and the
 //! requester acknowledges it. `settle` does both sides' pending work in one pass.
 use hdk::prelude::*;
+use peer_reads::{from_peers, links_from_peers};
 use resource_mesh_integrity::{EntryTypes, LinkTypes};
 use resource_mesh_types::*;
 
@@ -94,8 +95,8 @@ pub fn get_usage(_: ()) -> ExternResult<UsageSummary> {
     }
     for record in own(UnitEntryTypes::UsageAck)? {
         let Some(ack) = entry_of::<UsageAck>(&record, UnitEntryTypes::UsageAck) else { continue };
-        let receipt = get(ack.receipt, GetOptions::network())?
-            .and_then(|r| entry_of::<UsageReceipt>(&r, UnitEntryTypes::UsageReceipt));
+        let receipt =
+            get(ack.receipt, from_peers())?.and_then(|r| entry_of::<UsageReceipt>(&r, UnitEntryTypes::UsageReceipt));
         if let Some(receipt) = receipt {
             summary.used = add(&summary.used, &receipt.resource_seconds);
             summary.used_receipts += 1;
@@ -122,9 +123,9 @@ fn own(unit: UnitEntryTypes) -> ExternResult<Vec<Record>> {
 
 /// The grant answering one of this agent's requests, if any.
 fn granted(request: &ActionHash) -> ExternResult<Option<ActionHash>> {
-    for link in get_links(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        if get(target.clone(), GetOptions::network())?.as_ref().and_then(GrantRecord::from_record).is_some() {
+        if get(target.clone(), from_peers())?.as_ref().and_then(GrantRecord::from_record).is_some() {
             return Ok(Some(target));
         }
     }
@@ -138,9 +139,9 @@ fn followups<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
     unit: UnitEntryTypes,
 ) -> ExternResult<Vec<(ActionHash, Record, T)>> {
     let mut found = vec![];
-    for link in get_links(LinkQuery::try_new(base.clone(), LinkTypes::Followups)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(base.clone(), LinkTypes::Followups)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        if let Some(record) = get(target.clone(), GetOptions::network())? {
+        if let Some(record) = get(target.clone(), from_peers())? {
             if let Some(entry) = entry_of::<T>(&record, unit) {
                 found.push((target, record, entry));
             }

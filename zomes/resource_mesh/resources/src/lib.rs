@@ -1,6 +1,7 @@
 //! Coordinator `resources`: a provider publishes what it offers (derived by its sidecar from the
 //! node's advert), and anyone reads a provider's offer and load in one hop each, for scheduling.
 use hdk::prelude::*;
+use peer_reads::{from_peers, links_from_peers};
 use resource_mesh_integrity::capacity::used_at;
 use resource_mesh_integrity::{EntryTypes, LinkTypes};
 use resource_mesh_types::*;
@@ -47,13 +48,13 @@ pub fn publish_offer(offer: ResourceOffer) -> ExternResult<OfferRecord> {
 #[hdk_extern]
 pub fn get_provider_status(provider: AgentPubKey) -> ExternResult<ProviderStatus> {
     let offer = newest_target(&provider, LinkTypes::ProviderToOffer)?
-        .and_then(|hash| get(hash, GetOptions::network()).transpose())
+        .and_then(|hash| get(hash, from_peers()).transpose())
         .transpose()?
         .as_ref()
         .and_then(offer_record);
     let latest_grant = newest_target(&provider, LinkTypes::ProviderToLedger)?;
     let holdings = match &latest_grant {
-        Some(hash) => get(hash.clone(), GetOptions::network())?
+        Some(hash) => get(hash.clone(), from_peers())?
             .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
             .map(|g| g.holdings)
             .unwrap_or_default(),
@@ -77,7 +78,7 @@ pub fn get_provider_statuses(providers: Vec<AgentPubKey>) -> ExternResult<Vec<Pr
 
 /// The target of the provider's own newest link of `link_type` on its agent key.
 fn newest_target(provider: &AgentPubKey, link_type: LinkTypes) -> ExternResult<Option<ActionHash>> {
-    let links = get_links(LinkQuery::try_new(provider.clone(), link_type)?, GetStrategy::Network)?;
+    let links = links_from_peers(LinkQuery::try_new(provider.clone(), link_type)?)?;
     Ok(links
         .into_iter()
         .filter(|l| &l.author == provider)

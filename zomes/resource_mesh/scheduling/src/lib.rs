@@ -3,6 +3,7 @@
 //! a reason. Choosing the provider is the sidecar's scheduler; offers live in `resources`, receipts
 //! in `accounting`.
 use hdk::prelude::*;
+use peer_reads::{from_peers, links, links_from_peers};
 use resource_mesh_integrity::capacity::{check_within, next_holdings, used_at, LedgerError};
 use resource_mesh_integrity::{EntryTypes, LinkTypes, ANSWER_WINDOW_SECS};
 use resource_mesh_types::*;
@@ -45,9 +46,9 @@ pub fn get_inbox(_: ()) -> ExternResult<Inbox> {
     let me = agent_info()?.agent_initial_pubkey;
     let mut requests = vec![];
     let mut inbox = Inbox::default();
-    for link in get_links(LinkQuery::try_new(me, LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(me, LinkTypes::ProviderInbox)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        let Some(record) = get(target.clone(), from_peers())? else { continue };
         if let Some(request) = RequestRecord::from_record(&record) {
             requests.push((request.made_at, target));
         } else if entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease).is_some() {
@@ -65,10 +66,10 @@ pub fn get_inbox(_: ()) -> ExternResult<Inbox> {
 #[hdk_extern]
 pub fn answer_request(input: AnswerInput) -> ExternResult<Answer> {
     let me = agent_info()?.agent_initial_pubkey;
-    if let Some(answer) = answer_of(&input.request_id, GetStrategy::Local)? {
+    if let Some(answer) = answer_of(&input.request_id, GetOptions::local())? {
         return Ok(answer);
     }
-    let record = get(input.request_id.clone(), GetOptions::network())?
+    let record = get(input.request_id.clone(), from_peers())?
         .ok_or_else(|| SchedulingError::NoSuchRequest(input.request_id.clone()))?;
     let request =
         RequestRecord::from_record(&record).ok_or_else(|| SchedulingError::NoSuchRequest(input.request_id.clone()))?;
@@ -166,11 +167,11 @@ fn accountable_releases(
     now: i64,
 ) -> ExternResult<(Vec<ActionHash>, Vec<ActionHash>)> {
     let (mut releases, mut released) = (vec![], vec![]);
-    for link in get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        let Some(record) = get(target.clone(), from_peers())? else { continue };
         let Some(release) = entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease) else { continue };
-        let Some(grant) = get(release.grant.clone(), GetOptions::network())?
+        let Some(grant) = get(release.grant.clone(), from_peers())?
             .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
         else {
             continue;
@@ -191,20 +192,20 @@ fn clear_inbox(me: &AgentPubKey) -> ExternResult<()> {
         Some((_, grant)) => grant.holdings.into_iter().filter(|h| !h.released).map(|h| h.request).collect(),
         None => vec![],
     };
-    for link in get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(me.clone(), LinkTypes::ProviderInbox)?)? {
         let Some(target) = link.target.clone().into_action_hash() else { continue };
-        let Some(record) = get(target.clone(), GetOptions::network())? else { continue };
+        let Some(record) = get(target.clone(), from_peers())? else { continue };
         let done = if RequestRecord::from_record(&record).is_some() {
-            answer_of(&target, GetStrategy::Local)?.is_some()
+            answer_of(&target, GetOptions::local())?.is_some()
         } else if let Some(release) = entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease) {
-            let grant = get(release.grant, GetOptions::network())?
+            let grant = get(release.grant, from_peers())?
                 .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant));
             grant.is_none_or(|g| !live.contains(&g.request))
         } else {
             true
         };
         if done {
-            delete_link(link.create_link_hash, GetOptions::network())?;
+            delete_link(link.create_link_hash, from_peers())?;
         }
     }
     Ok(())
@@ -230,13 +231,9 @@ fn latest_grant(me: &AgentPubKey) -> ExternResult<Option<(ActionHash, Allocation
         .map(|g| (hash, g)))
 }
 
-/// The answer to a request, if the provider's answer link is visible with `strategy`.
-fn answer_of(request: &ActionHash, strategy: GetStrategy) -> ExternResult<Option<Answer>> {
-    let options = match strategy {
-        GetStrategy::Local => GetOptions::local(),
-        GetStrategy::Network => GetOptions::network(),
-    };
-    for link in get_links(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?, strategy)? {
+/// The answer to a request, if the provider's answer link is visible with `options`.
+fn answer_of(request: &ActionHash, options: GetOptions) -> ExternResult<Option<Answer>> {
+    for link in links(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?, options.clone())? {
         let Some(target) = link.target.into_action_hash() else { continue };
         if let Some(answer) = get(target, options.clone())?.as_ref().and_then(Answer::from_record) {
             return Ok(Some(answer));
@@ -248,7 +245,7 @@ fn answer_of(request: &ActionHash, strategy: GetStrategy) -> ExternResult<Option
 /// Anyone (the requester polls it): the provider's answer to a request, once visible.
 #[hdk_extern]
 pub fn get_answer(request: ActionHash) -> ExternResult<Option<Answer>> {
-    answer_of(&request, GetStrategy::Network)
+    answer_of(&request, from_peers())
 }
 
 /// The provider or the requester: ends an allocation before it expires and tells the provider.
@@ -256,11 +253,11 @@ pub fn get_answer(request: ActionHash) -> ExternResult<Option<Answer>> {
 #[hdk_extern]
 pub fn release_allocation(allocation_id: ActionHash) -> ExternResult<ActionHash> {
     let me = agent_info()?.agent_initial_pubkey;
-    let grant_record = get(allocation_id.clone(), GetOptions::network())?
-        .ok_or_else(|| SchedulingError::NoSuchGrant(allocation_id.clone()))?;
+    let grant_record =
+        get(allocation_id.clone(), from_peers())?.ok_or_else(|| SchedulingError::NoSuchGrant(allocation_id.clone()))?;
     let grant =
         GrantRecord::from_record(&grant_record).ok_or_else(|| SchedulingError::NoSuchGrant(allocation_id.clone()))?;
-    let requester = get(grant.request_id.clone(), GetOptions::network())?.map(|r| r.action().author().clone());
+    let requester = get(grant.request_id.clone(), from_peers())?.map(|r| r.action().author().clone());
     if grant.provider != me && requester.as_ref() != Some(&me) {
         return Err(SchedulingError::NotAParty(allocation_id).into());
     }
@@ -276,9 +273,9 @@ pub fn release_allocation(allocation_id: ActionHash) -> ExternResult<ActionHash>
 /// The release records that follow a grant.
 fn releases_of(grant: &ActionHash) -> ExternResult<Vec<(ActionHash, Record)>> {
     let mut releases = vec![];
-    for link in get_links(LinkQuery::try_new(grant.clone(), LinkTypes::Followups)?, GetStrategy::Network)? {
+    for link in links_from_peers(LinkQuery::try_new(grant.clone(), LinkTypes::Followups)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        if let Some(record) = get(target.clone(), GetOptions::network())? {
+        if let Some(record) = get(target.clone(), from_peers())? {
             if entry_of::<AllocationRelease>(&record, UnitEntryTypes::AllocationRelease).is_some() {
                 releases.push((target, record));
             }
@@ -298,14 +295,13 @@ pub fn list_allocations(limit: u32) -> ExternResult<AllocationList> {
     let mut list = AllocationList::default();
     for record in newest(UnitEntryTypes::AllocationRequest)? {
         if let Some(request) = RequestRecord::from_record(&record) {
-            let answer = answer_of(&request.request_id, GetStrategy::Network)?;
+            let answer = answer_of(&request.request_id, from_peers())?;
             list.as_requester.push(view(request, answer)?);
         }
     }
     for record in newest(UnitEntryTypes::AllocationGrant)? {
         let Some(grant) = GrantRecord::from_record(&record) else { continue };
-        let Some(request) =
-            get(grant.request_id.clone(), GetOptions::network())?.as_ref().and_then(RequestRecord::from_record)
+        let Some(request) = get(grant.request_id.clone(), from_peers())?.as_ref().and_then(RequestRecord::from_record)
         else {
             continue;
         };
