@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
+pub mod policy;
 pub mod resources;
 pub mod runfile;
 pub mod runtime;

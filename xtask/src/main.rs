@@ -87,7 +87,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
             workspace::step(
-                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, xtask)",
+                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, xtask)",
             );
             ws.cargo(&[
                 "test",
@@ -99,6 +99,8 @@ fn run() -> anyhow::Result<()> {
                 "resource_mesh_integrity",
                 "-p",
                 "artifact_index_integrity",
+                "-p",
+                "policy_store_integrity",
                 "-p",
                 "xtask",
             ])?;
