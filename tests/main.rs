@@ -8,6 +8,9 @@
 //! - `resource_mesh::allocation`: eight requesters race for four slots across conductors.
 //! - `artifact_index::validation`: every artifact_index rule refuses a commit that breaks it; peers
 //!   warrant a claim renewed on another node's behalf and a statement about another artifact.
+//! - `policy_store::validation`: every policy_store rule refuses a commit that breaks it, after the
+//!   honest publish/decide/audit path; peers warrant a non-admin publish and a decision for another.
+//! - `policy_store::gate`: a version published on one node gates another; decisions written ahead.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
 //! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
@@ -15,6 +18,7 @@ mod agent_registry;
 mod artifact_index;
 mod bench;
 mod manifests;
+mod policy_store;
 mod resource_mesh;
 mod sidecar;
 mod support;

@@ -59,6 +59,20 @@ pub async fn artifact_dna(seed: &str, adversary: bool) -> DnaFile {
     SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load artifact_index bundle")
 }
 
+/// A fresh policy_store network from `workdir/` with `props` (its admins) and a unique seed;
+/// `adversary` adds the test-only coordinator zome (same DNA hash).
+pub async fn policy_dna(seed: &str, props: &policy_store_types::PolicyProperties, adversary: bool) -> DnaFile {
+    let path =
+        if adversary { workdir().join("test/policy_store_adversary.dna") } else { workdir().join("policy_store.dna") };
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    let modifiers = DnaModifiersOpt::none().with_network_seed(seed.to_string()).with_properties(props.clone());
+    SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load policy_store bundle")
+}
+
+pub fn policy_role(dna: &DnaFile) -> (String, DnaFile) {
+    ("policy_store".to_string(), dna.clone())
+}
+
 pub fn artifact_role(dna: &DnaFile) -> (String, DnaFile) {
     ("artifact_index".to_string(), dna.clone())
 }

@@ -17,6 +17,8 @@ pub enum Suite {
     Mesh,
     /// `ripple artifact add` of a 64 MB file vs a direct Kubo-RPC add of the same size (goal ≤ 1.2×).
     Artifacts,
+    /// Policy gate overhead with cached bundles (goal p50 ≤ 1 ms before the write) and decisions/s.
+    Policy,
 }
 
 impl Suite {
@@ -27,12 +29,16 @@ impl Suite {
             Suite::Mcp => "mcp",
             Suite::Mesh => "mesh",
             Suite::Artifacts => "artifacts",
+            Suite::Policy => "policy",
         }
     }
 
     fn subject(self) -> &'static str {
         match self {
             Suite::Registry | Suite::Mesh => "Holochain 0.7.1 sweettest conductors built with the release profile",
+            Suite::Policy => {
+                "regorus 0.14.1 in the test process and a Holochain 0.7.1 sweettest conductor, both built with the release profile"
+            }
             Suite::Artifacts => {
                 "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and a js-ipfs 0.66.1 daemon (Kubo RPC API) on loopback"
             }

@@ -2,5 +2,9 @@
 //! `manifests/policies/`), evaluated locally with regorus.
 pub mod defaults;
 pub mod engine;
+pub mod gates;
+pub mod write_ahead;
 
 pub use engine::{CompiledPolicy, PolicyError, PolicySource, Verdict};
+pub use gates::{Gates, Installed};
+pub use write_ahead::{DecisionLog, GateError, Permit, WriteAheadGate};

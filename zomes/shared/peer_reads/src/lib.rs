@@ -30,3 +30,14 @@ pub fn links(query: LinkQuery, options: GetOptions) -> ExternResult<Vec<Link>> {
 pub fn links_from_peers(query: LinkQuery) -> ExternResult<Vec<Link>> {
     links(query, from_peers())
 }
+
+/// The records at `hashes`, fetched in one batch (the host runs the gets concurrently), in order.
+pub fn records_from_peers(hashes: Vec<ActionHash>) -> ExternResult<Vec<Option<Record>>> {
+    let inputs = hashes.into_iter().map(|hash| GetInput::new(hash.into(), from_peers())).collect();
+    HDK.with(|h| h.borrow().get(inputs))
+}
+
+/// The action hashes links point at, skipping targets of any other kind.
+pub fn link_targets(links: Vec<Link>) -> Vec<ActionHash> {
+    links.into_iter().filter_map(|link| link.target.into_action_hash()).collect()
+}
