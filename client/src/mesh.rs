@@ -152,13 +152,24 @@ impl Mesh {
         let cells = provisioned_cells(&info);
         let signer = ClientAgentSigner::default();
         for cell_id in cells.values() {
-            let credentials = admin
-                .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
-                    cell_id: cell_id.clone(),
-                    functions: None,
-                })
-                .await
-                .map_err(|e| MeshError::Conductor { step: "authorize_signing_credentials", reason: e.to_string() })?;
+            let mut attempt = 1;
+            let credentials = loop {
+                let payload = AuthorizeSigningCredentialsPayload { cell_id: cell_id.clone(), functions: None };
+                match admin.authorize_signing_credentials(payload).await {
+                    Ok(credentials) => break credentials,
+                    Err(e) if timed_out(&e) && attempt < BUSY_ATTEMPTS => {
+                        progress(&format!(
+                            "the conductor is busy (authorize_signing_credentials timed out); retrying, {attempt} of {}",
+                            BUSY_ATTEMPTS - 1
+                        ));
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(MeshError::Conductor { step: "authorize_signing_credentials", reason });
+                    }
+                }
+            };
             signer.add_credentials(cell_id.clone(), credentials);
         }
         let token = admin
@@ -301,6 +312,15 @@ impl Mesh {
 }
 
 /// Maps a failed admin call to an error naming the step.
+/// A signing grant is a commit on the cell's source chain; on a machine busy with a first start
+/// (wasm compiling, other nodes' databases writing) it can outlast the client's request timeout.
+/// Such a timeout is retried rather than failing the start.
+const BUSY_ATTEMPTS: u32 = 3;
+
+fn timed_out(e: &holochain_client::ConductorApiError) -> bool {
+    matches!(e, holochain_client::ConductorApiError::WebsocketError(holochain_websocket::WebsocketError::Timeout(_)))
+}
+
 fn step(step: &'static str) -> impl Fn(holochain_client::ConductorApiError) -> MeshError {
     move |e| MeshError::Conductor { step, reason: format!("{e:?}") }
 }
