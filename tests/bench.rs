@@ -740,7 +740,7 @@ async fn policy() {
         description: "bench".into(),
     };
     let v1: BundleRecord = conductor.call(&cell.zome("policies"), "publish_bundle", tools).await;
-    gates.refresh(&[v1]);
+    assert!(gates.refresh(&[v1]).iter().all(|(_, installed)| installed.is_ok()));
     let gate = WriteAheadGate::new(gates.clone(), ChainLog { conductor: &conductor, cell: &cell });
     let pass = |what: &'static str, action: &'static str| {
         let gate = &gate;

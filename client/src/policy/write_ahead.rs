@@ -48,10 +48,6 @@ impl<L: DecisionLog> WriteAheadGate<L> {
         Self { packages, log }
     }
 
-    pub fn packages(&self) -> &Arc<Gates> {
-        &self.packages
-    }
-
     /// Decides `action` for `input` (`tools.call`, then the action's own package) and commits the
     /// Decision. `Ok` means allowed and recorded; the caller runs the action after this returns.
     pub async fn pass(&self, action: &str, input: &serde_json::Value) -> Result<Permit, GateError> {

@@ -159,11 +159,12 @@ mod tests {
     }
 
     #[test]
-    fn a_well_formed_statement_by_its_builder_passes() {
+    fn a_well_formed_statement_by_its_builder_passes() -> Result<(), String> {
         let json = statement(&agent_uri(&agent()), "ipfs://QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG");
-        let parsed = Statement::parse_and_check(&json, &agent()).expect("valid");
+        let parsed = Statement::parse_and_check(&json, &agent()).map_err(|e| format!("{e:?}"))?;
         assert!(parsed.names_digest(SHA));
         assert_eq!(parsed.material_cids(), vec!["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG".to_string()]);
+        Ok(())
     }
 
     #[test]
