@@ -210,8 +210,8 @@ async fn node() {
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let launch = |name: &str, extra: &[&str]| Launch::node(tmp.path(), &manifests, "e2e", name, extra);
     let a = Sidecar::start(launch("bench-a", &[]));
-    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
-    let join = || ["--bootstrap", bootstrap.as_str()];
+    let join_args = a.join_args();
+    let join = || join_args.iter().map(String::as_str).collect::<Vec<_>>();
 
     let first = Instant::now();
     let b = Sidecar::start(launch("bench-b", &join()));
@@ -362,8 +362,9 @@ async fn mcp() {
     let tmp = TempDir::new("bench-mcp");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let a = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-a", &["--mcp-http", "127.0.0.1:0"]));
-    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
-    let b = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-b", &["--bootstrap", &bootstrap]));
+    let join = a.join_args();
+    let join: Vec<&str> = join.iter().map(String::as_str).collect();
+    let b = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-b", &join));
     eventually("node-a to see node-b", Duration::from_secs(180), || async {
         let n = a.peers("online_only=true").await.len();
         if n == 2 {

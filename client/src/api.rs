@@ -37,6 +37,7 @@ pub struct ApiState {
     pub discovery: DiscoveryCache,
     pub resources: Arc<crate::resources::ResourceService>,
     pub artifacts: Arc<crate::artifacts::ArtifactService>,
+    pub policy: Arc<crate::policy::PolicyService>,
 }
 
 /// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
@@ -97,6 +98,9 @@ pub struct StatusReport {
     pub network: String,
     pub network_seed: String,
     pub agent_pubkey: String,
+    /// ripple-local: the node that created the network and publishes its policy; joiners pass it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_admin: Option<String>,
     pub cell_ids: Vec<CellReport>,
     pub peer_count: usize,
     pub mesh_status: MeshStatus,
@@ -179,6 +183,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/artifacts/{cid}/content", get(artifacts_content))
         .route("/artifacts/{cid}/verify", get(artifacts_verify).post(artifacts_verify_file))
         .route("/artifacts/{cid}/replicas", get(artifacts_replicas))
+        .route("/policy", get(policy_in_force))
+        .route("/policy/publish", post(policy_publish))
+        .route("/policy/eval", post(policy_eval))
+        .route("/policy/decisions", get(policy_decisions))
+        .route("/policy/audit", get(policy_audit))
         .with_state(state)
 }
 
@@ -195,6 +204,7 @@ pub async fn status_report(s: &ApiState) -> Result<StatusReport, ApiError> {
         network: s.info.network.clone(),
         network_seed: s.info.network_seed.clone(),
         agent_pubkey: s.mesh.agent.to_string(),
+        policy_admin: s.mesh.policy_admin.as_ref().map(|k| k.to_string()),
         cell_ids: s.mesh.cell_reports(),
         peer_count: view.peer_count,
         mesh_status: view.mesh_status,
@@ -283,6 +293,73 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()
 }
 
+/// A denial is 403; a policy that cannot be evaluated 500; a decision that cannot be recorded 502.
+fn gate_error(e: &crate::policy::GateError) -> ApiError {
+    use crate::policy::GateError;
+    let status = match e {
+        GateError::Denied { .. } => StatusCode::FORBIDDEN,
+        GateError::Policy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        GateError::NotRecorded { .. } => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+fn policy_error(e: crate::policy::service::PolicyServiceError) -> ApiError {
+    use crate::policy::service::PolicyServiceError;
+    let status = match &e {
+        PolicyServiceError::BadInput(_) | PolicyServiceError::Policy(_) => StatusCode::BAD_REQUEST,
+        PolicyServiceError::NotAdmin { .. } => StatusCode::FORBIDDEN,
+        PolicyServiceError::Mesh(_) => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// `GET /policy`: the network's admins and the packages in force on this node.
+async fn policy_in_force(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let admins = s.policy.admins().await?;
+    Ok(Json(serde_json::json!({
+        "admins": admins.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "in_force": s.policy.in_force(),
+    })))
+}
+
+async fn policy_publish(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<crate::policy::service::PublishRequest>,
+) -> Result<Json<crate::policy::service::Published>, ApiError> {
+    Ok(Json(s.policy.publish(body(request)?).await.map_err(policy_error)?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalBody {
+    pub package: String,
+    pub input: serde_json::Value,
+}
+
+async fn policy_eval(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<EvalBody>,
+) -> Result<Json<crate::policy::Verdict>, ApiError> {
+    let request = body(request)?;
+    let verdict = s.policy.evaluate(&request.package, &request.input).map_err(|e| policy_error(e.into()))?;
+    Ok(Json(verdict))
+}
+
+async fn policy_decisions(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<crate::policy::service::HistoryQuery>,
+) -> Result<Json<Vec<policy_store_types::DecisionRecord>>, ApiError> {
+    Ok(Json(s.policy.decisions(&q).await.map_err(policy_error)?))
+}
+
+async fn policy_audit(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<crate::policy::service::HistoryQuery>,
+) -> Result<Json<Vec<policy_store_types::AuditRecord>>, ApiError> {
+    Ok(Json(s.policy.audit_events(&q).await.map_err(policy_error)?))
+}
+
 /// Bad input is 400, nobody to allocate from is 409, a conductor failure 502.
 fn resource_error(e: crate::resources::ResourceError) -> ApiError {
     use crate::resources::ResourceError;
@@ -290,6 +367,7 @@ fn resource_error(e: crate::resources::ResourceError) -> ApiError {
         ResourceError::BadInput(_) => StatusCode::BAD_REQUEST,
         ResourceError::NoCandidates(_) | ResourceError::AllRefused(_) => StatusCode::CONFLICT,
         ResourceError::Mesh(_) | ResourceError::Discovery(_) => StatusCode::BAD_GATEWAY,
+        ResourceError::Gate(e) => return gate_error(e),
     };
     ApiError(status, e.to_string())
 }
@@ -315,9 +393,10 @@ async fn resources_plan(
 
 async fn resources_allocate(
     State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::Allocation>, ApiError> {
-    Ok(Json(crate::resources::allocate(&s, &body(request)?).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::allocate(&s, &body(request)?, via(&headers)).await.map_err(resource_error)?))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -327,10 +406,12 @@ pub struct ReleaseBody {
 
 async fn resources_release(
     State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
     request: JsonBody<ReleaseBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = body(request)?;
-    let release_id = crate::resources::release(&s, &request.allocation_id).await.map_err(resource_error)?;
+    let release_id =
+        crate::resources::release(&s, &request.allocation_id, via(&headers)).await.map_err(resource_error)?;
     Ok(Json(serde_json::json!({ "allocation_id": request.allocation_id, "release_id": release_id })))
 }
 
@@ -359,8 +440,19 @@ fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
         ArtifactError::NotRegistered(_) | ArtifactError::Unavailable { .. } => StatusCode::NOT_FOUND,
         ArtifactError::NoIpfs => StatusCode::CONFLICT,
         ArtifactError::Mesh(_) | ArtifactError::Kubo(_) => StatusCode::BAD_GATEWAY,
+        ArtifactError::Gate(e) => return gate_error(e),
     };
     ApiError(status, e.to_string())
+}
+
+/// `cli` when the `ripple` CLI sends the request: policy decisions record how an action came in.
+pub const VIA_HEADER: &str = "x-ripple-via";
+
+fn via(headers: &axum::http::HeaderMap) -> &'static str {
+    match headers.get(VIA_HEADER).map(|v| v.as_bytes()) {
+        Some(b"cli") => "cli",
+        _ => "api",
+    }
 }
 
 /// The header carrying `PublishMeta` as base64url JSON beside the streamed bytes.
@@ -383,7 +475,7 @@ async fn artifacts_publish(
     let meta: crate::artifacts::PublishMeta =
         serde_json::from_slice(&json).map_err(|e| bad(format!("{PUBLISH_META_HEADER}: {e}")))?;
     let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
-    Ok(Json(s.artifacts.publish(stream, meta, |_| {}).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.publish(stream, meta, via(&headers), |_| {}).await.map_err(artifact_error)?))
 }
 
 async fn artifacts_info(

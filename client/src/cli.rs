@@ -82,6 +82,48 @@ pub enum Command {
     /// Content-addressed artifacts: bytes in IPFS, what they are and who made them on the mesh.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Rego policies that gate every mutating command and tool, their decisions and the audit log.
+    /// Without a subcommand: the network's admins and the package versions in force on this node.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The network's policy admins and the version of each package in force on this node.
+    Show,
+    /// Publish FILE (Rego v1; its `package` line names the package) as the package's next version.
+    /// Admins only. The Rego is compiled first: a syntax error is reported with line and column and
+    /// nothing is written.
+    Publish {
+        file: PathBuf,
+        /// JSON object file: the package's `data`.
+        #[arg(long = "data-json", value_name = "FILE")]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Evaluate PACKAGE for INPUT (a JSON document, or @FILE) with the version in force here,
+    /// recording nothing. Exits 1 when the input is denied.
+    Eval { package: String, input: String },
+    /// Decisions recorded by the mesh's nodes, newest first.
+    Decisions {
+        /// The last this many hours (1-168).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Only this node's decisions (agent key).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Audit events (policy publishes, denials, …), newest first.
+    Audit {
+        /// The last this many hours (1-168).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Every event about this subject (a tool name, a package, a CID, …) instead.
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +242,10 @@ pub struct UpArgs {
     /// Where the first ripple-local node serves bootstrap+relay [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR")]
     pub bootstrap_listen: Option<SocketAddr>,
+    /// ripple-local: the agent key of the node that created the network, its policy admin (the first
+    /// node prints it next to its bootstrap URL). Needed the first time a node joins with --bootstrap.
+    #[arg(long, value_name = "uhCAk…")]
+    pub policy_admin: Option<String>,
     /// Keystore passphrase file [default: $RIPPLE_PASSPHRASE, else <data>/passphrase, created on first start].
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
@@ -393,6 +439,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print(cli.json, &usage, render_usage)
         }
         Command::Artifact(ref command) => artifact(command, &data_dir, cli.json).await,
+        Command::Policy(ref command) => policy(command, &data_dir, cli.json).await,
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
@@ -448,6 +495,12 @@ pub fn resolve_up(
         .or(file.bootstrap.clone())
         .map(|u| config::parse_url("--bootstrap", &u, &["http", "https"]))
         .transpose()?;
+    let policy_admin = args
+        .policy_admin
+        .clone()
+        .or(file.policy_admin.clone())
+        .map(|key| config::parse_agent_key("--policy-admin", &key))
+        .transpose()?;
     let api_listen = args.api.or(file.api_listen).unwrap_or_else(|| parse_addr(DEFAULT_API_LISTEN));
     if !api_listen.ip().is_loopback() {
         return Err(ConfigError::Setting(format!("--api {api_listen}: the HTTP API serves on loopback only")).into());
@@ -479,6 +532,7 @@ pub fn resolve_up(
         network,
         conductor,
         bootstrap,
+        policy_admin,
         bootstrap_listen: args
             .bootstrap_listen
             .or(file.bootstrap_listen)
@@ -551,7 +605,9 @@ async fn run_up(settings: UpSettings, mcp: Option<McpHttp>, json: bool) -> anyho
             }
             if r.status.diagnostics.serving_bootstrap {
                 if let Some(url) = &r.status.diagnostics.bootstrap_url {
-                    println!("join with    ripple up --network {} --bootstrap {url}", r.status.network);
+                    let admin =
+                        r.status.policy_admin.as_ref().map(|k| format!(" --policy-admin {k}")).unwrap_or_default();
+                    println!("join with    ripple up --network {} --bootstrap {url}{admin}", r.status.network);
                 }
             }
             println!("ready; Ctrl-C stops the node");
@@ -579,6 +635,116 @@ async fn api_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     let run = RunFile::read(data_dir)?;
     decode(http()?.post(format!("{}/{path}", run.api_url)).json(body).send().await?).await
+}
+
+async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::policy::service::{PublishRequest, Published};
+    use policy_store_types::{AuditRecord, DecisionRecord};
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))
+    };
+    match command {
+        PolicyCommand::Show => {
+            let shown: serde_json::Value = api(data_dir, "policy", false).await?;
+            print(json, &shown, |v| {
+                let mut out = String::new();
+                let admins: Vec<&str> =
+                    v["admins"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+                out.push_str(&format!(
+                    "admins       {}\n",
+                    if admins.is_empty() { "none".into() } else { admins.join(", ") }
+                ));
+                for p in v["in_force"].as_array().into_iter().flatten() {
+                    let version = p["version"].as_u64().unwrap_or(0);
+                    let from = if version == 0 { "built-in default".to_string() } else { format!("version {version}") };
+                    out.push_str(&format!("{:<24} {from}\n", p["package"].as_str().unwrap_or("")));
+                }
+                out
+            })
+        }
+        PolicyCommand::Publish { file, data, description } => {
+            let rego = read(file)?;
+            let data = match data {
+                Some(path) => Some(
+                    serde_json::from_str(&read(path)?)
+                        .map_err(|e| ConfigError::Setting(format!("{} is not JSON: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let request = PublishRequest { rego, data, description: description.clone() };
+            let published: Published = api_json(data_dir, "policy/publish", &request).await?;
+            print(json, &published, |p| {
+                let what = if p.new_version { "published" } else { "unchanged, already current:" };
+                format!("{what} {} version {} ({})\n  sha256 {}\n", p.package, p.version, p.bundle_id, p.policy_sha256)
+            })
+        }
+        PolicyCommand::Eval { package, input } => {
+            let text = match input.strip_prefix('@') {
+                Some(path) => read(Path::new(path))?,
+                None => input.clone(),
+            };
+            let input: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ConfigError::Setting(format!("INPUT is not JSON: {e}")))?;
+            let body = crate::api::EvalBody { package: package.clone(), input };
+            let verdict: crate::policy::Verdict = api_json(data_dir, "policy/eval", &body).await?;
+            print(json, &verdict, |v| {
+                let outcome =
+                    if v.allowed { "allowed".to_string() } else { format!("denied: {}", v.reasons.join("; ")) };
+                format!("{} version {}: {outcome}\n", v.package, v.version)
+            })?;
+            if !verdict.allowed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        PolicyCommand::Decisions { hours, node } => {
+            let node = node.as_ref().map(|n| format!("&node={n}")).unwrap_or_default();
+            let rows: Vec<DecisionRecord> =
+                api(data_dir, &format!("policy/decisions?hours={hours}{node}"), false).await?;
+            print(json, &rows, |rows| {
+                rows.iter()
+                    .map(|r| {
+                        let d = &r.decision;
+                        let outcome =
+                            if d.allowed { "allowed".to_string() } else { format!("DENIED: {}", d.reasons.join("; ")) };
+                        format!(
+                            "{}  {}  policy {} version {}  {outcome}  (node {}, decision {})\n",
+                            r.decided_at,
+                            d.action,
+                            d.package,
+                            d.version,
+                            short(&d.decider.to_string()),
+                            r.decision_id
+                        )
+                    })
+                    .collect()
+            })
+        }
+        PolicyCommand::Audit { hours, subject } => {
+            let query = match subject {
+                Some(subject) => format!("subject={subject}"),
+                None => format!("hours={hours}"),
+            };
+            let rows: Vec<AuditRecord> = api(data_dir, &format!("policy/audit?{query}"), false).await?;
+            print(json, &rows, |rows| {
+                rows.iter()
+                    .map(|r| {
+                        let e = &r.event;
+                        format!(
+                            "{}  {}  {}  {}  {}  (node {}; {})\n",
+                            r.at,
+                            e.category,
+                            e.subject,
+                            e.outcome,
+                            e.detail,
+                            short(&r.author.to_string()),
+                            e.references.join(" ")
+                        )
+                    })
+                    .collect()
+            })
+        }
+    }
 }
 
 /// A snake_case enum value by its name.
@@ -617,7 +783,9 @@ async fn api<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str, post: 
 }
 
 fn http() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?)
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(crate::api::VIA_HEADER, reqwest::header::HeaderValue::from_static("cli"));
+    Ok(reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(120)).build()?)
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
@@ -667,6 +835,10 @@ pub fn render_status(s: &StatusReport) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
     line("network", format!("{} ({})", s.network, s.network_seed));
     line("agent", s.agent_pubkey.clone());
+    if let Some(admin) = &s.policy_admin {
+        let who = if *admin == s.agent_pubkey { " (this node)" } else { "" };
+        line("policy admin", format!("{admin}{who}"));
+    }
     line("mesh", format!("{} with {} peer(s)", serde_plain(&s.mesh_status), s.peer_count));
     for cell in &s.cell_ids {
         line("cell", format!("{} {}", cell.role, cell.dna_hash));
@@ -921,6 +1093,7 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
                 .await
                 .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", args.file.display())))?;
             let total = file.metadata().await?.len();
+            let meta = crate::artifacts::PublishMeta { size_bytes: Some(total), ..meta };
             eprintln!(
                 "==> adding {} ({}) to IPFS and registering it on the mesh",
                 args.file.display(),
@@ -938,6 +1111,7 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
             let run = RunFile::read(data_dir)?;
             let response = reqwest::Client::new()
                 .post(format!("{}/artifacts", run.api_url))
+                .header(crate::api::VIA_HEADER, "cli")
                 .header(crate::api::PUBLISH_META_HEADER, header)
                 .body(reqwest::Body::wrap_stream(stream))
                 .send()
@@ -1094,6 +1268,7 @@ fn publish_meta(args: &ArtifactAddArgs) -> Result<crate::artifacts::PublishMeta,
         labels: args.labels.clone(),
         provenance,
         materials: args.materials.clone(),
+        size_bytes: None, // set from the file when it is opened
     })
 }
 

@@ -30,6 +30,7 @@ pub struct ConfigFile {
     pub admin_url: Option<String>,
     pub bootstrap: Option<String>,
     pub bootstrap_listen: Option<SocketAddr>,
+    pub policy_admin: Option<String>,
     pub passphrase_file: Option<PathBuf>,
     pub happ: Option<PathBuf>,
     pub api_listen: Option<SocketAddr>,
@@ -93,6 +94,8 @@ network = "{network}"
 
 # ripple-local: join another node's bootstrap+relay server instead of serving one.
 # bootstrap = "http://127.0.0.1:30000"
+# ...and the agent key of the node that created that network, its policy admin (printed with the URL).
+# policy_admin = "uhCAk..."
 # Where this node serves ripple-local's bootstrap+relay when it is the first node. Port 0 picks one.
 # bootstrap_listen = "{DEFAULT_BOOTSTRAP_LISTEN}"
 
@@ -160,6 +163,12 @@ pub fn parse_url(setting: &str, value: &str, schemes: &[&str]) -> Result<url::Ur
         return Err(ConfigError::Setting(format!("{setting}: `{value}` has no host")));
     }
     Ok(url)
+}
+
+/// An agent key as Holochain prints it (`uhCAk…`, 53 characters).
+pub fn parse_agent_key(setting: &str, value: &str) -> Result<holochain_client::AgentPubKey, ConfigError> {
+    holochain_client::AgentPubKey::try_from(value.trim())
+        .map_err(|e| ConfigError::Setting(format!("{setting}: `{value}` is not an agent key (uhCAk…): {e}")))
 }
 
 /// A node name as the advert accepts it (AR1): 1-64 characters of [A-Za-z0-9._-].

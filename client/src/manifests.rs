@@ -48,6 +48,11 @@ pub struct NetworkSpec {
     /// DNA properties per role that differ from the bundle's (part of the DNA hash, so pinned).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dna_properties: BTreeMap<String, serde_json::Value>,
+    /// The node that creates the network is its policy admin (ripple-local): it installs
+    /// policy_store with `admins: [its key]` and nodes joining it name that key. The pin of that
+    /// role is its hash without admins, which checks the wasm; the installed hash adds the admin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creator_is_policy_admin: bool,
 }
 
 /// A named network.
@@ -117,7 +122,7 @@ impl Manifests {
             }
             Err(source) => return Err(ManifestError::Read { path: bundle.into(), source }),
         };
-        let role_hashes = role_hashes(&bytes, network)
+        let role_hashes = role_hashes(&bytes, network, None)
             .await
             .map_err(|reason| ManifestError::BadBundle { path: bundle.into(), reason })?;
 
@@ -150,11 +155,27 @@ impl Manifests {
     }
 }
 
+/// The role whose DNA holds policy, and whose properties name its admins.
+pub const POLICY_ROLE: &str = "policy_store";
+
 impl Network {
-    /// Role modifiers a node installs with: the network's DNA properties, if it overrides any.
-    pub fn role_modifiers(&self) -> Result<HashMap<String, DnaModifiersOpt<YamlProperties>>, String> {
-        self.spec
-            .dna_properties
+    /// Role modifiers a node installs with: the network's DNA properties, if it overrides any, and
+    /// on a network whose creator is its policy admin, `admins: [policy_admin]` once it is known.
+    pub fn role_modifiers(
+        &self,
+        policy_admin: Option<&str>,
+    ) -> Result<HashMap<String, DnaModifiersOpt<YamlProperties>>, String> {
+        let mut properties = self.spec.dna_properties.clone();
+        if let (true, Some(admin)) = (self.spec.creator_is_policy_admin, policy_admin) {
+            if properties.contains_key(POLICY_ROLE) {
+                return Err(format!(
+                    "network `{}` sets both creator_is_policy_admin and dna_properties.{POLICY_ROLE}",
+                    self.name
+                ));
+            }
+            properties.insert(POLICY_ROLE.into(), serde_json::json!({ "admins": [admin] }));
+        }
+        properties
             .iter()
             .map(|(role, props)| {
                 let yaml = yaml_serde::to_value(props).map_err(|e| format!("dna_properties.{role}: {e}"))?;
@@ -166,9 +187,14 @@ impl Network {
 
 /// The DNA hash of each role of a bundle as the conductor computes it at install time on `network`
 /// (the same steps as `install_app_bundle`: network seed, then role overrides, then resolve).
-pub async fn role_hashes(bytes: &bytes::Bytes, network: &Network) -> Result<BTreeMap<String, String>, String> {
+/// Without `policy_admin`, a creator-admin network's policy role hashes as its pin does.
+pub async fn role_hashes(
+    bytes: &bytes::Bytes,
+    network: &Network,
+    policy_admin: Option<&str>,
+) -> Result<BTreeMap<String, String>, String> {
     let bundle = AppBundle::unpack(bytes.as_ref()).map_err(|e| e.to_string())?;
-    let overrides = network.role_modifiers()?;
+    let overrides = network.role_modifiers(policy_admin)?;
     let roles: Vec<String> = bundle.manifest().app_roles().iter().map(|r| r.name.clone()).collect();
     let unknown: Vec<_> = overrides.keys().filter(|r| !roles.contains(r)).cloned().collect();
     if !unknown.is_empty() {

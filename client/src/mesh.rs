@@ -14,8 +14,9 @@ use holochain_types::app::{AppBundleSource, InstallAppPayload, RoleSettings};
 use holochain_types::prelude::AppStatus;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::manifests::{CheckedBundle, Network};
+use crate::manifests::{CheckedBundle, Network, POLICY_ROLE};
 use crate::metrics::Metrics;
+use policy_store_types::PolicyProperties;
 
 /// The installed app id of the ripple hApp on every conductor.
 pub const APP_ID: &str = "ripple";
@@ -36,6 +37,27 @@ pub enum MeshError {
     OtherNetwork { network: String, differences: String },
     #[error("zome call {zome}.{function} failed: {reason}")]
     ZomeCall { zome: String, function: String, reason: String },
+    #[error(
+        "network `{network}` is administered by the node that created it: pass --policy-admin KEY to join it \
+         (the first node prints its key next to its bootstrap URL)"
+    )]
+    PolicyAdminUnknown { network: String },
+    #[error(
+        "this data dir joined network `{network}` with policy admin {installed}, not {given}: it belongs to \
+         another ripple-local network; use another --data for this one"
+    )]
+    OtherPolicyAdmin { network: String, installed: String, given: String },
+}
+
+/// Who publishes policy on a network whose creator is its admin (`creator_is_policy_admin`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyAdmin {
+    /// This node creates the network: its own agent key, generated before the install, is the admin.
+    Create,
+    /// This node joins the network that the node with this key created.
+    Join(AgentPubKey),
+    /// Joining without the key: fine when this data dir has joined before, refused otherwise.
+    Unknown,
 }
 
 /// A joined node: admin and app websockets to the conductor, and the cells of the hApp.
@@ -49,6 +71,8 @@ pub struct Mesh {
     pub cells: BTreeMap<String, CellId>,
     /// True when this start installed the hApp (the first start of a data dir).
     pub installed_now: bool,
+    /// On a network whose creator is its policy admin: that creator.
+    pub policy_admin: Option<AgentPubKey>,
     metrics: Arc<Metrics>,
 }
 
@@ -98,6 +122,7 @@ impl Mesh {
         admin_port: u16,
         bundle: &CheckedBundle,
         network: &Network,
+        policy_admin: &PolicyAdmin,
         metrics: Arc<Metrics>,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Self, MeshError> {
@@ -107,19 +132,31 @@ impl Mesh {
 
         let existing = admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
         let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == APP_ID) {
-            Some(info) => {
-                check_installed_hashes(&info, bundle, network)?;
-                (info, false)
-            }
+            Some(info) => (info, false),
             None => {
+                let (agent_key, admin_key) = match (network.spec.creator_is_policy_admin, policy_admin) {
+                    (false, _) => (None, None),
+                    (true, PolicyAdmin::Join(key)) => (None, Some(key.clone())),
+                    (true, PolicyAdmin::Create) => {
+                        let key = admin.generate_agent_pub_key().await.map_err(step("generate_agent_pub_key"))?;
+                        progress(&format!(
+                            "this node creates network `{}`: its key {key} is the policy admin",
+                            network.name
+                        ));
+                        (Some(key.clone()), Some(key))
+                    }
+                    (true, PolicyAdmin::Unknown) => {
+                        return Err(MeshError::PolicyAdminUnknown { network: network.name.clone() })
+                    }
+                };
                 progress(
                     "installing the ripple hApp (first start: the conductor compiles the wasm, this takes a while)",
                 );
-                let roles_settings = role_settings(network)?;
+                let roles_settings = role_settings(network, admin_key.as_ref())?;
                 let info = admin
                     .install_app(InstallAppPayload {
                         source: AppBundleSource::Bytes(bundle.bytes.clone()),
-                        agent_key: None,
+                        agent_key,
                         installed_app_id: Some(APP_ID.into()),
                         network_seed: Some(network.spec.network_seed.clone()),
                         roles_settings,
@@ -128,10 +165,20 @@ impl Mesh {
                     })
                     .await
                     .map_err(step("install_app"))?;
-                check_installed_hashes(&info, bundle, network)?;
                 (info, true)
             }
         };
+        let installed_admin = installed_policy_admin(&admin, &info, network).await?;
+        if let (PolicyAdmin::Join(given), Some(installed)) = (policy_admin, &installed_admin) {
+            if given != installed {
+                return Err(MeshError::OtherPolicyAdmin {
+                    network: network.name.clone(),
+                    installed: installed.to_string(),
+                    given: given.to_string(),
+                });
+            }
+        }
+        check_installed_hashes(&info, bundle, network, installed_admin.as_ref()).await?;
         if !matches!(info.status, AppStatus::Enabled) {
             progress("enabling the ripple hApp");
             admin.enable_app(APP_ID.into()).await.map_err(step("enable_app"))?;
@@ -181,7 +228,17 @@ impl Mesh {
             MeshError::Connect { url: format!("ws://127.0.0.1:{app_port} (app)"), reason: e.to_string() }
         })?;
 
-        Ok(Self { admin, app, admin_port, app_port, agent: info.agent_pub_key.clone(), cells, installed_now, metrics })
+        Ok(Self {
+            admin,
+            app,
+            admin_port,
+            app_port,
+            agent: info.agent_pub_key.clone(),
+            cells,
+            installed_now,
+            policy_admin: installed_admin,
+            metrics,
+        })
     }
 
     /// Installs an extra app under this node's agent key and enables it, or reports the app
@@ -338,15 +395,26 @@ fn provisioned_cells(info: &AppInfo) -> BTreeMap<String, CellId> {
         .collect()
 }
 
-/// An installed hApp must run exactly the DNAs the network pins.
-fn check_installed_hashes(info: &AppInfo, bundle: &CheckedBundle, network: &Network) -> Result<(), MeshError> {
+/// An installed hApp must run exactly the DNAs the network pins (with its policy admin, on a
+/// network whose creator is its admin).
+async fn check_installed_hashes(
+    info: &AppInfo,
+    bundle: &CheckedBundle,
+    network: &Network,
+    policy_admin: Option<&AgentPubKey>,
+) -> Result<(), MeshError> {
+    let wanted = match policy_admin {
+        Some(admin) => crate::manifests::role_hashes(&bundle.bytes, network, Some(&admin.to_string()))
+            .await
+            .map_err(|reason| MeshError::Conductor { step: "install_app", reason })?,
+        None => bundle.role_hashes.clone(),
+    };
     let installed: BTreeMap<String, String> =
         provisioned_cells(info).into_iter().map(|(role, id)| (role, id.dna_hash().to_string())).collect();
-    if installed == bundle.role_hashes {
+    if installed == wanted {
         return Ok(());
     }
-    let differences = bundle
-        .role_hashes
+    let differences = wanted
         .iter()
         .filter(|(role, hash)| installed.get(*role) != Some(hash))
         .map(|(role, hash)| {
@@ -357,8 +425,39 @@ fn check_installed_hashes(info: &AppInfo, bundle: &CheckedBundle, network: &Netw
     Err(MeshError::OtherNetwork { network: network.name.clone(), differences })
 }
 
-fn role_settings(network: &Network) -> Result<Option<HashMap<String, RoleSettings>>, MeshError> {
-    let modifiers = network.role_modifiers().map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
+/// The admin written into the installed policy_store DNA's properties, on a network whose creator
+/// is its admin (read back from the conductor, so a restart needs no flag).
+async fn installed_policy_admin(
+    admin: &AdminWebsocket,
+    info: &AppInfo,
+    network: &Network,
+) -> Result<Option<AgentPubKey>, MeshError> {
+    if !network.spec.creator_is_policy_admin {
+        return Ok(None);
+    }
+    let Some(cell) = provisioned_cells(info).remove(POLICY_ROLE) else {
+        return Ok(None); // check_installed_hashes names the missing role
+    };
+    let dna = admin.get_dna_definition(cell).await.map_err(step("get_dna_definition"))?;
+    let bytes = dna.modifiers.properties;
+    if matches!(bytes.bytes().as_slice(), [] | [0xc0]) {
+        return Ok(None);
+    }
+    let properties = PolicyProperties::try_from(bytes).map_err(|e| MeshError::Conductor {
+        step: "get_dna_definition",
+        reason: format!("the installed {POLICY_ROLE} properties do not decode: {e:?}"),
+    })?;
+    Ok(properties.admins.first().cloned().map(AgentPubKey::from))
+}
+
+fn role_settings(
+    network: &Network,
+    policy_admin: Option<&AgentPubKey>,
+) -> Result<Option<HashMap<String, RoleSettings>>, MeshError> {
+    let admin = policy_admin.map(|key| key.to_string());
+    let modifiers = network
+        .role_modifiers(admin.as_deref())
+        .map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
     if modifiers.is_empty() {
         return Ok(None);
     }

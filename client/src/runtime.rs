@@ -13,14 +13,16 @@ use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
 use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
 use crate::manifests::CheckedBundle;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
 use crate::node::declared::Declared;
 use crate::node::{NodeAgent, NodeSettings};
+use crate::policy::PolicyService;
 use crate::resources::policy::ComputePolicy;
 use crate::resources::ResourceService;
 use crate::runfile::RunFile;
 use crate::up::{ConductorChoice, UpError, UpSettings};
+use holochain_client::AgentPubKey;
 
 const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +32,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct NetworkChoice {
     pub network: Option<String>,
     pub bootstrap: Option<url::Url>,
+    /// The creator's key, joining a network whose creator is its policy admin (ripple-local).
+    pub policy_admin: Option<AgentPubKey>,
 }
 
 /// What `holochain.init_conductor` reports.
@@ -74,6 +78,7 @@ struct Running {
     agent: tokio::task::JoinHandle<()>,
     provider: tokio::task::JoinHandle<()>,
     replication: tokio::task::JoinHandle<()>,
+    policy_refresh: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     run_file: RunFile,
 }
@@ -196,10 +201,16 @@ impl Runtime {
         }
         configure(&mut node_settings);
 
+        let policy_admin = match (&conductor.settings.policy_admin, &conductor.settings.bootstrap) {
+            (Some(key), _) => PolicyAdmin::Join(key.clone()),
+            (None, None) => PolicyAdmin::Create,
+            (None, Some(_)) => PolicyAdmin::Unknown,
+        };
         let mesh = Mesh::join(
             conductor.admin_port,
             &conductor.bundle,
             &conductor.settings.network,
+            &policy_admin,
             self.metrics.clone(),
             progress,
         )
@@ -220,7 +231,24 @@ impl Runtime {
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
         let storage_policy =
             StoragePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let artifacts = ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone());
+        let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone())
+            .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
+        let artifacts =
+            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone(), policy.clone());
+        if mesh.installed_now {
+            let admins = policy.admins().await?;
+            if admins.contains(&mesh.agent) {
+                policy
+                    .publish_defaults(progress)
+                    .await
+                    .map_err(|e| UpError::Setting(format!("default policies: {e}")))?;
+            }
+        }
+        if let Err(e) = policy.refresh().await {
+            progress(&format!(
+                "the network's policies are not readable yet ({e}); the built-in defaults decide until they are"
+            ));
+        }
         let state = Arc::new(ApiState {
             mesh: mesh.clone(),
             node: node.clone(),
@@ -229,6 +257,7 @@ impl Runtime {
             discovery: Default::default(),
             resources: resources.clone(),
             artifacts: artifacts.clone(),
+            policy: policy.clone(),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
@@ -242,9 +271,10 @@ impl Runtime {
         });
         let provider = tokio::spawn(resources.run(stop_rx.clone()));
         let replication = tokio::spawn(artifacts.run(stop_rx.clone()));
+        let policy_refresh = tokio::spawn(policy.run(stop_rx.clone()));
         let agent = tokio::spawn(node.clone().run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
-        stage.running = Some(Running { stop, agent, provider, replication, api, run_file });
+        stage.running = Some(Running { stop, agent, provider, replication, policy_refresh, api, run_file });
 
         let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
@@ -269,6 +299,7 @@ impl Runtime {
             let _ = running.agent.await;
             let _ = running.provider.await;
             let _ = running.replication.await;
+            let _ = running.policy_refresh.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
                     Ok(Ok(_)) => {}
@@ -293,12 +324,16 @@ impl Runtime {
         if let Some(name) = &choice.network {
             if *name != settings.network.name {
                 settings.network = settings.manifests.network(name)?;
-                // The configured bootstrap belongs to the configured network.
+                // The configured bootstrap and policy admin belong to the configured network.
                 settings.bootstrap = None;
+                settings.policy_admin = None;
             }
         }
         if let Some(url) = &choice.bootstrap {
             settings.bootstrap = Some(url.clone());
+        }
+        if let Some(key) = &choice.policy_admin {
+            settings.policy_admin = Some(key.clone());
         }
         Ok(settings)
     }
@@ -309,6 +344,10 @@ impl Runtime {
         RunFile::ensure_not_running(&settings.data_dir)?;
         progress(&format!("checking {} against the pins of network `{}`", settings.happ.display(), network.name));
         let bundle = settings.manifests.check_bundle(&settings.happ, network).await?;
+        let first_join = settings.bootstrap.is_some() && !settings.data_dir.join("holochain").exists();
+        if network.spec.creator_is_policy_admin && first_join && settings.policy_admin.is_none() {
+            return Err(UpError::Setting(MeshError::PolicyAdminUnknown { network: network.name.clone() }.to_string()));
+        }
         let api_listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await
             .map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;

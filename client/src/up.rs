@@ -54,6 +54,8 @@ pub struct UpSettings {
     pub conductor: ConductorChoice,
     /// Join this bootstrap+relay (ripple-local) instead of serving one.
     pub bootstrap: Option<url::Url>,
+    /// The policy admin of the ripple-local network this node joins (the node that created it).
+    pub policy_admin: Option<holochain_client::AgentPubKey>,
     pub bootstrap_listen: SocketAddr,
     pub happ: PathBuf,
     pub api_listen: SocketAddr,

@@ -51,15 +51,11 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
         "node-a",
         &["--ipfs-api-url", &ipfs[0].api_url, "--mcp-http", "127.0.0.1:0"],
     ));
-    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
+    let join = a.join_args();
     let start = |name: &str, api: &str| {
-        Sidecar::start(Launch::node(
-            tmp.path(),
-            &manifests,
-            "e2e",
-            name,
-            &["--ipfs-api-url", api, "--bootstrap", &bootstrap],
-        ))
+        let mut extra = vec!["--ipfs-api-url", api];
+        extra.extend(join.iter().map(String::as_str));
+        Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", name, &extra))
     };
     // One after the other: a first start compiles the wasm, and two at once on two cores have
     // starved each other's conductor past the client's request timeout.

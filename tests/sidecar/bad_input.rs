@@ -24,6 +24,8 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     let tmp = TempDir::new("bad-input");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let data = tmp.path().join("data");
+    // A well-formed agent key (the bad-input cases never get as far as using it).
+    let admin = holochain::prelude::AgentPubKey::from_raw_32(vec![7; 32]).to_string();
     let base = |extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--data".into(),
@@ -75,8 +77,24 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
         &data,
         Case {
             what: "unreachable bootstrap",
-            args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9"]),
+            args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9", "--policy-admin", &admin]),
             expect: vec!["bootstrap server http://127.0.0.1:9/ is unreachable"],
+        },
+    );
+    check(
+        &data,
+        Case {
+            what: "first join of a creator-administered network without its admin",
+            args: base(&["--network", "e2e", "--bootstrap", "http://127.0.0.1:9"]),
+            expect: vec!["network `e2e` is administered by the node that created it", "--policy-admin KEY"],
+        },
+    );
+    check(
+        &data,
+        Case {
+            what: "policy admin that is not an agent key",
+            args: base(&["--network", "e2e", "--policy-admin", "uhCAkshort"]),
+            expect: vec!["--policy-admin: `uhCAkshort` is not an agent key"],
         },
     );
 

@@ -50,7 +50,7 @@ impl Drop for TempDir {
 }
 
 /// The committed manifests plus network `e2e`: a fresh seed, no bootstrap (served by the first
-/// node, like ripple-local) and 10 s heartbeat buckets, pinned like the real networks.
+/// node, like ripple-local), the first node its policy admin and 10 s heartbeat buckets, pinned like the real networks.
 pub async fn test_manifests(dir: &Path) -> Manifests {
     test_manifests_as(dir, "e2e").await
 }
@@ -79,6 +79,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
             serde_json::json!({ "heartbeat_bucket_secs": 10, "heartbeat_min_interval_secs": 2 }),
         )]
         .into(),
+        creator_is_policy_admin: true,
     };
     networks.insert(name.into(), serde_json::to_value(&spec).unwrap());
     std::fs::write(dir.join("holochain/networks.json"), serde_json::to_string_pretty(&networks).unwrap()).unwrap();
@@ -87,7 +88,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
         serde_json::from_str(&std::fs::read_to_string(src.join("dnas/index.json")).unwrap()).unwrap();
     let bytes = bytes::Bytes::from(std::fs::read(happ()).expect("workdir/ripple.happ: run `cargo xtask build`"));
     let network = Network { name: name.into(), spec: spec.clone() };
-    let hashes = ripple::manifests::role_hashes(&bytes, &network).await.expect("hash the bundle");
+    let hashes = ripple::manifests::role_hashes(&bytes, &network, None).await.expect("hash the bundle");
     pins["networks"][name] = serde_json::json!({ "network_seed": spec.network_seed, "dnas": hashes });
     std::fs::write(dir.join("holochain/dnas/index.json"), serde_json::to_string_pretty(&pins).unwrap()).unwrap();
     Manifests::new(dir)
@@ -164,6 +165,14 @@ impl Sidecar {
 
     pub fn agent(&self) -> &str {
         &self.ready.status.agent_pubkey
+    }
+
+    /// The flags another node joins this one's network with (it serves bootstrap and created the
+    /// network, so it is the policy admin).
+    pub fn join_args(&self) -> Vec<String> {
+        let bootstrap = self.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
+        let admin = self.ready.status.policy_admin.clone().expect("the network's policy admin");
+        vec!["--bootstrap".into(), bootstrap, "--policy-admin".into(), admin]
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -282,11 +282,10 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     let manifests = test_manifests_as(&tmp.path().join("manifests"), "local").await;
     let launch = |name: &str, extra: &[&str]| Launch::node(tmp.path(), &manifests, "local", name, extra);
     let a = Sidecar::start(launch("node-a", &["--mcp-http", "127.0.0.1:0"]));
-    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
-    let b = Sidecar::start(launch(
-        "node-b",
-        &["--mcp-http", "127.0.0.1:0", "--tool-names", "underscore", "--bootstrap", &bootstrap],
-    ));
+    let mut extra = vec!["--mcp-http", "127.0.0.1:0", "--tool-names", "underscore"];
+    let join = a.join_args();
+    extra.extend(join.iter().map(String::as_str));
+    let b = Sidecar::start(launch("node-b", &extra));
     let url_a = a.ready.mcp_url.clone().expect("node-a serves MCP");
     let url_b = b.ready.mcp_url.clone().expect("node-b serves MCP");
     let dna = extra_dna().await;

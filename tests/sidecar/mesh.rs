@@ -33,12 +33,14 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     assert!(a.ready.passphrase_note.as_deref().is_some_and(|p| p.contains("created a random keystore passphrase")));
     let passphrase = data("node-a").join("passphrase");
     assert_eq!(std::fs::metadata(&passphrase).unwrap().permissions().mode() & 0o777, 0o600);
-    let bootstrap = d.bootstrap_url.clone().expect("bootstrap url");
-    let join = || vec!["--bootstrap".to_string(), bootstrap.clone()];
+    let join = || a.join_args();
     let b = Sidecar::start(launch("node-b", join()));
     let c = Sidecar::start(launch("node-c", join()));
     assert!(!b.ready.status.diagnostics.serving_bootstrap);
-    assert_eq!(a.ready.status.cell_ids[0].dna_hash, c.ready.status.cell_ids[0].dna_hash, "one network, one DNA");
+    let hashes = |node: &Sidecar| node.ready.status.cell_ids.iter().map(|c| c.dna_hash.clone()).collect::<Vec<_>>();
+    assert_eq!(hashes(&a), hashes(&c), "one network, one DNA per role, policy_store with the creator as admin");
+    assert_eq!(a.ready.status.policy_admin.as_deref(), Some(a.agent()), "the creator administers policy");
+    assert_eq!(c.ready.status.policy_admin, a.ready.status.policy_admin);
 
     let everyone: BTreeSet<String> = ["node-a", "node-b", "node-c"].map(String::from).into();
     for node in [&a, &b, &c] {

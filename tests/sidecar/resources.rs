@@ -8,6 +8,7 @@ use ripple::resources::scheduler::Plan;
 use ripple::resources::{Allocation, AllocationRow, Available};
 
 use super::harness::*;
+use crate::support::repo_root;
 
 /// `ripple_json` that must succeed.
 fn cli<T: serde::de::DeserializeOwned>(node: &Sidecar, data: &std::path::Path, args: &[&str]) -> T {
@@ -19,15 +20,11 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     let tmp = TempDir::new("resources");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let a = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "node-a", &["--region", "us-west"]));
-    let bootstrap = a.ready.status.diagnostics.bootstrap_url.clone().expect("bootstrap url");
     let b_data = tmp.path().join("node-b");
-    let b = Sidecar::start(Launch::node(
-        tmp.path(),
-        &manifests,
-        "e2e",
-        "node-b",
-        &["--region", "us-west", "--bootstrap", &bootstrap],
-    ));
+    let mut extra = vec!["--region".to_string(), "us-west".into()];
+    extra.extend(a.join_args());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let b = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "node-b", &extra));
 
     // Both offers reach B: everything each advert says (this machine's cores and RAM).
     let cores = b.status().await.node.probe.expect("probe").cpu_cores;
@@ -91,6 +88,82 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     let (code, _, err) = ripple(&["--data", b_data.to_str().unwrap_or_default(), "allocate", "inference"]);
     assert_ne!(code, 0);
     assert!(err.contains("needs model_name"), "{err}");
+
+    // Policy: node-a created the network, so it is the admin and published the defaults as
+    // version 1; node-b's gate takes them from the DHT.
+    let a_data = tmp.path().join("node-a");
+    eventually("node-b to run the published defaults", Duration::from_secs(90), || async {
+        let shown: serde_json::Value = ripple_json(&b_data, &["policy", "show"])?;
+        let admins = shown["admins"].as_array().cloned().unwrap_or_default();
+        let tools = shown["in_force"].as_array().into_iter().flatten().find(|p| p["package"] == "tools.call");
+        match tools.map(|p| p["version"].as_u64()) {
+            Some(Some(1)) if admins == [serde_json::json!(a.agent())] => Ok(()),
+            _ => Err(shown.to_string()),
+        }
+    })
+    .await;
+    // Version 2 of tools.call disables allocations. Only the admin may publish it, and broken Rego
+    // is refused with its line and column before anything is written.
+    let rego = repo_root().join("manifests/policies/tools.call.rego");
+    let disable = tmp.path().join("disable.json");
+    std::fs::write(&disable, r#"{"disabled_actions": ["resources.allocate"]}"#).unwrap();
+    let publish = |data: &std::path::Path, file: &std::path::Path| {
+        ripple(&[
+            "--data",
+            data.to_str().unwrap_or_default(),
+            "policy",
+            "publish",
+            file.to_str().unwrap_or_default(),
+            "--data-json",
+            disable.to_str().unwrap_or_default(),
+        ])
+    };
+    let (code, _, err) = publish(&b_data, &rego);
+    assert!(code != 0 && err.contains("only this network's policy admins publish policy"), "{code} {err}");
+    let broken = tmp.path().join("broken.rego");
+    std::fs::write(&broken, "package tools.call\n\ndefault allow := (\n").unwrap();
+    let (code, _, err) = publish(&a_data, &broken);
+    assert!(code != 0 && err.contains("invalid Rego at line"), "{code} {err}");
+    let published: serde_json::Value = cli(
+        &a,
+        &a_data,
+        &["policy", "publish", rego.to_str().unwrap_or_default(), "--data-json", disable.to_str().unwrap_or_default()],
+    );
+    assert_eq!(published["version"], 2, "{published}");
+
+    // On node-b the denial arrives with the next refresh: the allocation is refused naming the
+    // policy and its reason, nothing is allocated, and the Decision and an audit event remain.
+    let before: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
+    let denial = eventually("node-b to deny allocations under version 2", Duration::from_secs(90), || async {
+        let (code, _, err) = ripple(&[
+            "--data",
+            b_data.to_str().unwrap_or_default(),
+            "allocate",
+            "compute",
+            "--cpu",
+            "1",
+            "--duration",
+            "60",
+        ]);
+        if code != 0 && err.contains("denied by policy tools.call version 2") {
+            Ok(err)
+        } else {
+            Err(format!("exit {code}: {err}"))
+        }
+    })
+    .await;
+    assert!(denial.contains("resources.allocate is disabled on this network"), "{denial}");
+    let after: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
+    assert_eq!(after.len(), before.len(), "a denied allocation allocates nothing");
+    let decisions: Vec<policy_store_types::DecisionRecord> =
+        cli(&b, &b_data, &["policy", "decisions", "--node", b.agent()]);
+    let denied = decisions.iter().find(|d| !d.decision.allowed && d.decision.action == "resources.allocate");
+    let denied = denied.unwrap_or_else(|| panic!("no recorded denial among {decisions:?}"));
+    assert_eq!((denied.decision.package.as_str(), denied.decision.version), ("tools.call", 2));
+    assert!(decisions.iter().any(|d| d.decision.allowed && d.decision.action == "resources.release"), "{decisions:?}");
+    let audit: Vec<policy_store_types::AuditRecord> =
+        cli(&b, &b_data, &["policy", "audit", "--subject", "resources.allocate"]);
+    assert!(audit.iter().any(|e| e.event.outcome == "denied" && e.author.to_string() == b.agent()), "{audit:?}");
 
     // node-a stops: it goes offline in its advert and the scheduler filters it out.
     assert!(a.terminate().success());

@@ -54,6 +54,8 @@ pub enum ArtifactError {
     Unavailable { cid: String, tried: Vec<String> },
     #[error("reading {what}: {reason}")]
     Io { what: String, reason: String },
+    #[error(transparent)]
+    Gate(#[from] crate::policy::GateError),
 }
 
 /// What `publish` registers besides the bytes.
@@ -73,6 +75,10 @@ pub struct PublishMeta {
     /// CIDs the artifact was made from.
     #[serde(default)]
     pub materials: Vec<String>,
+    /// The size the client is about to send, which the `artifacts.publish` policy judges before a
+    /// byte is stored; the bytes received must match it.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -185,10 +191,18 @@ pub struct ArtifactService {
     state: Mutex<ReplicationState>,
     /// Serialises this node's artifact_index writes: concurrent calls would race for the chain head.
     chain: tokio::sync::Mutex<()>,
+    /// Publishing passes the `artifacts.publish` gate first.
+    policy_gate: Arc<crate::policy::PolicyService>,
 }
 
 impl ArtifactService {
-    pub fn new(mesh: Arc<Mesh>, node: Arc<NodeAgent>, policy: StoragePolicy, endpoint: String) -> Arc<Self> {
+    pub fn new(
+        mesh: Arc<Mesh>,
+        node: Arc<NodeAgent>,
+        policy: StoragePolicy,
+        endpoint: String,
+        policy_gate: Arc<crate::policy::PolicyService>,
+    ) -> Arc<Self> {
         let kubo = node.settings().sources.ipfs_api_url.clone().map(Kubo::new);
         let http = reqwest::Client::builder()
             .connect_timeout(PEER_CONNECT)
@@ -205,6 +219,7 @@ impl ArtifactService {
             gate: Default::default(),
             state: Default::default(),
             chain: Default::default(),
+            policy_gate,
         })
     }
 
@@ -236,11 +251,13 @@ impl ArtifactService {
     }
 
     /// Adds `content` to IPFS (pinned), registers it, attaches its provenance statement and claims
-    /// this node's replica. The metadata and statement are checked before any byte is sent.
+    /// this node's replica. The metadata and statement are checked, and the `artifacts.publish`
+    /// gate passed (`via` mcp, cli or api), before any byte is sent.
     pub async fn publish<S>(
         &self,
         content: S,
         meta: PublishMeta,
+        via: &str,
         progress: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<Published, ArtifactError>
     where
@@ -248,12 +265,25 @@ impl ArtifactService {
     {
         let started = Instant::now();
         self.check_meta(&meta)?;
+        let args = serde_json::json!({
+            "name": meta.name, "media_type": meta.media_type, "labels": meta.labels, "materials": meta.materials,
+        });
+        let size = meta.size_bytes.map(|n| ("size_bytes", serde_json::json!(n)));
+        self.policy_gate.gate("artifacts.publish", via, &args, size.as_slice()).await?;
         let kubo = self.kubo()?;
         let me = self.mesh.agent.clone();
         let artifact_of = |added: &kubo::Added| draft(&meta, &added.cid, &added.sha256, added.size);
         let statement_of = |sha256: &str| statement(&me, &meta, sha256);
 
         let added = kubo.add(content, AddMode::Pin, progress).await?;
+        if meta.size_bytes.is_some_and(|declared| declared != added.size) {
+            let _ = kubo.pin_rm(&added.cid).await;
+            return Err(ArtifactError::BadInput(format!(
+                "the upload was announced as {} bytes but {} arrived; nothing was registered",
+                meta.size_bytes.unwrap_or_default(),
+                added.size
+            )));
+        }
         let artifact = artifact_of(&added);
         let statement = statement_of(&added.sha256)?;
         let parsed = Statement::parse_and_check(&statement, &me)

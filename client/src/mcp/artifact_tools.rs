@@ -27,6 +27,7 @@ pub async fn call(
             let path = std::path::PathBuf::from(&input.path);
             let file =
                 tokio::fs::File::open(&path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let size = file.metadata().await.map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
             let name = match input.name {
                 Some(n) => n,
                 None => path
@@ -40,10 +41,11 @@ pub async fn call(
                 labels: input.labels,
                 provenance: input.provenance,
                 materials: input.materials,
+                size_bytes: Some(size),
             };
             progress(&format!("adding {} to IPFS and registering it", path.display()));
             let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
-            let published = artifacts.publish(stream, meta, |_| {}).await.map_err(|e| e.to_string())?;
+            let published = artifacts.publish(stream, meta, "mcp", |_| {}).await.map_err(|e| e.to_string())?;
             to_value(&published)
         }
         "artifacts.get" => {

@@ -50,12 +50,20 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<
     serde_json::from_value(arguments).map_err(|e| format!("invalid arguments: {e}"))
 }
 
-fn network_choice(network: Option<String>, bootstrap: Option<String>) -> Result<NetworkChoice, String> {
+fn network_choice(
+    network: Option<String>,
+    bootstrap: Option<String>,
+    policy_admin: Option<String>,
+) -> Result<NetworkChoice, String> {
     let bootstrap = bootstrap
         .map(|url| crate::config::parse_url("bootstrap_override", &url, &["http", "https"]))
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok(NetworkChoice { network, bootstrap })
+    let policy_admin = policy_admin
+        .map(|key| crate::config::parse_agent_key("policy_admin", &key))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(NetworkChoice { network, bootstrap, policy_admin })
 }
 
 /// The node on the mesh; joins the configured network first when no join happened yet, as
@@ -80,7 +88,7 @@ async fn init_conductor(
     args: InitConductor,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
-    let choice = network_choice(args.network, args.bootstrap_override)?;
+    let choice = network_choice(args.network, args.bootstrap_override, None)?;
     let report = runtime.start_conductor(&choice, progress).await.map_err(|e| e.to_string())?;
     serde_json::to_value(report).map_err(|e| e.to_string())
 }
@@ -104,10 +112,11 @@ struct JoinMesh {
     agent_name: String,
     capabilities: Capabilities,
     bootstrap_override: Option<String>,
+    policy_admin: Option<String>,
 }
 
 async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
-    let choice = network_choice(Some(args.network), args.bootstrap_override)?;
+    let choice = network_choice(Some(args.network), args.bootstrap_override, args.policy_admin)?;
     let declared = Declared { agent_name: Some(args.agent_name), capabilities: Some(args.capabilities) };
     let (declared, configure) = declare(runtime, declared)?;
     let joined_before = runtime.joined().is_some();
@@ -128,6 +137,7 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
         "advert_version": advert_version,
         "api_url": joined.api_url,
         "bootstrap_url": state.info.bootstrap_url.as_ref().map(|u| u.to_string()),
+        "policy_admin": state.mesh.policy_admin.as_ref().map(|k| k.to_string()),
     })))
 }
 
@@ -217,6 +227,8 @@ async fn install_dna(runtime: &Runtime, args: InstallDna, progress: &(dyn Fn(&st
         return Err(format!("`app_id`: `{app_id}` is the mesh's own app; choose another"));
     }
     let joined = joined(runtime, progress).await?;
+    let gated = json!({ "app_id": app_id, "dna_hashes": bundle.role_hashes, "network_seed": args.network_seed });
+    joined.state.policy.gate("holochain.install_dna", "mcp", &gated, &[]).await.map_err(|e| e.to_string())?;
     progress(&format!("installing `{app_id}` (the conductor compiles its wasm)"));
     let mesh = &joined.state.mesh;
     let (cells, installed_now) = mesh

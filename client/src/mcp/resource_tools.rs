@@ -33,12 +33,12 @@ pub async fn call(
                 workload_class: input.workload_class,
             };
             progress("scheduling and asking the best provider");
-            let allocation = resources::allocate(state, &request).await.map_err(|e| e.to_string())?;
+            let allocation = resources::allocate(state, &request, "mcp").await.map_err(|e| e.to_string())?;
             serde_json::to_value(allocation).map_err(|e| e.to_string())
         }
         "resources.release" => {
             let input: Release = parse(arguments)?;
-            let release_id = resources::release(state, &input.allocation_id).await.map_err(|e| e.to_string())?;
+            let release_id = resources::release(state, &input.allocation_id, "mcp").await.map_err(|e| e.to_string())?;
             Ok(json!({ "allocation_id": input.allocation_id, "release_id": release_id }))
         }
         "resources.query_available" => {
@@ -91,7 +91,7 @@ pub async fn call(
                 return Ok(json!({ "plan": plan_json }));
             }
             progress("asking the best provider");
-            let allocation = resources::allocate(state, &request).await.map_err(|e| e.to_string())?;
+            let allocation = resources::allocate(state, &request, "mcp").await.map_err(|e| e.to_string())?;
             Ok(without_nulls(json!({ "plan": plan_json, "allocation": allocation })))
         }
         other => Err(format!("tool `{other}` is in the catalog but not implemented")),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use policy_store_integrity::{declared_package, is_dotted_name, policy_digest, PACKAGE_MAX};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A runaway policy is stopped after this long and the gate denies.
@@ -40,7 +40,7 @@ pub enum PolicyError {
 }
 
 /// The outcome of one evaluation, with what a Decision records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub package: String,
     pub version: u64,

@@ -43,6 +43,8 @@ pub enum ResourceError {
     NoCandidates(Vec<scheduler::Filtered>),
     #[error("no candidate granted the allocation: {}", .0.iter().map(|a| format!("{} ({}): {}", a.node_name, a.node_id, a.outcome)).collect::<Vec<_>>().join("; "))]
     AllRefused(Vec<Attempt>),
+    #[error(transparent)]
+    Gate(#[from] crate::policy::GateError),
 }
 
 fn describe_filtered(filtered: &[scheduler::Filtered]) -> String {
@@ -367,9 +369,20 @@ pub async fn plan(s: &ApiState, request: &AllocateRequest) -> Result<Plan, Resou
     Ok(locality_aware_binpack(&task, class, &nodes))
 }
 
-/// Schedules, then asks the best candidates in turn until one grants (`MAX_ATTEMPTS` at most).
-pub async fn allocate(s: &ApiState, request: &AllocateRequest) -> Result<Allocation, ResourceError> {
-    let (_, duration_secs) = task_for(&s.resources.policy, request)?;
+/// Passes the `resources.allocate` gate (`via` mcp, cli or api), schedules, then asks the best
+/// candidates in turn until one grants (`MAX_ATTEMPTS` at most).
+pub async fn allocate(s: &ApiState, request: &AllocateRequest, via: &str) -> Result<Allocation, ResourceError> {
+    let (task, duration_secs) = task_for(&s.resources.policy, request)?;
+    // The arguments as the MCP tool names them, with the class defaults applied.
+    let args = serde_json::json!({
+        "resource_type": task.resource_type,
+        "requirements": task.requirements,
+        "model_name": task.model_name,
+        "locality_preference": task.locality_preference,
+        "duration_seconds": duration_secs,
+        "workload_class": task.workload_class,
+    });
+    s.policy.gate("resources.allocate", via, &args, &[]).await?;
     let plan = plan(s, request).await?;
     if plan.candidates.is_empty() {
         return Err(ResourceError::NoCandidates(plan.filtered));
@@ -435,10 +448,11 @@ async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer
     }
 }
 
-/// Releases an allocation this node holds or granted.
-pub async fn release(s: &ApiState, allocation_id: &str) -> Result<String, ResourceError> {
+/// Releases an allocation this node holds or granted, once the `resources.release` gate passed.
+pub async fn release(s: &ApiState, allocation_id: &str, via: &str) -> Result<String, ResourceError> {
     let hash = ActionHash::try_from(allocation_id)
         .map_err(|e| ResourceError::BadInput(format!("allocation_id `{allocation_id}` is not an action hash: {e}")))?;
+    s.policy.gate("resources.release", via, &serde_json::json!({ "allocation_id": allocation_id }), &[]).await?;
     let release: ActionHash = {
         let _chain = s.resources.chain.lock().await;
         s.mesh.call(ROLE, "scheduling", "release_allocation", &hash).await?

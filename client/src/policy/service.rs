@@ -1,0 +1,338 @@
+//! The node's policy service: the packages in force (refreshed from the policy_store DHT), the
+//! write-ahead gate every mutating tool and command passes, publishing, and the decision and audit
+//! queries behind `ripple policy …` and the `policy.*` tools.
+use std::sync::Arc;
+use std::time::Duration;
+
+use holochain_types::prelude::AgentPubKey;
+use policy_store_types::{
+    declared_package, AuditEvent, AuditRecord, BundleRecord, DecisionInput, DecisionRecord, HoursInput, PublishInput,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::engine::{CompiledPolicy, PolicyError, PolicySource, Verdict};
+use super::gates::Gates;
+use super::write_ahead::{DecisionLog, GateError, Permit, WriteAheadGate};
+use super::{defaults, Installed};
+use crate::manifests::POLICY_ROLE;
+use crate::mesh::{Mesh, MeshError};
+
+/// How often a node looks for newly published versions.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// The most decisions or audit events one query returns.
+pub const QUERY_LIMIT: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyServiceError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("only this network's policy admins publish policy ({admins}); this node is {node}")]
+    NotAdmin { admins: String, node: String },
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+}
+
+/// Where this node's decisions go: `decisions.record_decision` on its policy_store chain.
+pub struct ChainLog {
+    mesh: Arc<Mesh>,
+    /// One writer at a time on the policy_store chain (decisions, audit events, publishes), so
+    /// concurrent tool calls never race for the chain head.
+    chain: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl DecisionLog for ChainLog {
+    async fn record(&self, decision: DecisionInput) -> anyhow::Result<DecisionRecord> {
+        let _chain = self.chain.lock().await;
+        Ok(self.mesh.call(POLICY_ROLE, "decisions", "record_decision", &decision).await?)
+    }
+}
+
+pub struct PolicyService {
+    mesh: Arc<Mesh>,
+    network: String,
+    gates: Arc<Gates>,
+    gate: WriteAheadGate<ChainLog>,
+    chain: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A package in force on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InForce {
+    pub package: String,
+    /// 0: the built-in default (nothing published on this network yet).
+    pub version: u64,
+    pub bundle: Option<String>,
+}
+
+/// `ripple policy publish`: a Rego file, optional JSON data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub rego: String,
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub package: String,
+    pub version: u64,
+    pub bundle_id: String,
+    pub policy_sha256: String,
+    /// False when that exact Rego and data already were the current version.
+    pub new_version: bool,
+}
+
+/// Which decisions or audit events: the last `hours` hours, optionally one node's decisions or
+/// one subject's events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub hours: Option<u32>,
+    /// Decisions: only this node's (agent key). Audit: ignored.
+    pub node: Option<String>,
+    /// Audit: only events about this subject (all time).
+    pub subject: Option<String>,
+}
+
+impl PolicyService {
+    pub fn new(mesh: Arc<Mesh>, network: String) -> Result<Arc<Self>, PolicyError> {
+        let gates = Arc::new(Gates::with_defaults()?);
+        let chain = Arc::new(tokio::sync::Mutex::new(()));
+        let gate = WriteAheadGate::new(gates.clone(), ChainLog { mesh: mesh.clone(), chain: chain.clone() });
+        Ok(Arc::new(Self { mesh, network, gates, gate, chain }))
+    }
+
+    /// `policy.gate(action, input)`: decides `action` for `args` and commits the Decision; `Ok`
+    /// means allowed and recorded, and only then may the caller act. A denial is also audited.
+    /// `extra` are fields an action adds beside `args` (`size_bytes` for a publish).
+    pub async fn gate(
+        &self,
+        action: &str,
+        via: &str,
+        args: &serde_json::Value,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Result<Permit, GateError> {
+        let mut input = json!({
+            "action": action,
+            "via": via,
+            "node": self.mesh.agent.to_string(),
+            "network": self.network,
+            "args": args,
+        });
+        for (key, value) in extra {
+            input[*key] = value.clone();
+        }
+        let result = self.gate.pass(action, &input).await;
+        if let Err(GateError::Denied { verdict, decision, .. }) = &result {
+            let event = AuditEvent {
+                category: "policy.decision".into(),
+                subject: action.into(),
+                outcome: "denied".into(),
+                detail: truncate(&format!(
+                    "{} version {}: {}",
+                    verdict.package,
+                    verdict.version,
+                    verdict.reasons.join("; ")
+                )),
+                references: vec![decision.to_string()],
+            };
+            if let Err(e) = self.audit(event).await {
+                tracing::warn!("a denial of {action} is recorded but its audit event is not: {e}");
+            }
+        }
+        result
+    }
+
+    /// Evaluates `package` for `input` without recording anything (`ripple policy eval`).
+    pub fn evaluate(&self, package: &str, input: &serde_json::Value) -> Result<Verdict, PolicyError> {
+        self.gates.evaluate(package, input)
+    }
+
+    pub fn in_force(&self) -> Vec<InForce> {
+        self.gates
+            .in_force()
+            .into_iter()
+            .map(|(package, version, bundle)| InForce { package, version, bundle })
+            .collect()
+    }
+
+    /// Installs the network's current versions; returns the packages that changed.
+    pub async fn refresh(&self) -> Result<Vec<InForce>, MeshError> {
+        let current: Vec<BundleRecord> = self.mesh.call(POLICY_ROLE, "policies", "get_current_bundles", &()).await?;
+        let mut changed = vec![];
+        for (package, outcome) in self.gates.refresh(&current) {
+            match outcome {
+                Ok(Installed::Now) => {
+                    let now = self.in_force().into_iter().find(|p| p.package == package);
+                    if let Some(now) = now {
+                        tracing::info!("policy {} version {} is now in force", now.package, now.version);
+                        changed.push(now);
+                    }
+                }
+                Ok(Installed::Already) => {}
+                Err(e) => tracing::warn!("policy {package}: the published version does not compile here: {e}"),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Refreshes every `REFRESH_EVERY` until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!("policy refresh failed: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    pub async fn admins(&self) -> Result<Vec<AgentPubKey>, MeshError> {
+        self.mesh.call(POLICY_ROLE, "policies", "get_policy_admins", &()).await
+    }
+
+    /// Publishes the next version of the package the Rego declares. The Rego is compiled here
+    /// first, so a syntax error comes back with its line and column and nothing is written.
+    pub async fn publish(&self, request: PublishRequest) -> Result<Published, PolicyServiceError> {
+        let package = declared_package(&request.rego)
+            .ok_or_else(|| PolicyServiceError::BadInput("the Rego must begin with `package <name>`".into()))?
+            .to_string();
+        let data = match request.data {
+            None | Some(serde_json::Value::Null) => None,
+            Some(object @ serde_json::Value::Object(_)) => Some(object.to_string()),
+            Some(_) => return Err(PolicyServiceError::BadInput("policy data must be a JSON object".into())),
+        };
+        let source =
+            PolicySource { package: package.clone(), version: 1, bundle: None, rego: request.rego, data: data.clone() };
+        let compiled = CompiledPolicy::compile(source)?;
+        let admins = self.admins().await?;
+        if !admins.contains(&self.mesh.agent) {
+            let admins = if admins.is_empty() {
+                "none: the network runs on the built-in defaults".to_string()
+            } else {
+                admins.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            return Err(PolicyServiceError::NotAdmin { admins, node: self.mesh.agent.to_string() });
+        }
+        let input = PublishInput {
+            package: package.clone(),
+            rego: compiled.source().rego.clone(),
+            data,
+            description: request.description,
+        };
+        let before: Option<BundleRecord> =
+            self.mesh.call(POLICY_ROLE, "policies", "get_current_bundle", &package).await?;
+        let record: BundleRecord = {
+            let _chain = self.chain.lock().await;
+            self.mesh.call(POLICY_ROLE, "policies", "publish_bundle", &input).await?
+        };
+        let new_version = before.as_ref().is_none_or(|b| b.bundle_id != record.bundle_id);
+        if new_version {
+            let event = AuditEvent {
+                category: "policy.publish".into(),
+                subject: package.clone(),
+                outcome: "ok".into(),
+                detail: format!("version {}", record.bundle.version),
+                references: vec![record.bundle_id.to_string()],
+            };
+            self.audit(event).await?;
+        }
+        self.refresh().await?;
+        Ok(Published {
+            package,
+            version: record.bundle.version,
+            bundle_id: record.bundle_id.to_string(),
+            policy_sha256: compiled.digest().to_string(),
+            new_version,
+        })
+    }
+
+    /// Publishes every built-in default as version 1 (a network's creator does this on its first
+    /// start); packages that already have a version are left alone.
+    pub async fn publish_defaults(
+        &self,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Vec<Published>, PolicyServiceError> {
+        let mut published = vec![];
+        for source in defaults::builtin() {
+            let current: Option<BundleRecord> =
+                self.mesh.call(POLICY_ROLE, "policies", "get_current_bundle", &source.package).await?;
+            if current.is_some() {
+                continue;
+            }
+            progress(&format!("publishing the default policy {} as version 1", source.package));
+            let data = source
+                .data
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| PolicyServiceError::BadInput(format!("default data of {}: {e}", source.package)))?;
+            let request =
+                PublishRequest { rego: source.rego, data, description: "ripple default (manifests/policies)".into() };
+            published.push(self.publish(request).await?);
+        }
+        Ok(published)
+    }
+
+    /// Commits an audit event on this node's chain.
+    pub async fn audit(&self, event: AuditEvent) -> Result<AuditRecord, MeshError> {
+        let _chain = self.chain.lock().await;
+        self.mesh.call(POLICY_ROLE, "audit", "record_event", &event).await
+    }
+
+    /// Decisions of the last `hours` hours (default 24), any node's or one node's, newest first.
+    pub async fn decisions(&self, query: &HistoryQuery) -> Result<Vec<DecisionRecord>, PolicyServiceError> {
+        let node = query
+            .node
+            .as_deref()
+            .map(|k| AgentPubKey::try_from(k).map_err(|e| PolicyServiceError::BadInput(format!("node `{k}`: {e}"))))
+            .transpose()?;
+        let mut decisions: Vec<DecisionRecord> =
+            self.mesh.call(POLICY_ROLE, "decisions", "get_decisions_in_hours", &hours(query.hours)?).await?;
+        decisions.retain(|d| node.as_ref().is_none_or(|n| &d.decision.decider == n));
+        decisions.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+        decisions.truncate(QUERY_LIMIT as usize);
+        Ok(decisions)
+    }
+
+    /// Audit events of the last `hours` hours, or every event about `subject`, newest first.
+    pub async fn audit_events(&self, query: &HistoryQuery) -> Result<Vec<AuditRecord>, PolicyServiceError> {
+        let mut events: Vec<AuditRecord> = match &query.subject {
+            Some(subject) => self.mesh.call(POLICY_ROLE, "audit", "get_audit_for_subject", subject).await?,
+            None => self.mesh.call(POLICY_ROLE, "audit", "get_audit_in_hours", &hours(query.hours)?).await?,
+        };
+        events.sort_by(|a, b| b.at.cmp(&a.at));
+        events.truncate(QUERY_LIMIT as usize);
+        Ok(events)
+    }
+}
+
+/// The hour buckets covering the last `hours` hours (default 24, at most a week).
+fn hours(hours: Option<u32>) -> Result<HoursInput, PolicyServiceError> {
+    let hours = i64::from(hours.unwrap_or(24));
+    if !(1..=policy_store_types::MAX_HOURS).contains(&hours) {
+        return Err(PolicyServiceError::BadInput(format!(
+            "hours must be 1 to {} (one query reads at most a week)",
+            policy_store_types::MAX_HOURS
+        )));
+    }
+    let now = policy_store_types::anchors::bucket_of(holochain_types::prelude::Timestamp::now());
+    Ok(HoursInput { from: now - hours + 1, to: now })
+}
+
+/// Audit details are at most 2 KiB (AU1).
+fn truncate(text: &str) -> String {
+    let mut end = text.len().min(2048);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
