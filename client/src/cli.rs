@@ -97,9 +97,9 @@ pub enum PolicyCommand {
     /// nothing is written.
     Publish {
         file: PathBuf,
-        /// JSON object file: the package's `data`.
-        #[arg(long = "data-json", value_name = "FILE")]
-        data: Option<PathBuf>,
+        /// JSON object file: the package's `data`. (Not `--data`: that is the node's data dir.)
+        #[arg(long, value_name = "FILE")]
+        data_json: Option<PathBuf>,
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -662,9 +662,9 @@ async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow:
                 out
             })
         }
-        PolicyCommand::Publish { file, data, description } => {
+        PolicyCommand::Publish { file, data_json, description } => {
             let rego = read(file)?;
-            let data = match data {
+            let data = match data_json {
                 Some(path) => Some(
                     serde_json::from_str(&read(path)?)
                         .map_err(|e| ConfigError::Setting(format!("{} is not JSON: {e}", path.display())))?,

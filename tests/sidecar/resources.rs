@@ -131,27 +131,21 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     );
     assert_eq!(published["version"], 2, "{published}");
 
-    // On node-b the denial arrives with the next refresh: the allocation is refused naming the
-    // policy and its reason, nothing is allocated, and the Decision and an audit event remain.
-    let before: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
-    let denial = eventually("node-b to deny allocations under version 2", Duration::from_secs(90), || async {
-        let (code, _, err) = ripple(&[
-            "--data",
-            b_data.to_str().unwrap_or_default(),
-            "allocate",
-            "compute",
-            "--cpu",
-            "1",
-            "--duration",
-            "60",
-        ]);
-        if code != 0 && err.contains("denied by policy tools.call version 2") {
-            Ok(err)
-        } else {
-            Err(format!("exit {code}: {err}"))
+    // Once node-b's refresh has installed version 2, an allocation is refused naming the policy
+    // and its reason, nothing is allocated, and the Decision and an audit event remain.
+    eventually("node-b to install tools.call version 2", Duration::from_secs(90), || async {
+        let shown: serde_json::Value = ripple_json(&b_data, &["policy", "show"])?;
+        let tools = shown["in_force"].as_array().into_iter().flatten().find(|p| p["package"] == "tools.call");
+        match tools.map(|p| p["version"].as_u64()) {
+            Some(Some(2)) => Ok(()),
+            _ => Err(shown.to_string()),
         }
     })
     .await;
+    let before: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
+    let b_dir = b_data.to_str().unwrap_or_default();
+    let (code, _, denial) = ripple(&["--data", b_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);
+    assert!(code != 0 && denial.contains("denied by policy tools.call version 2"), "{code} {denial}");
     assert!(denial.contains("resources.allocate is disabled on this network"), "{denial}");
     let after: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
     assert_eq!(after.len(), before.len(), "a denied allocation allocates nothing");
