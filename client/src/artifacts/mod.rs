@@ -54,8 +54,9 @@ pub enum ArtifactError {
     Unavailable { cid: String, tried: Vec<String> },
     #[error("reading {what}: {reason}")]
     Io { what: String, reason: String },
+    /// Boxed: a denial carries its whole verdict.
     #[error(transparent)]
-    Gate(#[from] crate::policy::GateError),
+    Gate(#[from] Box<crate::policy::GateError>),
 }
 
 /// What `publish` registers besides the bytes.
@@ -269,7 +270,7 @@ impl ArtifactService {
             "name": meta.name, "media_type": meta.media_type, "labels": meta.labels, "materials": meta.materials,
         });
         let size = meta.size_bytes.map(|n| ("size_bytes", serde_json::json!(n)));
-        self.policy_gate.gate("artifacts.publish", via, &args, size.as_slice()).await?;
+        self.policy_gate.gate("artifacts.publish", via, &args, size.as_slice()).await.map_err(Box::new)?;
         let kubo = self.kubo()?;
         let me = self.mesh.agent.clone();
         let artifact_of = |added: &kubo::Added| draft(&meta, &added.cid, &added.sha256, added.size);

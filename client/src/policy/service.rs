@@ -298,7 +298,7 @@ impl PolicyService {
         let mut decisions: Vec<DecisionRecord> =
             self.mesh.call(POLICY_ROLE, "decisions", "get_decisions_in_hours", &hours(query.hours)?).await?;
         decisions.retain(|d| node.as_ref().is_none_or(|n| &d.decision.decider == n));
-        decisions.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+        decisions.sort_by_key(|d| std::cmp::Reverse(d.decided_at));
         decisions.truncate(QUERY_LIMIT as usize);
         Ok(decisions)
     }
@@ -309,7 +309,7 @@ impl PolicyService {
             Some(subject) => self.mesh.call(POLICY_ROLE, "audit", "get_audit_for_subject", subject).await?,
             None => self.mesh.call(POLICY_ROLE, "audit", "get_audit_in_hours", &hours(query.hours)?).await?,
         };
-        events.sort_by(|a, b| b.at.cmp(&a.at));
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
         events.truncate(QUERY_LIMIT as usize);
         Ok(events)
     }

@@ -43,8 +43,9 @@ pub enum ResourceError {
     NoCandidates(Vec<scheduler::Filtered>),
     #[error("no candidate granted the allocation: {}", .0.iter().map(|a| format!("{} ({}): {}", a.node_name, a.node_id, a.outcome)).collect::<Vec<_>>().join("; "))]
     AllRefused(Vec<Attempt>),
+    /// Boxed: a denial carries its whole verdict.
     #[error(transparent)]
-    Gate(#[from] crate::policy::GateError),
+    Gate(#[from] Box<crate::policy::GateError>),
 }
 
 fn describe_filtered(filtered: &[scheduler::Filtered]) -> String {
@@ -382,7 +383,7 @@ pub async fn allocate(s: &ApiState, request: &AllocateRequest, via: &str) -> Res
         "duration_seconds": duration_secs,
         "workload_class": task.workload_class,
     });
-    s.policy.gate("resources.allocate", via, &args, &[]).await?;
+    s.policy.gate("resources.allocate", via, &args, &[]).await.map_err(Box::new)?;
     let plan = plan(s, request).await?;
     if plan.candidates.is_empty() {
         return Err(ResourceError::NoCandidates(plan.filtered));
@@ -452,7 +453,8 @@ async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer
 pub async fn release(s: &ApiState, allocation_id: &str, via: &str) -> Result<String, ResourceError> {
     let hash = ActionHash::try_from(allocation_id)
         .map_err(|e| ResourceError::BadInput(format!("allocation_id `{allocation_id}` is not an action hash: {e}")))?;
-    s.policy.gate("resources.release", via, &serde_json::json!({ "allocation_id": allocation_id }), &[]).await?;
+    let args = serde_json::json!({ "allocation_id": allocation_id });
+    s.policy.gate("resources.release", via, &args, &[]).await.map_err(Box::new)?;
     let release: ActionHash = {
         let _chain = s.resources.chain.lock().await;
         s.mesh.call(ROLE, "scheduling", "release_allocation", &hash).await?
