@@ -10,6 +10,19 @@ use ripple::resources::{Allocation, AllocationRow, Available};
 use super::harness::*;
 use crate::support::repo_root;
 
+/// Waits until the node's gate runs `version` of tools.call (`ripple policy show`).
+async fn tools_call_in_force(data: &std::path::Path, version: u64) {
+    eventually(&format!("tools.call version {version} in force"), Duration::from_secs(90), || async {
+        let shown: serde_json::Value = ripple_json(data, &["policy", "show"])?;
+        let tools = shown["in_force"].as_array().into_iter().flatten().find(|p| p["package"] == "tools.call");
+        match tools.and_then(|p| p["version"].as_u64()) {
+            Some(v) if v == version => Ok(()),
+            _ => Err(shown.to_string()),
+        }
+    })
+    .await
+}
+
 /// `ripple_json` that must succeed.
 fn cli<T: serde::de::DeserializeOwned>(node: &Sidecar, data: &std::path::Path, args: &[&str]) -> T {
     ripple_json(data, args).unwrap_or_else(|e| panic!("{e}\nnode log of {}:\n{}", node.name, node.log()))
@@ -92,16 +105,9 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     // Policy: node-a created the network, so it is the admin and published the defaults as
     // version 1; node-b's gate takes them from the DHT.
     let a_data = tmp.path().join("node-a");
-    eventually("node-b to run the published defaults", Duration::from_secs(90), || async {
-        let shown: serde_json::Value = ripple_json(&b_data, &["policy", "show"])?;
-        let admins = shown["admins"].as_array().cloned().unwrap_or_default();
-        let tools = shown["in_force"].as_array().into_iter().flatten().find(|p| p["package"] == "tools.call");
-        match tools.map(|p| p["version"].as_u64()) {
-            Some(Some(1)) if admins == [serde_json::json!(a.agent())] => Ok(()),
-            _ => Err(shown.to_string()),
-        }
-    })
-    .await;
+    tools_call_in_force(&b_data, 1).await;
+    let shown: serde_json::Value = cli(&b, &b_data, &["policy", "show"]);
+    assert_eq!(shown["admins"], serde_json::json!([a.agent()]), "{shown}");
     // Version 2 of tools.call disables allocations. Only the admin may publish it, and broken Rego
     // is refused with its line and column before anything is written.
     let rego = repo_root().join("manifests/policies/tools.call.rego");
@@ -133,15 +139,7 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
 
     // Once node-b's refresh has installed version 2, an allocation is refused naming the policy
     // and its reason, nothing is allocated, and the Decision and an audit event remain.
-    eventually("node-b to install tools.call version 2", Duration::from_secs(90), || async {
-        let shown: serde_json::Value = ripple_json(&b_data, &["policy", "show"])?;
-        let tools = shown["in_force"].as_array().into_iter().flatten().find(|p| p["package"] == "tools.call");
-        match tools.map(|p| p["version"].as_u64()) {
-            Some(Some(2)) => Ok(()),
-            _ => Err(shown.to_string()),
-        }
-    })
-    .await;
+    tools_call_in_force(&b_data, 2).await;
     let before: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
     let b_dir = b_data.to_str().unwrap_or_default();
     let (code, _, denial) = ripple(&["--data", b_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);

@@ -182,15 +182,15 @@ impl PolicyService {
         Ok(changed)
     }
 
-    /// Refreshes every `REFRESH_EVERY` until `stop`.
+    /// Refreshes every `REFRESH_EVERY` until `stop` (the join has just refreshed once).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!("policy refresh failed: {e}");
-            }
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH_EVERY) => {}
                 _ = stop.changed() => return,
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!("policy refresh failed: {e}");
             }
         }
     }
