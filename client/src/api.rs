@@ -349,14 +349,14 @@ async fn policy_eval(
 async fn policy_decisions(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<crate::policy::service::HistoryQuery>,
-) -> Result<Json<Vec<policy_store_types::DecisionRecord>>, ApiError> {
+) -> Result<Json<Vec<crate::policy::service::DecisionView>>, ApiError> {
     Ok(Json(s.policy.decisions(&q).await.map_err(policy_error)?))
 }
 
 async fn policy_audit(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<crate::policy::service::HistoryQuery>,
-) -> Result<Json<Vec<policy_store_types::AuditRecord>>, ApiError> {
+) -> Result<Json<Vec<crate::policy::service::AuditView>>, ApiError> {
     Ok(Json(s.policy.audit_events(&q).await.map_err(policy_error)?))
 }
 

@@ -638,8 +638,8 @@ async fn api_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
 }
 
 async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::policy::service::{AuditView, DecisionView};
     use crate::policy::service::{PublishRequest, Published};
-    use policy_store_types::{AuditRecord, DecisionRecord};
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))
     };
@@ -699,22 +699,21 @@ async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow:
         }
         PolicyCommand::Decisions { hours, node } => {
             let node = node.as_ref().map(|n| format!("&node={n}")).unwrap_or_default();
-            let rows: Vec<DecisionRecord> =
+            let rows: Vec<DecisionView> =
                 api(data_dir, &format!("policy/decisions?hours={hours}{node}"), false).await?;
             print(json, &rows, |rows| {
                 rows.iter()
-                    .map(|r| {
-                        let d = &r.decision;
+                    .map(|d| {
                         let outcome =
                             if d.allowed { "allowed".to_string() } else { format!("DENIED: {}", d.reasons.join("; ")) };
                         format!(
                             "{}  {}  policy {} version {}  {outcome}  (node {}, decision {})\n",
-                            r.decided_at,
+                            d.decided_at,
                             d.action,
                             d.package,
                             d.version,
-                            short(&d.decider.to_string()),
-                            r.decision_id
+                            short(&d.decider),
+                            d.decision_id
                         )
                     })
                     .collect()
@@ -725,19 +724,18 @@ async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow:
                 Some(subject) => format!("subject={subject}"),
                 None => format!("hours={hours}"),
             };
-            let rows: Vec<AuditRecord> = api(data_dir, &format!("policy/audit?{query}"), false).await?;
+            let rows: Vec<AuditView> = api(data_dir, &format!("policy/audit?{query}"), false).await?;
             print(json, &rows, |rows| {
                 rows.iter()
-                    .map(|r| {
-                        let e = &r.event;
+                    .map(|e| {
                         format!(
                             "{}  {}  {}  {}  {}  (node {}; {})\n",
-                            r.at,
+                            e.at,
                             e.category,
                             e.subject,
                             e.outcome,
                             e.detail,
-                            short(&r.author.to_string()),
+                            short(&e.author),
                             e.references.join(" ")
                         )
                     })

@@ -108,6 +108,8 @@ pub struct Launch {
     pub manifests: PathBuf,
     pub network: String,
     pub extra: Vec<String>,
+    /// Extra environment for the process (e.g. a crash hook).
+    pub env: Vec<(String, String)>,
 }
 
 impl Launch {
@@ -119,6 +121,7 @@ impl Launch {
             manifests: manifests.root.clone(),
             network: network.into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
         }
     }
 }
@@ -138,6 +141,7 @@ impl Sidecar {
             .arg(happ())
             .args(&launch.extra)
             .env_remove("RIPPLE_PASSPHRASE")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).expect("log file"));
         let mut child = cmd.spawn().expect("spawn ripple");
@@ -193,23 +197,28 @@ impl Sidecar {
         let _ = self.child.wait();
     }
 
+    /// Waits for the process to end by itself (a crash), at most `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} is still running:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// SIGTERM, then the exit status (the node marks itself offline first).
     pub fn terminate(self) -> std::process::ExitStatus {
         self.stop_with(libc::SIGTERM)
     }
 
     /// Sends `signal` (SIGTERM or SIGINT) and waits for the exit status.
-    pub fn stop_with(mut self, signal: libc::c_int) -> std::process::ExitStatus {
+    pub fn stop_with(self, signal: libc::c_int) -> std::process::ExitStatus {
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} ignored signal {signal}:\n{}", self.name, self.log());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.wait_exit(Duration::from_secs(60))
     }
 
     /// Resident memory of the sidecar process (with its embedded conductor).

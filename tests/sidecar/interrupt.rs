@@ -53,6 +53,7 @@ async fn an_interrupted_first_start_stops_cleanly_and_the_next_start_carries_on(
         manifests: manifests.root.clone(),
         network: "e2e".into(),
         extra: vec![],
+        env: vec![],
     });
     assert!(node.status().await.node.advert.is_some());
     assert!(node.terminate().success());

@@ -1,7 +1,8 @@
 //! The MCP tools through real clients we did not write: the official Python SDK (PyPI `mcp`) and
 //! the MCP Inspector CLI (npm `@modelcontextprotocol/inspector`), both pinned in `tests/clients/`
 //! and installed by `cargo xtask test`. Over stdio (`ripple mcp`) and streamable HTTP
-//! (`ripple up --mcp-http`), every holochain.* tool with valid and with bad input.
+//! (`ripple up --mcp-http`), every holochain.* tool with valid and with bad input, and the
+//! resources.* and policy.* tools across two nodes.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -408,6 +409,55 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     let (code, result, stderr) = inspector_call(&target, "resources_query_available", &["online_only=true".into()]);
     assert_eq!(code, 0, "{result} {stderr}");
     assert_eq!(result["structuredContent"]["count"], json!(2), "{result}");
+
+    // policy.*: node-a created the network, so it is the admin. A dry run, a new version of
+    // tools.call (publishing it again changes nothing), broken Rego refused with its line, the new
+    // version deciding at once, the decisions of the allocation above and the audit of publishes.
+    let rego = std::fs::read_to_string(repo_root().join("manifests/policies/tools.call.rego")).unwrap();
+    let disable = json!({"disabled_actions": ["artifacts.publish"]});
+    let publish_input = json!({"action": "artifacts.publish", "via": "mcp", "args": {}});
+    let session = python_session(json!({"server": {"url": url_a}, "mode": "auto", "calls": [
+        {"tool": "policy.evaluate", "arguments": {"package": "tools.call", "input": publish_input}},
+        {"tool": "policy.evaluate", "arguments": {"package": "Tools Call", "input": {}}},
+        {"tool": "policy.publish", "arguments": {"rego": rego, "data": disable, "description": "no publishing"}},
+        {"tool": "policy.publish", "arguments": {"rego": rego, "data": disable}},
+        {"tool": "policy.publish", "arguments": {"rego": "package tools.call\n\ndefault allow := (\n"}},
+        {"tool": "policy.evaluate", "arguments": {"package": "tools.call", "input": publish_input}},
+        {"tool": "policy.decisions", "arguments": {"hours": 1, "node": a.agent()}},
+        {"tool": "policy.audit", "arguments": {"subject": "tools.call"}},
+        {"tool": "policy.decisions", "arguments": {"hours": 0}},
+    ]}));
+    let c = calls(&session);
+    let before = ok(&c[0]);
+    assert_eq!((before["allowed"].clone(), before["version"].clone()), (json!(true), json!(1)), "{before}");
+    refused(&c[1], &["`package`: must match"]);
+    let published = ok(&c[2]);
+    assert_eq!((published["version"].clone(), published["new_version"].clone()), (json!(2), json!(true)));
+    let again = ok(&c[3]);
+    assert_eq!((again["version"].clone(), again["new_version"].clone()), (json!(2), json!(false)));
+    refused(&c[4], &["invalid Rego at line"]);
+    let after = ok(&c[5]);
+    assert_eq!((after["allowed"].clone(), after["version"].clone()), (json!(false), json!(2)), "{after}");
+    assert!(after["reasons"][0].as_str().unwrap().contains("artifacts.publish is disabled"), "{after}");
+    let decisions = ok(&c[6]);
+    let allocate = decisions["decisions"].as_array().unwrap().iter().find(|d| d["action"] == "resources.allocate");
+    let allocate = allocate.unwrap_or_else(|| panic!("the MCP allocation's decision: {decisions}"));
+    assert_eq!((allocate["allowed"].clone(), allocate["decider"].clone()), (json!(true), json!(a.agent())));
+    let audit = ok(&c[7]);
+    let versions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "policy.publish")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["version 2", "version 1"], "one event per new version, newest first: {audit}");
+    refused(&c[8], &["`hours`: must be at least 1"]);
+    // node-b is not an admin: the Inspector's publish is refused and names the admin.
+    let (code, result, _) = inspector_call(&target, "policy_publish", &[format!("rego={rego}")]);
+    assert_ne!(code, 0);
+    let text = result_text(&result);
+    assert!(text.contains("only this network's policy admins publish policy") && text.contains(a.agent()), "{text}");
 
     // Malformed and oversized requests are refused; the server keeps serving.
     let http = reqwest::Client::new();

@@ -1,10 +1,12 @@
-//! Three real sidecars on a local network: they find each other, a hard-killed node goes offline
-//! after the window, and a restart keeps its agent key and its one advert.
+//! Three real sidecars on a local network: they find each other, a node that crashes between a
+//! policy decision and its action goes offline after the window, and a restart keeps its agent key,
+//! its one advert and the decision, without the action.
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use ripple::api::PeerRow;
+use ripple::policy::service::DecisionView;
 
 use super::harness::*;
 
@@ -23,6 +25,7 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
         manifests: manifests.root.clone(),
         network: "e2e".into(),
         extra,
+        env: vec![],
     };
 
     let a = Sidecar::start(launch("node-a", vec![]));
@@ -35,7 +38,12 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     assert_eq!(std::fs::metadata(&passphrase).unwrap().permissions().mode() & 0o777, 0o600);
     let join = || a.join_args();
     let b = Sidecar::start(launch("node-b", join()));
-    let c = Sidecar::start(launch("node-c", join()));
+    // node-c will crash right after it records an allowed allocation, before allocating.
+    let crashing = Launch {
+        env: vec![(ripple::policy::service::CRASH_AFTER_DECISION_ENV.into(), "resources.allocate".into())],
+        ..launch("node-c", join())
+    };
+    let c = Sidecar::start(crashing);
     assert!(!b.ready.status.diagnostics.serving_bootstrap);
     let hashes = |node: &Sidecar| node.ready.status.cell_ids.iter().map(|c| c.dna_hash.clone()).collect::<Vec<_>>();
     assert_eq!(hashes(&a), hashes(&c), "one network, one DNA per role, policy_store with the creator as admin");
@@ -100,10 +108,17 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     assert_eq!(json["peer_count"], 2);
     assert_eq!(json["agent_pubkey"], a.agent());
 
-    // Hard kill: no goodbye, so C drops out only when its heartbeats leave the window.
+    // Crash between decision and action: `ripple allocate` on node-c passes the gate, the Decision
+    // is committed, and the process aborts before it allocates (no goodbye either, so node-c drops
+    // out only when its heartbeats leave the window).
     let c_agent = c.agent().to_string();
     let c_original = c.status().await.node.advert.expect("advert").original;
-    c.kill_hard();
+    let c_data = data("node-c");
+    let c_dir = c_data.to_str().unwrap();
+    let (code, _, err) = ripple(&["--data", c_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);
+    assert_ne!(code, 0, "the node died under the allocation: {err}");
+    let status = c.wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "node-c aborted: {status:?}");
     eventually("node-c to show offline on node-a", Duration::from_secs(120), || async {
         let peers = a.peers("").await;
         let c_row = peers.iter().find(|p| p.agent_pubkey == c_agent).ok_or("node-c missing")?;
@@ -136,6 +151,22 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
     })
     .await;
     assert_eq!(a.peers("").await.len(), 3, "three nodes, three rows");
+    // The Decision written before the crash survived it and reached the mesh; the allocation it
+    // allowed never happened.
+    let decided: Vec<DecisionView> =
+        eventually("node-c's pre-crash decision on node-a", Duration::from_secs(120), || async {
+            let rows: Vec<DecisionView> = ripple_json(&data("node-a"), &["policy", "decisions", "--node", &c_agent])?;
+            if rows.iter().any(|d| d.action == "resources.allocate") {
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        })
+        .await;
+    assert!(decided.iter().all(|d| d.allowed && d.package == "resources.allocate"), "{decided:?}");
+    let allocations: Vec<ripple::resources::AllocationRow> =
+        ripple_json(&c_data, &["allocations"]).unwrap_or_else(|e| panic!("{e}\n{}", c.log()));
+    assert!(allocations.is_empty(), "the crash came before the allocation: {allocations:?}");
 
     // SIGTERM: the node says offline before it stops, so others need not wait for the window.
     let b_agent = b.agent().to_string();

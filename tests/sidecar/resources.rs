@@ -4,6 +4,7 @@
 //! node that stops is filtered out of the plan as offline.
 use std::time::Duration;
 
+use ripple::policy::service::{AuditView, DecisionView};
 use ripple::resources::scheduler::Plan;
 use ripple::resources::{Allocation, AllocationRow, Available};
 
@@ -147,15 +148,13 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     assert!(denial.contains("resources.allocate is disabled on this network"), "{denial}");
     let after: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
     assert_eq!(after.len(), before.len(), "a denied allocation allocates nothing");
-    let decisions: Vec<policy_store_types::DecisionRecord> =
-        cli(&b, &b_data, &["policy", "decisions", "--node", b.agent()]);
-    let denied = decisions.iter().find(|d| !d.decision.allowed && d.decision.action == "resources.allocate");
+    let decisions: Vec<DecisionView> = cli(&b, &b_data, &["policy", "decisions", "--node", b.agent()]);
+    let denied = decisions.iter().find(|d| !d.allowed && d.action == "resources.allocate");
     let denied = denied.unwrap_or_else(|| panic!("no recorded denial among {decisions:?}"));
-    assert_eq!((denied.decision.package.as_str(), denied.decision.version), ("tools.call", 2));
-    assert!(decisions.iter().any(|d| d.decision.allowed && d.decision.action == "resources.release"), "{decisions:?}");
-    let audit: Vec<policy_store_types::AuditRecord> =
-        cli(&b, &b_data, &["policy", "audit", "--subject", "resources.allocate"]);
-    assert!(audit.iter().any(|e| e.event.outcome == "denied" && e.author.to_string() == b.agent()), "{audit:?}");
+    assert_eq!((denied.package.as_str(), denied.version), ("tools.call", 2));
+    assert!(decisions.iter().any(|d| d.allowed && d.action == "resources.release"), "{decisions:?}");
+    let audit: Vec<AuditView> = cli(&b, &b_data, &["policy", "audit", "--subject", "resources.allocate"]);
+    assert!(audit.iter().any(|e| e.outcome == "denied" && e.author == b.agent()), "{audit:?}");
 
     // node-a stops: it goes offline in its advert and the scheduler filters it out.
     assert!(a.terminate().success());

@@ -4,6 +4,7 @@
 //! runs, and every result against its output schema before it is sent.
 mod artifact_tools;
 mod holochain_tools;
+mod policy_tools;
 mod resource_tools;
 pub mod schema;
 
@@ -49,7 +50,7 @@ impl ToolNames {
 
 /// Every tool this server implements, in catalog order.
 fn implemented() -> Vec<&'static str> {
-    [holochain_tools::NAMES, resource_tools::NAMES, artifact_tools::NAMES].concat()
+    [holochain_tools::NAMES, resource_tools::NAMES, artifact_tools::NAMES, policy_tools::NAMES].concat()
 }
 
 /// The catalog's tools that this server implements, each with its served name.
@@ -163,6 +164,8 @@ impl McpServer {
             resource_tools::call(&self.runtime, &spec.name, arguments, &send).await
         } else if spec.name.starts_with("artifacts.") {
             artifact_tools::call(&self.runtime, &spec.name, arguments, &send).await
+        } else if spec.name.starts_with("policy.") {
+            policy_tools::call(&self.runtime, &spec.name, arguments, &send).await
         } else {
             holochain_tools::call(&self.runtime, &spec.name, arguments, &send).await
         };

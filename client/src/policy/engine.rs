@@ -44,6 +44,8 @@ pub enum PolicyError {
 pub struct Verdict {
     pub package: String,
     pub version: u64,
+    /// The bundle's action hash; absent for a built-in default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
     pub policy_sha256: String,
     pub input_sha256: String,

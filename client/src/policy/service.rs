@@ -18,6 +18,10 @@ use super::{defaults, Installed};
 use crate::manifests::POLICY_ROLE;
 use crate::mesh::{Mesh, MeshError};
 
+/// Test hook: `RIPPLE_CRASH_AFTER_DECISION=ACTION` aborts the process right after a Decision
+/// allowing ACTION is committed and before the action runs, the crash the write-ahead order is for.
+pub const CRASH_AFTER_DECISION_ENV: &str = "RIPPLE_CRASH_AFTER_DECISION";
+
 /// How often a node looks for newly published versions.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// The most decisions or audit events one query returns.
@@ -56,6 +60,7 @@ pub struct PolicyService {
     gates: Arc<Gates>,
     gate: WriteAheadGate<ChainLog>,
     chain: Arc<tokio::sync::Mutex<()>>,
+    crash_after_decision: Option<String>,
 }
 
 /// A package in force on this node.
@@ -88,6 +93,73 @@ pub struct Published {
     pub new_version: bool,
 }
 
+/// A Decision as the CLI, the HTTP API and the `policy.decisions` tool show it: hashes as
+/// strings, the time in RFC 3339.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecisionView {
+    pub decision_id: String,
+    pub decided_at: String,
+    /// The node that decided (and then acted, when allowed).
+    pub decider: String,
+    pub action: String,
+    pub package: String,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    pub policy_sha256: String,
+    pub input_sha256: String,
+    pub allowed: bool,
+    pub reasons: Vec<String>,
+}
+
+impl From<DecisionRecord> for DecisionView {
+    fn from(r: DecisionRecord) -> Self {
+        let d = r.decision;
+        Self {
+            decision_id: r.decision_id.to_string(),
+            decided_at: r.decided_at.to_string(),
+            decider: d.decider.to_string(),
+            action: d.action,
+            package: d.package,
+            version: d.version,
+            bundle: d.bundle.map(|b| b.to_string()),
+            policy_sha256: d.policy_sha256,
+            input_sha256: d.input_sha256,
+            allowed: d.allowed,
+            reasons: d.reasons,
+        }
+    }
+}
+
+/// An AuditEvent as the CLI, the HTTP API and the `policy.audit` tool show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditView {
+    pub event_id: String,
+    pub at: String,
+    pub author: String,
+    pub category: String,
+    pub subject: String,
+    pub outcome: String,
+    pub detail: String,
+    pub references: Vec<String>,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> Self {
+        let e = r.event;
+        Self {
+            event_id: r.event_id.to_string(),
+            at: r.at.to_string(),
+            author: r.author.to_string(),
+            category: e.category,
+            subject: e.subject,
+            outcome: e.outcome,
+            detail: e.detail,
+            references: e.references,
+        }
+    }
+}
+
 /// Which decisions or audit events: the last `hours` hours, optionally one node's decisions or
 /// one subject's events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,7 +177,11 @@ impl PolicyService {
         let gates = Arc::new(Gates::with_defaults()?);
         let chain = Arc::new(tokio::sync::Mutex::new(()));
         let gate = WriteAheadGate::new(gates.clone(), ChainLog { mesh: mesh.clone(), chain: chain.clone() });
-        Ok(Arc::new(Self { mesh, network, gates, gate, chain }))
+        let crash_after_decision = std::env::var(CRASH_AFTER_DECISION_ENV).ok().filter(|a| !a.is_empty());
+        if let Some(action) = &crash_after_decision {
+            tracing::warn!("{CRASH_AFTER_DECISION_ENV}: this node aborts after deciding to allow {action}");
+        }
+        Ok(Arc::new(Self { mesh, network, gates, gate, chain, crash_after_decision }))
     }
 
     /// `policy.gate(action, input)`: decides `action` for `args` and commits the Decision; `Ok`
@@ -129,6 +205,12 @@ impl PolicyService {
             input[*key] = value.clone();
         }
         let result = self.gate.pass(action, &input).await;
+        if let (Ok(permit), Some(crash)) = (&result, &self.crash_after_decision) {
+            if crash == action {
+                eprintln!("{CRASH_AFTER_DECISION_ENV}: aborting after decision {}", permit.decision.decision_id);
+                std::process::abort();
+            }
+        }
         if let Err(GateError::Denied { verdict, decision, .. }) = &result {
             let event = AuditEvent {
                 category: "policy.decision".into(),
@@ -289,7 +371,7 @@ impl PolicyService {
     }
 
     /// Decisions of the last `hours` hours (default 24), any node's or one node's, newest first.
-    pub async fn decisions(&self, query: &HistoryQuery) -> Result<Vec<DecisionRecord>, PolicyServiceError> {
+    pub async fn decisions(&self, query: &HistoryQuery) -> Result<Vec<DecisionView>, PolicyServiceError> {
         let node = query
             .node
             .as_deref()
@@ -300,18 +382,18 @@ impl PolicyService {
         decisions.retain(|d| node.as_ref().is_none_or(|n| &d.decision.decider == n));
         decisions.sort_by_key(|d| std::cmp::Reverse(d.decided_at));
         decisions.truncate(QUERY_LIMIT as usize);
-        Ok(decisions)
+        Ok(decisions.into_iter().map(DecisionView::from).collect())
     }
 
     /// Audit events of the last `hours` hours, or every event about `subject`, newest first.
-    pub async fn audit_events(&self, query: &HistoryQuery) -> Result<Vec<AuditRecord>, PolicyServiceError> {
+    pub async fn audit_events(&self, query: &HistoryQuery) -> Result<Vec<AuditView>, PolicyServiceError> {
         let mut events: Vec<AuditRecord> = match &query.subject {
             Some(subject) => self.mesh.call(POLICY_ROLE, "audit", "get_audit_for_subject", subject).await?,
             None => self.mesh.call(POLICY_ROLE, "audit", "get_audit_in_hours", &hours(query.hours)?).await?,
         };
         events.sort_by_key(|e| std::cmp::Reverse(e.at));
         events.truncate(QUERY_LIMIT as usize);
-        Ok(events)
+        Ok(events.into_iter().map(AuditView::from).collect())
     }
 }
 
