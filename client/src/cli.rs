@@ -704,14 +704,17 @@ async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow:
             print(json, &rows, |rows| {
                 rows.iter()
                     .map(|d| {
-                        let outcome =
-                            if d.allowed { "allowed".to_string() } else { format!("DENIED: {}", d.reasons.join("; ")) };
+                        let outcome = if d.verdict.allowed {
+                            "allowed".to_string()
+                        } else {
+                            format!("DENIED: {}", d.verdict.reasons.join("; "))
+                        };
                         format!(
                             "{}  {}  policy {} version {}  {outcome}  (node {}, decision {})\n",
                             d.decided_at,
                             d.action,
-                            d.package,
-                            d.version,
+                            d.verdict.package,
+                            d.verdict.version,
                             short(&d.decider),
                             d.decision_id
                         )

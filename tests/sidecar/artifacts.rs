@@ -39,7 +39,7 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
         &manifests,
         &[
             ("min_providers: 3", "min_providers: 2"),
-            ("lease_seconds: 600", "lease_seconds: 20"),
+            ("lease_seconds: 600", "lease_seconds: 30"),
             ("scan_interval_seconds: 30", "scan_interval_seconds: 2"),
         ],
     );

@@ -15,7 +15,7 @@ fn names_by_state(peers: &[PeerRow], state: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_duplicates() {
+async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_restart_without_duplicates() {
     let tmp = TempDir::new("mesh");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let data = |n: &str| tmp.path().join(n);
@@ -163,7 +163,7 @@ async fn three_sidecars_find_each_other_survive_a_hard_kill_and_restart_without_
             }
         })
         .await;
-    assert!(decided.iter().all(|d| d.allowed && d.package == "resources.allocate"), "{decided:?}");
+    assert!(decided.iter().all(|d| d.verdict.allowed && d.verdict.package == "resources.allocate"), "{decided:?}");
     let allocations: Vec<ripple::resources::AllocationRow> =
         ripple_json(&c_data, &["allocations"]).unwrap_or_else(|e| panic!("{e}\n{}", c.log()));
     assert!(allocations.is_empty(), "the crash came before the allocation: {allocations:?}");

@@ -149,10 +149,10 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     let after: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
     assert_eq!(after.len(), before.len(), "a denied allocation allocates nothing");
     let decisions: Vec<DecisionView> = cli(&b, &b_data, &["policy", "decisions", "--node", b.agent()]);
-    let denied = decisions.iter().find(|d| !d.allowed && d.action == "resources.allocate");
+    let denied = decisions.iter().find(|d| !d.verdict.allowed && d.action == "resources.allocate");
     let denied = denied.unwrap_or_else(|| panic!("no recorded denial among {decisions:?}"));
-    assert_eq!((denied.package.as_str(), denied.version), ("tools.call", 2));
-    assert!(decisions.iter().any(|d| d.allowed && d.action == "resources.release"), "{decisions:?}");
+    assert_eq!((denied.verdict.package.as_str(), denied.verdict.version), ("tools.call", 2));
+    assert!(decisions.iter().any(|d| d.verdict.allowed && d.action == "resources.release"), "{decisions:?}");
     let audit: Vec<AuditView> = cli(&b, &b_data, &["policy", "audit", "--subject", "resources.allocate"]);
     assert!(audit.iter().any(|e| e.outcome == "denied" && e.author == b.agent()), "{audit:?}");
 

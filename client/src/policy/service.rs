@@ -93,8 +93,8 @@ pub struct Published {
     pub new_version: bool,
 }
 
-/// A Decision as the CLI, the HTTP API and the `policy.decisions` tool show it: hashes as
-/// strings, the time in RFC 3339.
+/// A Decision as the CLI, the HTTP API and the `policy.decisions` tool show it: the verdict that
+/// was recorded, with who decided what and when (hashes as strings, the time in RFC 3339).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DecisionView {
     pub decision_id: String,
@@ -102,14 +102,8 @@ pub struct DecisionView {
     /// The node that decided (and then acted, when allowed).
     pub decider: String,
     pub action: String,
-    pub package: String,
-    pub version: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bundle: Option<String>,
-    pub policy_sha256: String,
-    pub input_sha256: String,
-    pub allowed: bool,
-    pub reasons: Vec<String>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
 }
 
 impl From<DecisionRecord> for DecisionView {
@@ -120,13 +114,15 @@ impl From<DecisionRecord> for DecisionView {
             decided_at: r.decided_at.to_string(),
             decider: d.decider.to_string(),
             action: d.action,
-            package: d.package,
-            version: d.version,
-            bundle: d.bundle.map(|b| b.to_string()),
-            policy_sha256: d.policy_sha256,
-            input_sha256: d.input_sha256,
-            allowed: d.allowed,
-            reasons: d.reasons,
+            verdict: Verdict {
+                package: d.package,
+                version: d.version,
+                bundle: d.bundle.map(|b| b.to_string()),
+                policy_sha256: d.policy_sha256,
+                input_sha256: d.input_sha256,
+                allowed: d.allowed,
+                reasons: d.reasons,
+            },
         }
     }
 }
