@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::holochain_tools::{joined, parse};
+use super::holochain_tools::parse;
+use crate::api::ApiState;
 use crate::artifacts::PublishMeta;
-use crate::runtime::Runtime;
 
 pub const NAMES: &[&str] = &["artifacts.publish", "artifacts.get", "artifacts.verify", "artifacts.replicas"];
 
@@ -14,13 +14,12 @@ pub const NAMES: &[&str] = &["artifacts.publish", "artifacts.get", "artifacts.ve
 const MAX_INLINE: u64 = 1 << 20;
 
 pub async fn call(
-    runtime: &Runtime,
+    state: &ApiState,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
-    let joined = joined(runtime, progress).await?;
-    let artifacts = &joined.state.artifacts;
+    let artifacts = &state.artifacts;
     match tool {
         "artifacts.publish" => {
             let input: Publish = parse(arguments)?;

@@ -160,14 +160,21 @@ impl McpServer {
         }
         let progress = Progress::start(context);
         let send = |line: &str| progress.send(line);
-        let result = if spec.name.starts_with("resources.") {
-            resource_tools::call(&self.runtime, &spec.name, arguments, &send).await
-        } else if spec.name.starts_with("artifacts.") {
-            artifact_tools::call(&self.runtime, &spec.name, arguments, &send).await
-        } else if spec.name.starts_with("policy.") {
-            policy_tools::call(&self.runtime, &spec.name, arguments, &send).await
-        } else {
-            holochain_tools::call(&self.runtime, &spec.name, arguments, &send).await
+        let result = match spec.name.split_once('.').map(|(group, _)| group) {
+            Some("holochain") => holochain_tools::call(&self.runtime, &spec.name, arguments, &send).await,
+            // Every other group works on a joined node: join the configured network first if needed.
+            group => match holochain_tools::joined(&self.runtime, &send).await {
+                Err(e) => Err(e),
+                Ok(joined) => {
+                    let state = &joined.state;
+                    match group {
+                        Some("resources") => resource_tools::call(state, &spec.name, arguments, &send).await,
+                        Some("artifacts") => artifact_tools::call(state, &spec.name, arguments, &send).await,
+                        Some("policy") => policy_tools::call(state, &spec.name, arguments, &send).await,
+                        _ => Err(format!("tool `{}` is in the catalog but not implemented", spec.name)),
+                    }
+                }
+            },
         };
         progress.finish().await;
         match result {

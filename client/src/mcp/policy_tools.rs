@@ -4,20 +4,19 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::holochain_tools::{joined, parse};
+use super::holochain_tools::parse;
+use crate::api::ApiState;
 use crate::policy::service::{HistoryQuery, PublishRequest};
-use crate::runtime::Runtime;
 
 pub const NAMES: &[&str] = &["policy.evaluate", "policy.publish", "policy.decisions", "policy.audit"];
 
 pub async fn call(
-    runtime: &Runtime,
+    state: &ApiState,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
-    let joined = joined(runtime, progress).await?;
-    let policy = &joined.state.policy;
+    let policy = &state.policy;
     match tool {
         "policy.evaluate" => {
             let input: Evaluate = parse(arguments)?;

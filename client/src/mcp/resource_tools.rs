@@ -6,21 +6,19 @@ use serde_json::{json, Value};
 
 use resource_mesh_types::{Capacity, LocalityPreference, ResourceType};
 
-use super::holochain_tools::{joined, parse, without_nulls};
+use super::holochain_tools::{parse, without_nulls};
+use crate::api::ApiState;
 use crate::resources::{self, AllocateRequest};
-use crate::runtime::Runtime;
 
 pub const NAMES: &[&str] =
     &["resources.allocate", "resources.release", "resources.query_available", "resources.schedule_task"];
 
 pub async fn call(
-    runtime: &Runtime,
+    state: &ApiState,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
-    let joined = joined(runtime, progress).await?;
-    let state = &joined.state;
     match tool {
         "resources.allocate" => {
             let input: Allocate = parse(arguments)?;
