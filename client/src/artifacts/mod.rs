@@ -541,19 +541,32 @@ impl ArtifactService {
         Ok(self.mesh.call(ROLE, "replication", "claim_replica", &input).await?)
     }
 
-    /// The replication loop: renews this node's leases while it still pins the data, and repairs
-    /// the under-replicated artifacts it is responsible for. Without IPFS there is nothing to do.
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// The replication loops: renewing this node's leases while it still pins the data, and
+    /// repairing the under-replicated artifacts it is responsible for. They run side by side, so
+    /// a repair copying a large artifact never holds up a renewal until a lease runs out. Without
+    /// IPFS there is nothing to do.
+    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
         let Some(kubo) = &self.kubo else { return };
         match kubo.id().await {
             Ok(id) => tracing::info!("IPFS node {} ({}) at {}", id.id, id.agent_version, kubo.url()),
             Err(e) => tracing::warn!("IPFS API: {e}"),
         }
+        tokio::join!(
+            self.repeat("lease renewal", stop.clone(), || self.renew()),
+            self.repeat("repair", stop, || self.repair()),
+        );
+    }
+
+    /// Runs `pass` every scan interval until `stop`, recording its errors in the state.
+    async fn repeat<F>(&self, what: &str, mut stop: tokio::sync::watch::Receiver<bool>, pass: impl Fn() -> F)
+    where
+        F: std::future::Future<Output = Result<(), ArtifactError>>,
+    {
         let every = Duration::from_secs(u64::from(self.policy.scan_interval_secs));
         loop {
-            if let Err(e) = self.maintain().await {
-                tracing::warn!("replication loop: {e}");
-                self.update(|s| s.last_error = Some(e.to_string()));
+            if let Err(e) = pass().await {
+                tracing::warn!("replication, {what}: {e}");
+                self.update(|s| s.last_error = Some(format!("{what}: {e}")));
             }
             tokio::select! {
                 _ = stop.changed() => return,
@@ -566,12 +579,6 @@ impl ArtifactService {
         if let Ok(mut s) = self.state.lock() {
             change(&mut s);
         }
-    }
-
-    /// One pass of the loop.
-    pub async fn maintain(&self) -> Result<(), ArtifactError> {
-        self.renew().await?;
-        self.repair().await
     }
 
     /// Renews each lease past half its life if the CID is still pinned here; otherwise stops
