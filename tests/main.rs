@@ -10,6 +10,8 @@
 //!   warrant a claim renewed on another node's behalf and a statement about another artifact.
 //! - `policy_store::validation`: every policy_store rule refuses a commit that breaks it, after the
 //!   honest publish/decide/audit path; peers warrant a non-admin publish and a decision for another.
+//! - `memory_shards::validation`: every memory_shards rule refuses a commit that breaks it, after the
+//!   honest create/claim/checkpoint/release path; peers warrant a claim made on behalf of another node.
 //! - `policy_store::gate`: a version published on one node gates another; decisions written ahead.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
 //! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
@@ -18,6 +20,7 @@ mod agent_registry;
 mod artifact_index;
 mod bench;
 mod manifests;
+mod memory_shards;
 mod policy_store;
 mod resource_mesh;
 mod sidecar;

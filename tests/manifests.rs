@@ -36,7 +36,7 @@ async fn installing_ripple_happ_on_ripple_local_gives_the_pinned_dna_hashes() {
         serde_json::from_value(pins["networks"]["local"]["dnas"].clone()).expect("pins for ripple-local");
     assert_eq!(
         pinned.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["agent_registry", "artifact_index", "policy_store", "resource_mesh"]
+        ["agent_registry", "artifact_index", "memory_shards", "policy_store", "resource_mesh"]
     );
     // Installed without a policy admin, policy_store hashes as its pin (the template the sidecar
     // checks the wasm against); with the creator's key it differs, which sidecar::mesh covers.

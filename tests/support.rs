@@ -69,6 +69,23 @@ pub async fn policy_dna(seed: &str, props: &policy_store_types::PolicyProperties
     SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load policy_store bundle")
 }
 
+/// A fresh memory_shards network from `workdir/` with a unique seed; `adversary` adds the
+/// test-only coordinator zome (same DNA hash).
+pub async fn shards_dna(seed: &str, adversary: bool) -> DnaFile {
+    let path = if adversary {
+        workdir().join("test/memory_shards_adversary.dna")
+    } else {
+        workdir().join("memory_shards.dna")
+    };
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    let modifiers = DnaModifiersOpt::<SerializedBytes>::none().with_network_seed(seed.to_string());
+    SweetDnaFile::from_bundle_with_overrides(&path, modifiers).await.expect("load memory_shards bundle")
+}
+
+pub fn shards_role(dna: &DnaFile) -> (String, DnaFile) {
+    ("memory_shards".to_string(), dna.clone())
+}
+
 pub fn policy_role(dna: &DnaFile) -> (String, DnaFile) {
     ("policy_store".to_string(), dna.clone())
 }

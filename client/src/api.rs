@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,7 @@ pub struct ApiState {
     pub resources: Arc<crate::resources::ResourceService>,
     pub artifacts: Arc<crate::artifacts::ArtifactService>,
     pub policy: Arc<crate::policy::PolicyService>,
+    pub shards: Arc<crate::shards::ShardService>,
 }
 
 /// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
@@ -188,6 +190,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/policy/eval", post(policy_eval))
         .route("/policy/decisions", get(policy_decisions))
         .route("/policy/audit", get(policy_audit))
+        .route("/shards", get(shards_list).post(shards_create))
+        .route("/shards/loop", get(|State(s): State<Arc<ApiState>>| async move { Json(s.shards.state()) }))
+        .route("/shards/route", get(shards_route))
+        .route("/shards/map", get(shards_map))
+        .route("/shards/claims", get(shards_claims))
+        .route("/shards/checkpoints", post(shards_checkpoint))
         .with_state(state)
 }
 
@@ -553,4 +561,89 @@ async fn artifacts_check(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.artifacts.check_meta(&body(meta)?).map_err(artifact_error)?;
     Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+fn shard_error(e: crate::shards::ShardError) -> ApiError {
+    use crate::shards::ShardError;
+    let status = match &e {
+        ShardError::BadInput(_) => StatusCode::BAD_REQUEST,
+        ShardError::NotFound(_) => StatusCode::NOT_FOUND,
+        ShardError::Conflict(_) => StatusCode::CONFLICT,
+        ShardError::Mesh(_) => StatusCode::BAD_GATEWAY,
+        ShardError::Gate(e) => return gate_error(e),
+    };
+    ApiError(status, e.to_string())
+}
+
+/// `POST /shards` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShardsBody {
+    pub collection: String,
+    #[serde(default)]
+    pub shard_count: Option<u32>,
+    #[serde(default)]
+    pub replication_factor: Option<u32>,
+}
+
+/// `?collection=` (optional: the mesh's only collection) and, for routing, `&key=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardsQuery {
+    #[serde(default)]
+    pub collection: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+fn shards_query(query: Result<Query<ShardsQuery>, QueryRejection>) -> Result<ShardsQuery, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn shards_list(State(s): State<Arc<ApiState>>) -> Result<Json<Vec<crate::shards::MapView>>, ApiError> {
+    Ok(Json(s.shards.maps().await.map_err(shard_error)?))
+}
+
+async fn shards_create(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: JsonBody<CreateShardsBody>,
+) -> Result<Json<crate::shards::MapView>, ApiError> {
+    let b = body(request)?;
+    let created = s.shards.create(&b.collection, b.shard_count, b.replication_factor, via(&headers)).await;
+    Ok(Json(created.map_err(shard_error)?))
+}
+
+async fn shards_map(
+    State(s): State<Arc<ApiState>>,
+    query: Result<Query<ShardsQuery>, QueryRejection>,
+) -> Result<Json<crate::shards::MapReport>, ApiError> {
+    let q = shards_query(query)?;
+    Ok(Json(s.shards.report(q.collection.as_deref()).await.map_err(shard_error)?))
+}
+
+async fn shards_route(
+    State(s): State<Arc<ApiState>>,
+    query: Result<Query<ShardsQuery>, QueryRejection>,
+) -> Result<Json<crate::shards::RouteView>, ApiError> {
+    let q = shards_query(query)?;
+    let key = q.key.ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give the key to route: ?key=".into()))?;
+    Ok(Json(s.shards.route(q.collection.as_deref(), &key).await.map_err(shard_error)?))
+}
+
+async fn shards_claims(
+    State(s): State<Arc<ApiState>>,
+    query: Result<Query<ShardsQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::shards::ClaimView>>, ApiError> {
+    let q = shards_query(query)?;
+    Ok(Json(s.shards.claims(q.collection.as_deref()).await.map_err(shard_error)?))
+}
+
+async fn shards_checkpoint(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: JsonBody<crate::shards::CheckpointRequest>,
+) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
+    let request = body(request)?;
+    Ok(Json(s.shards.checkpoint(&request, via(&headers)).await.map_err(shard_error)?))
 }

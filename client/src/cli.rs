@@ -86,6 +86,60 @@ pub enum Command {
     /// Without a subcommand: the network's admins and the package versions in force on this node.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Vector-memory shards: collections' shard maps, who holds which replica, where a key goes,
+    /// and replica checkpoints. Nodes with `vector_shards` > 0 claim the shards placed on them.
+    #[command(subcommand)]
+    Shards(ShardsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardsCommand {
+    /// Create a collection's shard map (this node is its owner). Defaults come from
+    /// manifests/distributed/memory_policy.yaml (16 shards, replication factor 2).
+    Create {
+        /// The collection's name: 1-64 characters of [a-z0-9._-].
+        collection: String,
+        /// Shards (1-1024).
+        #[arg(long)]
+        shards: Option<u32>,
+        /// Replicas of each shard (1-16).
+        #[arg(long)]
+        replicas: Option<u32>,
+    },
+    /// Every collection on the mesh.
+    List,
+    /// A collection's map: per shard, the nodes it is placed on, its live holders (primary first)
+    /// and the winning checkpoint. COLLECTION may be left out when the mesh has only one.
+    Map { collection: Option<String> },
+    /// Where KEY goes: its shard and that shard's live holders, primary first. Every node answers
+    /// the same from the same DHT state.
+    Route {
+        /// The key to route (a document id, a memory key, …).
+        key: String,
+        /// The collection [default: the mesh's only one].
+        #[arg(long)]
+        collection: Option<String>,
+    },
+    /// Every claim on a collection's shards that has not been released, with whether its holder
+    /// is live (online with vector capacity).
+    Claims { collection: Option<String> },
+    /// Record how far this node's replica of SHARD has synced.
+    Checkpoint {
+        #[arg(long)]
+        shard: u32,
+        /// Vectors in the replica.
+        #[arg(long)]
+        vectors: u64,
+        /// The IPFS CID of the replica's snapshot.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The replica's write sequence [default: one after its last checkpoint].
+        #[arg(long)]
+        sequence: Option<u64>,
+        /// The collection [default: the mesh's only one].
+        #[arg(long)]
+        collection: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +325,10 @@ pub struct UpArgs {
     /// Kubo RPC API base URL whose repo size goes into the advert.
     #[arg(long, value_name = "URL")]
     pub ipfs_api_url: Option<String>,
+    /// Vector-memory shard replicas this node can hold (advertised as memory.vector_shards; the
+    /// shard loop claims up to this many). 0 holds none [default: 0].
+    #[arg(long, value_name = "N")]
+    pub vector_shards: Option<u32>,
     /// Also serve the MCP tools over streamable HTTP at http://ADDR/mcp (loopback only).
     #[arg(long, value_name = "ADDR")]
     pub mcp_http: Option<SocketAddr>,
@@ -440,6 +498,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Artifact(ref command) => artifact(command, &data_dir, cli.json).await,
         Command::Policy(ref command) => policy(command, &data_dir, cli.json).await,
+        Command::Shards(ref command) => shards(command, &data_dir, cli.json).await,
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
@@ -551,7 +610,7 @@ pub fn resolve_up(
             sources,
             max_batch_size: node.max_batch_size.unwrap_or(1),
             tokens_per_second: node.tokens_per_second.unwrap_or(0),
-            vector_shards: node.vector_shards.unwrap_or(0),
+            vector_shards: args.vector_shards.or(node.vector_shards).unwrap_or(0),
             redis_memory_gb: node.redis_memory_gb.unwrap_or(0),
             s3_available_gb: node.s3_available_gb.unwrap_or(0),
         },
@@ -743,6 +802,116 @@ async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow:
                         )
                     })
                     .collect()
+            })
+        }
+    }
+}
+
+async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::shards::{CheckpointRequest, CheckpointView, ClaimView, HolderView, MapReport, MapView, RouteView};
+    let query = |collection: &Option<String>| {
+        collection.as_ref().map(|c| format!("collection={}", encode_query(c))).unwrap_or_default()
+    };
+    let holders = |hs: &[HolderView]| -> String {
+        if hs.is_empty() {
+            return "nobody".into();
+        }
+        hs.iter().map(|h| format!("{} ({}, r{})", h.name, short(&h.agent), h.replica)).collect::<Vec<_>>().join(", ")
+    };
+    let describe = |m: &MapView| {
+        format!(
+            "{}: {} shards x {} replicas, {} epoch {} (owner {}, map {})\n",
+            m.collection,
+            m.shard_count,
+            m.replication_factor,
+            m.hash_function,
+            m.epoch,
+            short(&m.owner),
+            m.map_id
+        )
+    };
+    match command {
+        ShardsCommand::Create { collection, shards, replicas } => {
+            let body = crate::api::CreateShardsBody {
+                collection: collection.clone(),
+                shard_count: *shards,
+                replication_factor: *replicas,
+            };
+            let map: MapView = api_json(data_dir, "shards", &body).await?;
+            print(json, &map, |m| format!("created {}", describe(m)))
+        }
+        ShardsCommand::List => {
+            let maps: Vec<MapView> = api(data_dir, "shards", false).await?;
+            print(json, &maps, |maps| {
+                if maps.is_empty() {
+                    return "no collections yet: create one with `ripple shards create NAME`\n".into();
+                }
+                maps.iter().map(describe).collect()
+            })
+        }
+        ShardsCommand::Map { collection } => {
+            let report: MapReport = api(data_dir, &format!("shards/map?{}", query(collection)), false).await?;
+            print(json, &report, |r| {
+                let mut out = describe(&r.map);
+                out.push_str(&format!(
+                    "{} eligible nodes, {} live replicas, {} under-replicated shards\n",
+                    r.eligible_nodes, r.live_replicas, r.under_replicated_shards
+                ));
+                for s in &r.shards {
+                    let checkpoint = s
+                        .checkpoint
+                        .as_ref()
+                        .map(|c| format!("  seq {} ({} vectors, {})", c.sequence, c.vector_count, short(&c.holder)))
+                        .unwrap_or_default();
+                    let flag = if s.under_replicated { "  UNDER-REPLICATED" } else { "" };
+                    out.push_str(&format!("shard {:>4}  {}{checkpoint}{flag}\n", s.shard, holders(&s.holders)));
+                }
+                out
+            })
+        }
+        ShardsCommand::Route { key, collection } => {
+            let mut path = format!("shards/route?key={}", encode_query(key));
+            if let Some(c) = collection {
+                path.push_str(&format!("&collection={}", encode_query(c)));
+            }
+            let route: RouteView = api(data_dir, &path, false).await?;
+            print(json, &route, |r| {
+                format!("{} -> shard {} of {}: {}\n", r.key, r.shard, r.collection, holders(&r.holders))
+            })
+        }
+        ShardsCommand::Claims { collection } => {
+            let claims: Vec<ClaimView> = api(data_dir, &format!("shards/claims?{}", query(collection)), false).await?;
+            print(json, &claims, |claims| {
+                claims
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "shard {:>4} r{}  {} ({})  {}  since {}\n",
+                            c.shard,
+                            c.replica,
+                            c.name,
+                            short(&c.holder),
+                            if c.live { "live" } else { "not live" },
+                            c.claimed_at
+                        )
+                    })
+                    .collect()
+            })
+        }
+        ShardsCommand::Checkpoint { shard, vectors, snapshot, sequence, collection } => {
+            let request = CheckpointRequest {
+                collection: collection.clone(),
+                shard: *shard,
+                vector_count: *vectors,
+                snapshot_cid: snapshot.clone(),
+                sequence: *sequence,
+            };
+            let written: CheckpointView = api_json(data_dir, "shards/checkpoints", &request).await?;
+            print(json, &written, |c| {
+                format!(
+                    "checkpoint of shard {} replica {}: sequence {}, {} vectors ({})\n",
+                    c.shard, c.replica, c.sequence, c.vector_count, c.checkpoint_id
+                )
             })
         }
     }
@@ -1374,4 +1543,9 @@ impl Progress {
             eprintln!("  {:>3}% {} of {} ({rate:.1} MiB/s)", pct(now), human_bytes(now), human_bytes(self.total));
         }
     }
+}
+
+/// `s` as a query-string value.
+fn encode_query(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -126,6 +126,7 @@ agent_name = "{agent_name}"
 # ipfs_api_url = "http://127.0.0.1:5001"
 # max_batch_size = 1
 # tokens_per_second = 0
+# Vector-memory shard replicas this node can hold (memory_shards); 0 holds none.
 # vector_shards = 0
 # redis_memory_gb = 0
 # s3_available_gb = 0

@@ -21,6 +21,8 @@ use crate::policy::PolicyService;
 use crate::resources::policy::ComputePolicy;
 use crate::resources::ResourceService;
 use crate::runfile::RunFile;
+use crate::shards::placement::MemoryPolicy;
+use crate::shards::ShardService;
 use crate::up::{ConductorChoice, UpError, UpSettings};
 use holochain_client::AgentPubKey;
 
@@ -79,6 +81,7 @@ struct Running {
     provider: tokio::task::JoinHandle<()>,
     replication: tokio::task::JoinHandle<()>,
     policy_refresh: tokio::task::JoinHandle<()>,
+    shard_loop: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     run_file: RunFile,
 }
@@ -235,6 +238,9 @@ impl Runtime {
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
         let artifacts =
             ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone(), policy.clone());
+        let memory_policy =
+            MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
+        let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone());
         if mesh.installed_now {
             let admins = policy.admins().await?;
             if admins.contains(&mesh.agent) {
@@ -258,6 +264,7 @@ impl Runtime {
             resources: resources.clone(),
             artifacts: artifacts.clone(),
             policy: policy.clone(),
+            shards: shards.clone(),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
@@ -272,9 +279,10 @@ impl Runtime {
         let provider = tokio::spawn(resources.run(stop_rx.clone()));
         let replication = tokio::spawn(artifacts.run(stop_rx.clone()));
         let policy_refresh = tokio::spawn(policy.run(stop_rx.clone()));
+        let shard_loop = tokio::spawn(shards.run(stop_rx.clone()));
         let agent = tokio::spawn(node.clone().run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
-        stage.running = Some(Running { stop, agent, provider, replication, policy_refresh, api, run_file });
+        stage.running = Some(Running { stop, agent, provider, replication, policy_refresh, shard_loop, api, run_file });
 
         let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
@@ -300,6 +308,7 @@ impl Runtime {
             let _ = running.provider.await;
             let _ = running.replication.await;
             let _ = running.policy_refresh.await;
+            let _ = running.shard_loop.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
                     Ok(Ok(_)) => {}

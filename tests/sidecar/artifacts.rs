@@ -35,8 +35,9 @@ fn live_holders(report: &ReplicaReport) -> Vec<String> {
 async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
     let tmp = TempDir::new("artifacts");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
-    edit_storage_policy(
+    edit_policy(
         &manifests,
+        "storage_policy.yaml",
         &[
             ("min_providers: 3", "min_providers: 2"),
             ("lease_seconds: 600", "lease_seconds: 30"),

@@ -62,7 +62,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
     std::fs::create_dir_all(dir.join("distributed")).unwrap();
-    for policy in ["compute_policy.yaml", "storage_policy.yaml"] {
+    for policy in ["compute_policy.yaml", "storage_policy.yaml", "memory_policy.yaml"] {
         std::fs::copy(repo_root().join("manifests/distributed").join(policy), dir.join("distributed").join(policy))
             .unwrap();
     }
@@ -251,6 +251,17 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
+/// `GET url` as JSON, or the status and body (for checks that wait for the mesh to catch up).
+pub async fn try_get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
+    let response = reqwest::get(url).await.map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("GET {url}: {status} {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))
+}
+
 /// Polls `check` every second until it returns `Some`, or fails with `what` and the last state.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -279,12 +290,13 @@ pub fn ripple(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Rewrites keys of the test manifests' storage_policy.yaml (`min_providers: 3` → `… 2`, …).
-pub fn edit_storage_policy(manifests: &Manifests, edits: &[(&str, &str)]) {
-    let path = manifests.root.join("distributed/storage_policy.yaml");
+/// Rewrites keys of one of the test manifests' `distributed/` policies
+/// (`storage_policy.yaml`: `min_providers: 3` → `… 2`, …).
+pub fn edit_policy(manifests: &Manifests, file: &str, edits: &[(&str, &str)]) {
+    let path = manifests.root.join("distributed").join(file);
     let mut text = std::fs::read_to_string(&path).unwrap();
     for (from, to) in edits {
-        assert!(text.contains(from), "storage_policy.yaml has no `{from}`");
+        assert!(text.contains(from), "{file} has no `{from}`");
         text = text.replace(from, to);
     }
     std::fs::write(path, text).unwrap();

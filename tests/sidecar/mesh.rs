@@ -1,34 +1,44 @@
-//! Three real sidecars on a local network: they find each other, a node that crashes between a
-//! policy decision and its action goes offline after the window, and a restart keeps its agent key,
-//! its one advert and the decision, without the action.
+//! Four real sidecars on a local network: they find each other and shard a vector-memory
+//! collection (16 shards, replication factor 2: every shard on exactly two live nodes, every node
+//! routing every key the same way); a node that crashes between a policy decision and its action
+//! goes offline after the window and its shards are re-claimed by the next nodes on their rings;
+//! a restart keeps its agent key, its one advert and the decision, without the action, and the
+//! shards settle back to where they were without flapping.
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use ripple::api::PeerRow;
 use ripple::policy::service::DecisionView;
+use ripple::shards::{CheckpointView, ClaimView, MapReport, MapView, RouteView};
+use serde_json::json;
 
 use super::harness::*;
+use super::mcp::{calls, ok, python_session, refused};
+
+/// Keys every node routes in the agreement checks.
+const KEYS: usize = 24;
 
 fn names_by_state(peers: &[PeerRow], state: &str) -> BTreeSet<String> {
     peers.iter().filter(|p| p.state == state).map(|p| p.advert.agent_name.clone()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_restart_without_duplicates() {
+async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_decision_and_a_restart() {
     let tmp = TempDir::new("mesh");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
+    edit_policy(&manifests, "memory_policy.yaml", &[("scan_interval_seconds: 15", "scan_interval_seconds: 3")]);
     let data = |n: &str| tmp.path().join(n);
     let launch = |name: &str, extra: Vec<String>| Launch {
         name: name.into(),
         data: data(name),
         manifests: manifests.root.clone(),
         network: "e2e".into(),
-        extra,
+        extra: [extra, vec!["--vector-shards".into(), "16".into()]].concat(),
         env: vec![],
     };
 
-    let a = Sidecar::start(launch("node-a", vec![]));
+    let a = Sidecar::start(launch("node-a", vec!["--mcp-http".into(), "127.0.0.1:0".into()]));
     let d = &a.ready.status.diagnostics;
     assert!(d.serving_bootstrap, "the first node serves bootstrap+relay");
     assert_eq!(d.bootstrap_reachable, Some(true));
@@ -44,15 +54,16 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
         ..launch("node-c", join())
     };
     let c = Sidecar::start(crashing);
+    let d = Sidecar::start(launch("node-d", join()));
     assert!(!b.ready.status.diagnostics.serving_bootstrap);
     let hashes = |node: &Sidecar| node.ready.status.cell_ids.iter().map(|c| c.dna_hash.clone()).collect::<Vec<_>>();
     assert_eq!(hashes(&a), hashes(&c), "one network, one DNA per role, policy_store with the creator as admin");
     assert_eq!(a.ready.status.policy_admin.as_deref(), Some(a.agent()), "the creator administers policy");
     assert_eq!(c.ready.status.policy_admin, a.ready.status.policy_admin);
 
-    let everyone: BTreeSet<String> = ["node-a", "node-b", "node-c"].map(String::from).into();
-    for node in [&a, &b, &c] {
-        let peers = eventually(&format!("{} to see all three online", node.name), Duration::from_secs(180), || async {
+    let everyone: BTreeSet<String> = ["node-a", "node-b", "node-c", "node-d"].map(String::from).into();
+    for node in [&a, &b, &c, &d] {
+        let peers = eventually(&format!("{} to see all four online", node.name), Duration::from_secs(180), || async {
             let peers = node.peers("").await;
             if names_by_state(&peers, "online") == everyone {
                 Ok(peers)
@@ -72,7 +83,7 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
     }
     let status = eventually("node-a's mesh status to reach connected", Duration::from_secs(120), || async {
         let s = a.status().await;
-        if s.peer_count == 2 && s.mesh_status == ripple::mesh::MeshStatus::Connected {
+        if s.peer_count == 3 && s.mesh_status == ripple::mesh::MeshStatus::Connected {
             Ok(s)
         } else {
             Err(format!("{} peers, {:?}", s.peer_count, s.mesh_status))
@@ -101,12 +112,91 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
     let a_data = a_data.to_str().unwrap();
     let (code, out, err) = ripple(&["--data", a_data, "peers", "--online"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("node-b") && out.contains("node-c") && out.contains("3 node(s)"), "{out}");
+    assert!(out.contains("node-b") && out.contains("node-d") && out.contains("4 node(s)"), "{out}");
     let (code, out, err) = ripple(&["--data", a_data, "--json", "status"]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["peer_count"], 2);
+    assert_eq!(json["peer_count"], 3);
     assert_eq!(json["agent_pubkey"], a.agent());
+
+    // A collection in 16 shards, replication factor 2, created on node-b (any node may own one).
+    let b_data = data("node-b");
+    let created: MapView = ripple_json(&b_data, &["shards", "create", "docs"]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((created.shard_count, created.replication_factor, created.epoch), (16, 2, 1));
+    assert_eq!(created.owner, b.agent());
+    // Once node-d sees the map, creating it again there is refused.
+    let seen: Vec<MapView> = eventually("node-d to see the collection", Duration::from_secs(60), || async {
+        let maps: Vec<MapView> = ripple_json(&data("node-d"), &["shards", "list"])?;
+        if maps.is_empty() {
+            Err("no collections yet".to_string())
+        } else {
+            Ok(maps)
+        }
+    })
+    .await;
+    assert_eq!(seen, vec![created.clone()]);
+    let again = ripple_json::<MapView>(&data("node-d"), &["shards", "create", "docs"]).unwrap_err();
+    assert!(again.contains("`docs` already has a shard map"), "{again}");
+    let placed =
+        eventually("every shard on its two placed nodes", Duration::from_secs(120), || fully_placed(&a, 4)).await;
+    let all = [&a, &b, &c, &d];
+    let routes =
+        eventually("every node to route every key the same way", Duration::from_secs(60), || agreed_routes(&all)).await;
+    for (shard, holders) in &routes {
+        assert_eq!(holders, &placed.shards[*shard as usize].placed, "a key's holders are its shard's");
+    }
+    let claims: Vec<ClaimView> = ripple_json(&data("node-d"), &["shards", "claims"]).unwrap();
+    assert_eq!(claims.len(), 32, "one claim per replica, nothing twice");
+    let route: RouteView = ripple_json(&data("node-d"), &["shards", "route", "doc-0"]).unwrap();
+    assert_eq!(
+        (route.shard, route.primary.as_ref().map(|h| h.agent.clone())),
+        (routes[0].0, routes[0].1.first().cloned())
+    );
+
+    // Checkpoints: the holder of a replica records its progress; nobody else can.
+    let held = placed.shards.iter().find(|s| s.placed.contains(&a.agent().to_string())).expect("node-a holds a shard");
+    let not_held = placed.shards.iter().find(|s| !s.placed.contains(&a.agent().to_string())).expect("and not all");
+    let shard = held.shard.to_string();
+    let written: CheckpointView =
+        ripple_json(&data("node-a"), &["shards", "checkpoint", "--shard", &shard, "--vectors", "100"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((written.sequence, written.vector_count), (1, 100));
+    let refused_cp = ripple_json::<CheckpointView>(
+        &data("node-a"),
+        &["shards", "checkpoint", "--shard", &not_held.shard.to_string(), "--vectors", "1"],
+    )
+    .unwrap_err();
+    assert!(refused_cp.contains("holds no replica of shard"), "{refused_cp}");
+
+    // The MCP tools, through the Python SDK on node-a.
+    let url_a = a.ready.mcp_url.clone().expect("node-a serves MCP");
+    let session = python_session(json!({"server": {"url": url_a}, "mode": "auto", "calls": [
+        {"tool": "memory.route", "arguments": {"key": "doc-0"}},
+        {"tool": "memory.shard_map", "arguments": {"collection": "docs"}},
+        {"tool": "memory.checkpoint", "arguments": {"shard": held.shard, "vector_count": 150,
+            "snapshot_cid": "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"}},
+        {"tool": "memory.checkpoint", "arguments": {"shard": held.shard, "vector_count": 1, "sequence": 1}},
+        {"tool": "memory.route", "arguments": {"key": "doc-0", "collection": "Not A Name"}},
+        {"tool": "memory.shard_map", "arguments": {"collection": "nothing-here"}},
+    ]}));
+    let c0 = calls(&session);
+    assert_eq!(ok(&c0[0])["shard"], json!(routes[0].0));
+    assert_eq!(ok(&c0[0])["holders"].as_array().unwrap().len(), 2);
+    assert_eq!(ok(&c0[1])["live_replicas"], json!(32));
+    assert_eq!(ok(&c0[2])["sequence"], json!(2));
+    refused(&c0[3], &["sequence 1 is not after this replica's last checkpoint 2"]);
+    refused(&c0[4], &["`collection`: must match"]);
+    refused(&c0[5], &["no collection `nothing-here`"]);
+    let winner = eventually("the checkpoint in node-d's map", Duration::from_secs(60), || async {
+        let report: MapReport = try_get_json(&d.api("shards/map")).await?;
+        report.shards[held.shard as usize]
+            .checkpoint
+            .clone()
+            .filter(|c| c.sequence == 2)
+            .ok_or_else(|| format!("{report:?}"))
+    })
+    .await;
+    assert_eq!((winner.holder.as_str(), winner.vector_count), (a.agent(), 150));
 
     // Crash between decision and action: `ripple allocate` on node-c passes the gate, the Decision
     // is committed, and the process aborts before it allocates (no goodbye either, so node-c drops
@@ -132,6 +222,17 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
     let online: Vec<PeerRow> = a.peers("online_only=true").await;
     assert!(online.iter().all(|p| p.agent_pubkey != c_agent), "--online leaves node-c out");
 
+    // Its shards are re-claimed by the next nodes on their rings, and routing agrees again.
+    let survivors = [&a, &b, &d];
+    let interim = eventually("node-c's shards re-claimed", Duration::from_secs(120), || fully_placed(&a, 3)).await;
+    assert!(interim.shards.iter().all(|s| s.holders.iter().all(|h| h.agent != c_agent)));
+    for (before, after) in placed.shards.iter().zip(&interim.shards) {
+        let kept: Vec<&String> = before.placed.iter().filter(|h| **h != c_agent).collect();
+        assert!(kept.iter().all(|h| after.placed.contains(h)), "only node-c's shards moved: {before:?} -> {after:?}");
+    }
+    eventually("the survivors to route every key the same way", Duration::from_secs(60), || agreed_routes(&survivors))
+        .await;
+
     // Restart with the same data dir: same agent, same advert entry, no reinstall.
     let c = Sidecar::start(launch("node-c", join()));
     assert_eq!(c.agent(), c_agent, "the restart reuses the agent key");
@@ -150,7 +251,28 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
         }
     })
     .await;
-    assert_eq!(a.peers("").await.len(), 3, "three nodes, three rows");
+    assert_eq!(a.peers("").await.len(), 4, "four nodes, four rows");
+    // Back on the mesh, node-c's old claims count again: the interim holders hand its shards back
+    // after the settle window, and the map returns to where it was, then stays there.
+    let settled = eventually("the shards to settle back", Duration::from_secs(150), || async {
+        let report = fully_placed(&a, 4).await?;
+        let claims: Vec<ClaimView> = get_json(&a.api("shards/claims")).await;
+        if claims.len() == 32 {
+            Ok(report)
+        } else {
+            Err(format!("{} claims", claims.len()))
+        }
+    })
+    .await;
+    for (before, after) in placed.shards.iter().zip(&settled.shards) {
+        assert_eq!(after.placed, before.placed, "shard {} is back on its nodes", before.shard);
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await; // four more passes of every loop
+    let claims: Vec<ClaimView> = get_json(&a.api("shards/claims")).await;
+    assert_eq!(claims.len(), 32, "no flapping after the hand-back");
+    let all = [&a, &b, &c, &d];
+    let again = eventually("all four to agree again", Duration::from_secs(60), || agreed_routes(&all)).await;
+    assert_eq!(again, routes, "every key goes where it went before the crash");
     // The Decision written before the crash survived it and reached the mesh; the allocation it
     // allowed never happened.
     let decided: Vec<DecisionView> =
@@ -194,4 +316,40 @@ async fn three_sidecars_find_each_other_survive_a_crash_after_a_decision_and_res
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
+}
+
+/// The map on `node` once every shard has exactly two live holders, the ones placement puts it
+/// on, among `eligible` nodes.
+pub(crate) async fn fully_placed(node: &Sidecar, eligible: usize) -> Result<MapReport, String> {
+    let report: MapReport = try_get_json(&node.api("shards/map?collection=docs")).await?;
+    let placed = report
+        .shards
+        .iter()
+        .all(|s| s.holders.len() == 2 && s.holders.iter().map(|h| &h.agent).eq(s.placed.iter()) && !s.under_replicated);
+    if report.eligible_nodes == eligible && report.live_replicas == 32 && placed {
+        Ok(report)
+    } else {
+        Err(format!(
+            "{} eligible, {} live replicas, {} under-replicated",
+            report.eligible_nodes, report.live_replicas, report.under_replicated_shards
+        ))
+    }
+}
+
+/// Routes `KEYS` keys on every node: the same shard and holders everywhere, or which node differs.
+pub(crate) async fn agreed_routes(nodes: &[&Sidecar]) -> Result<Vec<(u32, Vec<String>)>, String> {
+    let mut agreed: Option<Vec<(u32, Vec<String>)>> = None;
+    for node in nodes {
+        let mut routes = vec![];
+        for i in 0..KEYS {
+            let r: RouteView = try_get_json(&node.api(&format!("shards/route?collection=docs&key=doc-{i}"))).await?;
+            routes.push((r.shard, r.holders.iter().map(|h| h.agent.clone()).collect()));
+        }
+        match &agreed {
+            None => agreed = Some(routes),
+            Some(first) if *first == routes => {}
+            Some(first) => return Err(format!("{} routes {routes:?}, {} routes {first:?}", node.name, nodes[0].name)),
+        }
+    }
+    agreed.ok_or_else(|| "no nodes".into())
 }

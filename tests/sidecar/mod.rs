@@ -7,5 +7,5 @@ mod cli;
 pub mod harness;
 mod interrupt;
 mod mcp;
-mod mesh;
+pub(crate) mod mesh;
 mod resources;

@@ -19,6 +19,8 @@ pub enum Suite {
     Artifacts,
     /// Policy gate overhead with cached bundles (goal p50 ≤ 1 ms before the write) and decisions/s.
     Policy,
+    /// Shard route lookup p50/p95 and the mesh's re-convergence after a node loss (4 real nodes).
+    Shards,
 }
 
 impl Suite {
@@ -30,6 +32,7 @@ impl Suite {
             Suite::Mesh => "mesh",
             Suite::Artifacts => "artifacts",
             Suite::Policy => "policy",
+            Suite::Shards => "shards",
         }
     }
 
@@ -42,7 +45,7 @@ impl Suite {
             Suite::Artifacts => {
                 "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and a js-ipfs 0.66.1 daemon (Kubo RPC API) on loopback"
             }
-            Suite::Node | Suite::Mcp => {
+            Suite::Node | Suite::Mcp | Suite::Shards => {
                 "the `ripple` binary and its embedded Holochain 0.7.1 conductor built with the release profile"
             }
         }
@@ -51,7 +54,7 @@ impl Suite {
 
 pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     crate::build::build(ws).await?;
-    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts) {
+    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards) {
         ws.build_sidecar(true)?;
     }
     if matches!(suite, Suite::Artifacts) {

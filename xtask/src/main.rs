@@ -87,7 +87,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
             workspace::step(
-                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, xtask)",
+                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, shard maps, xtask)",
             );
             ws.cargo(&[
                 "test",
@@ -101,6 +101,8 @@ fn run() -> anyhow::Result<()> {
                 "artifact_index_integrity",
                 "-p",
                 "policy_store_integrity",
+                "-p",
+                "memory_shards_integrity",
                 "-p",
                 "xtask",
             ])?;

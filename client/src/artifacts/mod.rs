@@ -558,21 +558,18 @@ impl ArtifactService {
     }
 
     /// Runs `pass` every scan interval until `stop`, recording its errors in the state.
-    async fn repeat<F>(&self, what: &str, mut stop: tokio::sync::watch::Receiver<bool>, pass: impl Fn() -> F)
+    async fn repeat<F>(&self, what: &str, stop: tokio::sync::watch::Receiver<bool>, pass: impl Fn() -> F)
     where
         F: std::future::Future<Output = Result<(), ArtifactError>>,
     {
         let every = Duration::from_secs(u64::from(self.policy.scan_interval_secs));
-        loop {
+        crate::periodic::every(every, stop, || async {
             if let Err(e) = pass().await {
                 tracing::warn!("replication, {what}: {e}");
                 self.update(|s| s.last_error = Some(format!("{what}: {e}")));
             }
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
+        })
+        .await
     }
 
     fn update(&self, change: impl FnOnce(&mut ReplicationState)) {
