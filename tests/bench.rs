@@ -913,9 +913,10 @@ async fn shards() {
     let note = format!(
         "Four nodes, `--vector-shards 16`, 16 shards × 2 replicas, scan every 3 s, heartbeat buckets of 10 s (offline after \
          two), settle window two buckets. The placement and routing computation alone (key → shard → live holders in ring \
-         order, 4 nodes, 32 claims) takes {:.1} µs per key in-process: a lookup's time is the three conductor reads (map, \
-         claims, peers) and HTTP. Re-convergence is bounded by the heartbeat window, not by the shard loop: the re-claims \
-         land within one or two scans of the node showing offline.",
+         order, 4 nodes, 32 claims) takes {:.1} µs per key in-process: a lookup's time is its three DHT reads (the map, its \
+         claims, the online peers) and HTTP; caching the map and claims between shard-loop passes would cut it if lookups \
+         become hot. Re-convergence after a loss is the heartbeat window (the offline row) plus the re-claims: each \
+         survivor's next pass claims what moved to it, and every survivor must see every new claim before all route the same.",
         per_route.as_secs_f64() * 1e6
     );
     report(&rows, &note);
