@@ -244,11 +244,7 @@ impl Drop for Sidecar {
 }
 
 pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
-    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "GET {url}: {status} {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+    try_get_json(url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `GET url` as JSON, or the status and body (for checks that wait for the mesh to catch up).

@@ -494,12 +494,7 @@ impl ShardService {
                         tracing::info!("dropped a second claim on shard {shard} of `{}`", map.map.collection);
                     }
                     Step::Release { shard, claim_id } => {
-                        let since = *self
-                            .handover
-                            .lock()
-                            .map_err(|_| poisoned())?
-                            .entry(claim_id.clone())
-                            .or_insert_with(Instant::now);
+                        let since = *self.handover().entry(claim_id.clone()).or_insert_with(Instant::now);
                         if since.elapsed() < settle {
                             proposed.push(claim_id);
                             continue;
@@ -513,17 +508,20 @@ impl ShardService {
             }
         }
         // A release no longer proposed (its holder left again) starts its window afresh.
-        let mut handover = self.handover.lock().map_err(|_| poisoned())?;
-        handover.retain(|id, _| proposed.contains(id));
-        let waiting = handover.len();
-        drop(handover);
+        let waiting = {
+            let mut handover = self.handover();
+            handover.retain(|id, _| proposed.contains(id));
+            handover.len()
+        };
         self.update(|s| s.handing_over = waiting);
         Ok(())
     }
-}
 
-fn poisoned() -> ShardError {
-    ShardError::BadInput("internal: the shard loop's state lock is poisoned".into())
+    /// The pending hand-backs. Only instants live there, so a panic elsewhere cannot leave them
+    /// half-written: a poisoned lock is still usable.
+    fn handover(&self) -> std::sync::MutexGuard<'_, HashMap<ActionHash, Instant>> {
+        self.handover.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn shape(map: &MapRecord) -> Shape<'_> {

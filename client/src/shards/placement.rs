@@ -276,9 +276,11 @@ pub fn plan(me: &AgentPubKey, shape: &Shape, claims: &[ClaimRecord], eligible: &
                     })
                 };
                 let keep = mine.iter().position(|c| !contested(c)).unwrap_or(0);
-                for (_, c) in mine.iter().enumerate().filter(|(i, _)| *i != keep) {
-                    steps.push(Step::Drop { shard, claim_id: c.claim_id.clone() });
-                }
+                steps.extend(
+                    (0..mine.len())
+                        .filter(|i| *i != keep)
+                        .map(|i| Step::Drop { shard, claim_id: mine[i].claim_id.clone() }),
+                );
                 let kept = mine[keep];
                 let handed_over = placed.iter().all(|p| p == me || live.iter().any(|c| &c.claim.holder == p));
                 if !placed_here && handed_over {
