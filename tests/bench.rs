@@ -366,7 +366,7 @@ async fn mcp() {
     let join: Vec<&str> = join.iter().map(String::as_str).collect();
     let b = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "bench-b", &join));
     eventually("node-a to see node-b", Duration::from_secs(180), || async {
-        let n = a.peers("online_only=true").await.len();
+        let n = a.try_peers("online_only=true").await?.len();
         if n == 2 {
             Ok(())
         } else {
@@ -802,7 +802,7 @@ async fn shards() {
     let (b, c, d) =
         (Sidecar::start(launch("node-b")), Sidecar::start(launch("node-c")), Sidecar::start(launch("node-d")));
     eventually("four nodes online", Duration::from_secs(180), || async {
-        let online = a.peers("online_only=true").await.len();
+        let online = a.try_peers("online_only=true").await?.len();
         if online == 4 {
             Ok(())
         } else {
@@ -861,7 +861,7 @@ async fn shards() {
     d.kill_hard();
     let killed = Instant::now();
     eventually("node-d offline on node-a", Duration::from_secs(120), || async {
-        let peers = a.peers("").await;
+        let peers = a.try_peers("").await?;
         let row = peers.iter().find(|p| p.agent_pubkey == d_agent).ok_or("node-d missing")?;
         if row.state == "offline" {
             Ok(())
@@ -883,7 +883,7 @@ async fn shards() {
     let started_after = restarted.elapsed();
     eventually("the shards to settle back", Duration::from_secs(240), || async {
         let report = fully_placed(&a, 4).await?;
-        let claims: Vec<ripple::shards::ClaimView> = get_json(&a.api("shards/claims")).await;
+        let claims: Vec<ripple::shards::ClaimView> = try_get_json(&a.api("shards/claims")).await?;
         let back = report.shards.iter().zip(&placed.shards).all(|(now, before)| now.placed == before.placed);
         if claims.len() == 32 && back {
             Ok(())

@@ -490,6 +490,12 @@ fn decode_agent_info(signed: &str) -> Option<kitsune2_api::AgentInfo> {
 
 /// Zome errors arrive wrapped in several layers of Debug; keep the guest's own message.
 fn zome_error_text(e: &holochain_client::ConductorApiError) -> String {
+    use holochain_client::ConductorApiError::WebsocketError;
+    if let WebsocketError(holochain_websocket::WebsocketError::Timeout(_)) = e {
+        return "the conductor did not answer within 60 s (busy, or the peers it asked did not reply); \
+                try again"
+            .into();
+    }
     let text = format!("{e:?}");
     match text.find("Guest(\"") {
         Some(start) => {

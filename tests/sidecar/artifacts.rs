@@ -64,7 +64,7 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
     let c = start("node-c", &ipfs[2].api_url);
     let (a_data, b_data) = (tmp.path().join("node-a"), tmp.path().join("node-b"));
     eventually("the three nodes to see each other online", Duration::from_secs(120), || async {
-        let online = a.peers("online_only=true").await.len();
+        let online = a.try_peers("online_only=true").await?.len();
         if online == 3 {
             Ok(())
         } else {

@@ -188,7 +188,13 @@ impl Sidecar {
     }
 
     pub async fn peers(&self, query: &str) -> Vec<PeerRow> {
-        get_json(&self.api(&format!("peers?{query}"))).await
+        self.try_peers(query).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `peers` for checks that wait for the mesh: a read that timed out while a peer was busy
+    /// (a 502 naming the zome call) is retried rather than failing the test.
+    pub async fn try_peers(&self, query: &str) -> Result<Vec<PeerRow>, String> {
+        try_get_json(&self.api(&format!("peers?{query}"))).await
     }
 
     /// SIGKILL: no chance to say goodbye.

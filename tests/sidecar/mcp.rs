@@ -294,7 +294,7 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     // Discovery through the DHT first (each way), then the same through MCP.
     for (node, other) in [(&a, &b), (&b, &a)] {
         eventually(&format!("{} to see {} online", node.name, other.name), Duration::from_secs(180), || async {
-            let peers = node.peers("online_only=true").await;
+            let peers = node.try_peers("online_only=true").await?;
             if peers.iter().any(|p| p.agent_pubkey == other.agent()) {
                 Ok(())
             } else {
@@ -373,7 +373,7 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     // resources.*: both offers visible, a dry run, an allocation on node-a itself (nearest), its
     // release, and bad input; then node-b's Inspector lists what node-a has free.
     eventually("node-a to see both resource offers", Duration::from_secs(120), || async {
-        let rows: Vec<Value> = get_json(&a.api("resources/available")).await;
+        let rows: Vec<Value> = try_get_json(&a.api("resources/available")).await?;
         if rows.iter().filter(|r| r["state"] == json!("online")).count() == 2 {
             Ok(())
         } else {

@@ -64,7 +64,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     let everyone: BTreeSet<String> = ["node-a", "node-b", "node-c", "node-d"].map(String::from).into();
     for node in [&a, &b, &c, &d] {
         let peers = eventually(&format!("{} to see all four online", node.name), Duration::from_secs(180), || async {
-            let peers = node.peers("").await;
+            let peers = node.try_peers("").await?;
             if names_by_state(&peers, "online") == everyone {
                 Ok(peers)
             } else {
@@ -210,7 +210,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     let status = c.wait_exit(Duration::from_secs(60));
     assert!(!status.success(), "node-c aborted: {status:?}");
     eventually("node-c to show offline on node-a", Duration::from_secs(120), || async {
-        let peers = a.peers("").await;
+        let peers = a.try_peers("").await?;
         let c_row = peers.iter().find(|p| p.agent_pubkey == c_agent).ok_or("node-c missing")?;
         if c_row.state == "offline" {
             Ok(())
@@ -243,7 +243,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         "the advert is updated, not re-created"
     );
     eventually("node-c online again on node-a, listed once", Duration::from_secs(120), || async {
-        let peers = a.peers("").await;
+        let peers = a.try_peers("").await?;
         let rows: Vec<_> = peers.iter().filter(|p| p.agent_pubkey == c_agent).collect();
         match rows.as_slice() {
             [row] if row.state == "online" => Ok(()),
@@ -256,7 +256,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     // after the settle window, and the map returns to where it was, then stays there.
     let settled = eventually("the shards to settle back", Duration::from_secs(150), || async {
         let report = fully_placed(&a, 4).await?;
-        let claims: Vec<ClaimView> = get_json(&a.api("shards/claims")).await;
+        let claims: Vec<ClaimView> = try_get_json(&a.api("shards/claims")).await?;
         if claims.len() == 32 {
             Ok(report)
         } else {
@@ -296,7 +296,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     assert!(code.success(), "clean shutdown exits 0, got {code:?}");
     assert!(!data("node-b").join("ripple.run.json").exists(), "the run file is removed");
     eventually("node-b's advert to say offline on node-a", Duration::from_secs(60), || async {
-        let peers = a.peers("").await;
+        let peers = a.try_peers("").await?;
         let row = peers.iter().find(|p| p.agent_pubkey == b_agent).ok_or("node-b missing")?;
         if row.advert.availability == agent_registry_types::Availability::Offline {
             Ok(())
