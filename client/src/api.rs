@@ -40,6 +40,7 @@ pub struct ApiState {
     pub artifacts: Arc<crate::artifacts::ArtifactService>,
     pub policy: Arc<crate::policy::PolicyService>,
     pub shards: Arc<crate::shards::ShardService>,
+    pub inference: Arc<crate::inference::InferenceService>,
 }
 
 /// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
@@ -149,6 +150,10 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.1
     }
+
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -196,6 +201,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/shards/map", get(shards_map))
         .route("/shards/claims", get(shards_claims))
         .route("/shards/checkpoints", post(shards_checkpoint))
+        .route("/inference/models", get(inference_models))
+        .route(
+            "/inference/policy",
+            get(|State(s): State<Arc<ApiState>>| async move { Json(s.inference.policies().clone()) }),
+        )
+        .route("/inference/query", post(inference_query))
+        .route("/inference/moe", post(inference_moe))
+        .route("/inference/load", post(inference_load))
+        .route("/inference/unload", post(inference_unload))
+        .merge(crate::inference::bridge::router())
         .with_state(state)
 }
 
@@ -646,4 +661,83 @@ async fn shards_checkpoint(
 ) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
     let request = body(request)?;
     Ok(Json(s.shards.checkpoint(&request, via(&headers)).await.map_err(shard_error)?))
+}
+
+/// Statuses of inference failures: bad input 400, nothing serves the model 404, no consensus 409,
+/// the backend lacks the feature 501, every server failed 502, a cloud deadline 504.
+pub fn inference_error(e: crate::inference::InferenceError) -> ApiError {
+    use crate::inference::openai::BackendError;
+    use crate::inference::InferenceError;
+    let status = match &e {
+        InferenceError::BadInput(_) => StatusCode::BAD_REQUEST,
+        InferenceError::NotServed(_) => StatusCode::NOT_FOUND,
+        InferenceError::NoConsensus { .. } => StatusCode::CONFLICT,
+        InferenceError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+        InferenceError::Backend(BackendError::Status { status, .. }) if (400..500).contains(status) => {
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+        }
+        InferenceError::Cloud(_) => StatusCode::GATEWAY_TIMEOUT,
+        InferenceError::Mesh(_) | InferenceError::AllFailed { .. } | InferenceError::Backend(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+        InferenceError::Gate(e) => return gate_error(e),
+    };
+    ApiError(status, e.to_string())
+}
+
+async fn inference_models(State(s): State<Arc<ApiState>>) -> Result<Json<Vec<crate::inference::MeshModel>>, ApiError> {
+    Ok(Json(s.inference.models().await.map_err(inference_error)?))
+}
+
+async fn inference_query(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<crate::inference::SingleQuery>,
+) -> Result<Json<crate::inference::SingleAnswer>, ApiError> {
+    Ok(Json(s.inference.single_query(&body(request)?).await.map_err(inference_error)?))
+}
+
+/// No consensus is a 409 whose body also carries the votes (`answer`), so the caller sees who
+/// said what.
+async fn inference_moe(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: JsonBody<crate::inference::MoeQuery>,
+) -> Response {
+    let query = match body(request) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    match s.inference.moe_query(&query, via(&headers)).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(crate::inference::InferenceError::NoConsensus { score, min_agreement, policy, trace_id, answer }) => {
+            let message = crate::inference::InferenceError::NoConsensus {
+                score,
+                min_agreement,
+                policy,
+                trace_id,
+                answer: answer.clone(),
+            }
+            .to_string();
+            (StatusCode::CONFLICT, Json(serde_json::json!({ "error": message, "answer": answer }))).into_response()
+        }
+        Err(e) => inference_error(e).into_response(),
+    }
+}
+
+async fn inference_load(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: JsonBody<crate::inference::LoadModel>,
+) -> Result<Json<crate::inference::ModelChange>, ApiError> {
+    let request = body(request)?;
+    let progress = |line: &str| tracing::info!("{line}");
+    Ok(Json(s.inference.load_model(&request, via(&headers), &progress).await.map_err(inference_error)?))
+}
+
+async fn inference_unload(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: JsonBody<crate::inference::UnloadModel>,
+) -> Result<Json<crate::inference::ModelChange>, ApiError> {
+    Ok(Json(s.inference.unload_model(&body(request)?, via(&headers)).await.map_err(inference_error)?))
 }

@@ -90,6 +90,59 @@ pub enum Command {
     /// and replica checkpoints. Nodes with `vector_shards` > 0 claim the shards placed on them.
     #[command(subcommand)]
     Shards(ShardsCommand),
+    /// Ask the mesh: one model on the best node serving it (--model; the next node if that one
+    /// fails), or every model of the inference policy at once with a weighted consensus (--moe).
+    Infer(InferArgs),
+    /// Models served on the mesh and the nodes serving each, in routing order; `load` and `unload`
+    /// manage this node's LocalAI models (policy-gated; the advert follows).
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsCommand>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// The prompt; `-` reads it from stdin.
+    pub prompt: String,
+    /// The model to ask [default: the mesh's only model].
+    #[arg(long, conflicts_with = "moe")]
+    pub model: Option<String>,
+    /// Fan out to the inference policy's models (manifests/distributed/inference_policy.yaml) and
+    /// merge their answers by weighted consensus.
+    #[arg(long)]
+    pub moe: bool,
+    /// --moe: code_generation, reasoning, general or review.
+    #[arg(long, default_value = "general", requires = "moe")]
+    pub task: String,
+    /// --moe: a named policy from inference_policy.yaml instead of the default.
+    #[arg(long, requires = "moe")]
+    pub policy: Option<String>,
+    /// --moe: answer with the heaviest group even below the policy's min_agreement.
+    #[arg(long, requires = "moe")]
+    pub no_consensus_required: bool,
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: u32,
+    /// Sampling temperature (0-2) [default: each server's].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// --model: deadline for the whole query, failovers included.
+    #[arg(long, conflicts_with = "moe")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Install a model on this node's LocalAI (gallery id such as localai@phi-2, or a model config
+    /// URL) and republish the advert. Not supported by servers without LocalAI's model management.
+    Load {
+        model: String,
+        /// Serve it under this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stop and remove a model from this node's LocalAI and republish the advert.
+    Unload { model: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +552,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Artifact(ref command) => artifact(command, &data_dir, cli.json).await,
         Command::Policy(ref command) => policy(command, &data_dir, cli.json).await,
         Command::Shards(ref command) => shards(command, &data_dir, cli.json).await,
+        Command::Infer(ref args) => infer(args, &data_dir, cli.json).await,
+        Command::Models { ref action } => models(action.as_ref(), &data_dir, cli.json).await,
         Command::Advert(AdvertCommand::Refresh) => {
             let refreshed: AdvertRefresh = api(&data_dir, "advert/refresh", true).await?;
             print(cli.json, &refreshed, |r| {
@@ -913,6 +968,150 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
                     c.shard, c.replica, c.sequence, c.vector_count, c.checkpoint_id
                 )
             })
+        }
+    }
+}
+
+async fn infer(args: &InferArgs, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::inference::{MeshModel, MoeAnswer, MoeQuery, SingleAnswer, SingleQuery};
+    let prompt = if args.prompt == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        text
+    } else {
+        args.prompt.clone()
+    };
+    if args.moe {
+        let query = MoeQuery {
+            prompt,
+            task_type: parse_name("task type", &args.task)?,
+            policy_override: args.policy.clone(),
+            require_consensus: !args.no_consensus_required,
+            max_tokens: args.max_tokens,
+            temperature: args.temperature,
+        };
+        let answer: MoeAnswer = api_json(data_dir, "inference/moe", &query).await?;
+        return print(json, &answer, |a| {
+            let mut out = format!("{}\n\n", a.response.trim_end());
+            out.push_str(&format!(
+                "consensus {:.0}% ({}) over {} answer group(s), policy {}, trace {}, {} ms\n",
+                a.consensus_score * 100.0,
+                if a.consensus_reached { "reached" } else { "NOT reached" },
+                a.answer_groups,
+                a.policy,
+                a.trace_id,
+                a.wall_ms
+            ));
+            for v in &a.model_votes {
+                out.push_str(&format!(
+                    "  {} {:<32} weight {:<4} {:>6} ms  {}  {}\n",
+                    if v.agrees { "+" } else { "-" },
+                    v.model,
+                    v.weight,
+                    v.latency_ms,
+                    &v.response_hash[..12],
+                    v.node.as_deref().unwrap_or(&v.tier)
+                ));
+            }
+            for u in &a.unanswered {
+                out.push_str(&format!("  ? {:<32} {}\n", u.model, u.reason));
+            }
+            for w in &a.warnings {
+                out.push_str(&format!("warning: {w}\n"));
+            }
+            out
+        });
+    }
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => {
+            let models: Vec<MeshModel> = api(data_dir, "inference/models", false).await?;
+            match models.as_slice() {
+                [only] => only.model.clone(),
+                [] => anyhow::bail!("no online node serves a model (nodes advertise what their localai_url serves)"),
+                many => anyhow::bail!(
+                    "the mesh serves {}: choose one with --model, or ask them all with --moe",
+                    many.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+    };
+    let query = SingleQuery {
+        model,
+        prompt,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        timeout_ms: args.timeout_ms,
+    };
+    let answer: SingleAnswer = api_json(data_dir, "inference/query", &query).await?;
+    print(json, &answer, |a| {
+        let mut out = format!("{}\n\n", a.response.trim_end());
+        out.push_str(&format!(
+            "{} on {} ({}) in {} ms, trace {}\n",
+            a.model,
+            a.answered_by.node,
+            short(&a.answered_by.agent),
+            a.latency_ms,
+            a.trace_id
+        ));
+        for f in &a.failed_attempts {
+            out.push_str(&format!("  failed first: {} ({}): {}\n", f.node, f.endpoint, f.error));
+        }
+        out
+    })
+}
+
+async fn models(action: Option<&ModelsCommand>, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    use crate::inference::{LoadModel, MeshModel, ModelChange, UnloadModel};
+    let changed = |c: &ModelChange| {
+        format!(
+            "{} {} (decision {}); this node now serves: {}\n",
+            c.action,
+            c.model,
+            c.decision_id,
+            if c.models_loaded.is_empty() { "nothing".into() } else { c.models_loaded.join(", ") }
+        )
+    };
+    match action {
+        None => {
+            let models: Vec<MeshModel> = api(data_dir, "inference/models", false).await?;
+            print(json, &models, |models| {
+                if models.is_empty() {
+                    return "no online node serves a model (nodes advertise what their localai_url serves)\n".into();
+                }
+                models
+                    .iter()
+                    .map(|m| {
+                        let servers: Vec<String> = m
+                            .servers
+                            .iter()
+                            .map(|s| {
+                                let load = s.load_percent.map_or("?".into(), |l| format!("{l}%"));
+                                format!("{} ({}, load {load})", s.name, short(&s.agent))
+                            })
+                            .collect();
+                        format!("{:<32} {}\n", m.model, servers.join(", "))
+                    })
+                    .collect()
+            })
+        }
+        Some(ModelsCommand::Load { model, name }) => {
+            let request = LoadModel { model: model.clone(), name: name.clone() };
+            let run = RunFile::read(data_dir)?;
+            // Installing downloads the model: allow it far longer than other commands.
+            let response = http()?
+                .post(format!("{}/inference/load", run.api_url))
+                .timeout(Duration::from_secs(3600))
+                .json(&request)
+                .send()
+                .await?;
+            let change: ModelChange = decode(response).await?;
+            print(json, &change, changed)
+        }
+        Some(ModelsCommand::Unload { model }) => {
+            let change: ModelChange =
+                api_json(data_dir, "inference/unload", &UnloadModel { model: model.clone() }).await?;
+            print(json, &change, changed)
         }
     }
 }

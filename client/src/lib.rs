@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod conductor;
 pub mod config;
+pub mod inference;
 pub mod manifests;
 pub mod mcp;
 pub mod mesh;

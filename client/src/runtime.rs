@@ -12,6 +12,8 @@ use crate::artifacts::replication::StoragePolicy;
 use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
 use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
+use crate::inference::policy::InferencePolicies;
+use crate::inference::InferenceService;
 use crate::manifests::CheckedBundle;
 use crate::mesh::{Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
@@ -241,6 +243,9 @@ impl Runtime {
         let memory_policy =
             MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone());
+        let inference_policies =
+            InferencePolicies::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
+        let inference = InferenceService::new(mesh.clone(), node.clone(), inference_policies, policy.clone());
         if mesh.installed_now {
             let admins = policy.admins().await?;
             if admins.contains(&mesh.agent) {
@@ -265,6 +270,7 @@ impl Runtime {
             artifacts: artifacts.clone(),
             policy: policy.clone(),
             shards: shards.clone(),
+            inference,
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();

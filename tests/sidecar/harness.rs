@@ -392,3 +392,56 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// llama.cpp's OpenAI-compatible server with SmolLM2-135M (`tests/clients/llama_server.py`), on
+/// loopback under the given model names. Killed when dropped.
+pub struct LlamaServer {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    args: Vec<String>,
+}
+
+impl LlamaServer {
+    /// `args` as the launcher takes them (`--alias NAME`, `--temp`, `--seed`, `--delay MODEL=MS`).
+    pub fn start(args: &[&str]) -> LlamaServer {
+        Self::start_on(free_port(), args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_on(port: u16, args: Vec<String>) -> LlamaServer {
+        let python = clients_dir().join(".venv/bin/python");
+        assert!(python.is_file(), "the test clients' venv is missing: run `cargo xtask clients`");
+        let mut child = Command::new(python)
+            .arg(clients_dir().join("llama_server.py"))
+            .args(["--port", &port.to_string()])
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start llama_server.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the READY line");
+        let url =
+            line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("llama server {args:?}: {line:?}")).into();
+        LlamaServer { child, url, port, args }
+    }
+
+    /// The process dies at once, as a crashed server would (connections reset mid-answer).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same server again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::start_on(self.port, std::mem::take(&mut self.args));
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

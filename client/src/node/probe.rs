@@ -170,30 +170,11 @@ fn http() -> Result<reqwest::Client, String> {
     reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().map_err(|e| e.to_string())
 }
 
-/// Model ids from an OpenAI-compatible `/v1/models`.
+/// Model ids from an OpenAI-compatible `/v1/models`, as many and as long as the advert allows.
 async fn localai_models(base: &url::Url) -> Result<Vec<String>, String> {
-    #[derive(serde::Deserialize)]
-    struct Models {
-        data: Vec<Model>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Model {
-        id: String,
-    }
-    let url = base.join("v1/models").map_err(|e| e.to_string())?;
-    let response = http()?.get(url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("/v1/models answered {}", response.status()));
-    }
-    let models: Models = response.json().await.map_err(|e| format!("/v1/models: {e}"))?;
-    let mut ids: Vec<String> = models
-        .data
-        .into_iter()
-        .map(|m| m.id)
-        .filter(|id| !id.is_empty() && id.len() <= agent_registry_types::MODEL_NAME_MAX)
-        .collect();
-    ids.sort();
-    ids.dedup();
+    let backend = crate::inference::openai::Backend::local(http()?, base.as_str())?;
+    let mut ids = backend.models(HTTP_TIMEOUT).await.map_err(|e| e.to_string())?;
+    ids.retain(|id| !id.is_empty() && id.len() <= agent_registry_types::MODEL_NAME_MAX);
     ids.truncate(agent_registry_types::MODELS_MAX);
     Ok(ids)
 }
