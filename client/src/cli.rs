@@ -747,8 +747,18 @@ async fn api_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> anyhow::Result<T> {
+    api_json_within(data_dir, path, body, HTTP_TIMEOUT).await
+}
+
+/// `api_json` for requests that may take longer than most (inference, model downloads).
+async fn api_json_within<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    data_dir: &Path,
+    path: &str,
+    body: &B,
+    timeout: Duration,
+) -> anyhow::Result<T> {
     let run = RunFile::read(data_dir)?;
-    decode(http()?.post(format!("{}/{path}", run.api_url)).json(body).send().await?).await
+    decode(http()?.post(format!("{}/{path}", run.api_url)).timeout(timeout).json(body).send().await?).await
 }
 
 async fn policy(command: &PolicyCommand, data_dir: &Path, json: bool) -> anyhow::Result<()> {
@@ -972,6 +982,9 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
     }
 }
 
+/// Longer than any deadline a query may have (`timeout_ms` ≤ 600000).
+const INFER_TIMEOUT: Duration = Duration::from_secs(660);
+
 async fn infer(args: &InferArgs, data_dir: &Path, json: bool) -> anyhow::Result<()> {
     use crate::inference::{MeshModel, MoeAnswer, MoeQuery, SingleAnswer, SingleQuery};
     let prompt = if args.prompt == "-" {
@@ -990,7 +1003,8 @@ async fn infer(args: &InferArgs, data_dir: &Path, json: bool) -> anyhow::Result<
             max_tokens: args.max_tokens,
             temperature: args.temperature,
         };
-        let answer: MoeAnswer = api_json(data_dir, "inference/moe", &query).await?;
+        // The tiers' deadlines bound the query; the policy allows up to 10 minutes.
+        let answer: MoeAnswer = api_json_within(data_dir, "inference/moe", &query, INFER_TIMEOUT).await?;
         return print(json, &answer, |a| {
             let mut out = format!("{}\n\n", a.response.trim_end());
             out.push_str(&format!(
@@ -1043,7 +1057,7 @@ async fn infer(args: &InferArgs, data_dir: &Path, json: bool) -> anyhow::Result<
         temperature: args.temperature,
         timeout_ms: args.timeout_ms,
     };
-    let answer: SingleAnswer = api_json(data_dir, "inference/query", &query).await?;
+    let answer: SingleAnswer = api_json_within(data_dir, "inference/query", &query, INFER_TIMEOUT).await?;
     print(json, &answer, |a| {
         let mut out = format!("{}\n\n", a.response.trim_end());
         out.push_str(&format!(
@@ -1097,15 +1111,9 @@ async fn models(action: Option<&ModelsCommand>, data_dir: &Path, json: bool) -> 
         }
         Some(ModelsCommand::Load { model, name }) => {
             let request = LoadModel { model: model.clone(), name: name.clone() };
-            let run = RunFile::read(data_dir)?;
             // Installing downloads the model: allow it far longer than other commands.
-            let response = http()?
-                .post(format!("{}/inference/load", run.api_url))
-                .timeout(Duration::from_secs(3600))
-                .json(&request)
-                .send()
-                .await?;
-            let change: ModelChange = decode(response).await?;
+            let change: ModelChange =
+                api_json_within(data_dir, "inference/load", &request, Duration::from_secs(3600)).await?;
             print(json, &change, changed)
         }
         Some(ModelsCommand::Unload { model }) => {
@@ -1151,10 +1159,13 @@ async fn api<T: serde::de::DeserializeOwned>(data_dir: &Path, path: &str, post: 
     decode(request.send().await?).await
 }
 
+/// How long a command waits for the node, unless it says otherwise.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn http() -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(crate::api::VIA_HEADER, reqwest::header::HeaderValue::from_static("cli"));
-    Ok(reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(120)).build()?)
+    Ok(reqwest::Client::builder().default_headers(headers).timeout(HTTP_TIMEOUT).build()?)
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {

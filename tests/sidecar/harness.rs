@@ -62,7 +62,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
     std::fs::create_dir_all(dir.join("distributed")).unwrap();
-    for policy in ["compute_policy.yaml", "storage_policy.yaml", "memory_policy.yaml"] {
+    for policy in ["compute_policy.yaml", "storage_policy.yaml", "memory_policy.yaml", "inference_policy.yaml"] {
         std::fs::copy(repo_root().join("manifests/distributed").join(policy), dir.join("distributed").join(policy))
             .unwrap();
     }

@@ -254,3 +254,54 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
     refused(&c[4], &["this node does not serve `smol-b`"]);
     drop(server_b);
 }
+
+/// The bridge against a real llama.cpp server, no mesh: models with aliases, a chat answer,
+/// embeddings that let the reducer join paraphrases, and LocalAI's model management refused as
+/// not supported rather than as a failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bridge_reads_models_chats_embeds_and_names_what_the_backend_lacks() {
+    use ripple::inference::consensus::{weighted_consensus, Answer};
+    use ripple::inference::openai::{Backend, BackendError, ChatOptions};
+    let server = LlamaServer::start(&["--alias", "smol-embed", "--alias", "smol-alias", "--embedding"]);
+    let backend = Backend::local(reqwest::Client::new(), &server.url).unwrap();
+    let timeout = Duration::from_secs(60);
+    assert_eq!(backend.models(timeout).await.unwrap(), ["smol-alias", "smol-embed"]);
+
+    let options = ChatOptions { max_tokens: 16, temperature: Some(0.0) };
+    let answer = backend.chat("smol-alias", PROMPT, &options, timeout, Some("trace-1")).await.unwrap();
+    assert!(answer.text.contains("Paris"), "{answer:?}");
+    assert!(answer.usage.is_some());
+
+    let texts =
+        ["The capital of France is Paris.", "Paris is the capital of France.", "Bananas are rich in potassium."];
+    let vectors = backend.embeddings("smol-embed", &texts, timeout).await.unwrap();
+    assert_eq!(vectors.len(), 3);
+    assert_eq!(vectors[0].len(), 576);
+    let answers: Vec<Answer> = texts
+        .iter()
+        .zip(vectors)
+        .enumerate()
+        .map(|(i, (text, v))| Answer {
+            source: format!("m{i}"),
+            weight: 1.0,
+            text: text.to_string(),
+            embedding: Some(v),
+        })
+        .collect();
+    let merge = weighted_consensus(&answers, 0.6, 0.92).unwrap();
+    assert_eq!(merge.groups.len(), 2, "the paraphrases join, bananas stay apart: {merge:?}");
+    assert_eq!(merge.consensus_score, 0.6667);
+
+    for refused in [
+        backend.apply_model("localai@phi-2", None).await.map(|_| ()),
+        backend.shutdown_backend("smol-embed").await,
+        backend.delete_model("smol-embed").await,
+    ] {
+        let err = refused.unwrap_err();
+        assert!(matches!(err, BackendError::NotSupported { status: 404, .. }), "{err:?}");
+        assert!(err.to_string().contains("is not supported by this backend"), "{err}");
+    }
+    let unreachable = Backend::local(reqwest::Client::new(), "http://127.0.0.1:9").unwrap();
+    let err = unreachable.models(timeout).await.unwrap_err();
+    assert!(err.is_retryable() && err.to_string().contains("is unreachable"), "{err}");
+}

@@ -41,6 +41,10 @@ pub const MAX_TOKENS_MAX: u32 = 32_768;
 pub const SINGLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Answer text kept in an audit event; the full answer's sha256 is always there.
 const AUDIT_TEXT_MAX: usize = 1536;
+/// How long the routing view (online nodes and what they serve) is reused. Adverts and liveness
+/// change on heartbeat timescales, and a node that left meanwhile is skipped by failover, so a
+/// query need not pay a discovery read (tens of ms) each time.
+const ROUTING_VIEW_TTL: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -259,6 +263,8 @@ pub struct InferenceService {
     policy: Arc<PolicyService>,
     policies: InferencePolicies,
     http: reqwest::Client,
+    /// The last routing view and when it was read.
+    view: tokio::sync::Mutex<Option<(Instant, Arc<Vec<PeerRecord>>)>>,
 }
 
 impl InferenceService {
@@ -269,16 +275,25 @@ impl InferenceService {
         policy: Arc<PolicyService>,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Arc::new(Self { mesh, node, policy, policies, http })
+        Arc::new(Self { mesh, node, policy, policies, http, view: Default::default() })
     }
 
     pub fn policies(&self) -> &InferencePolicies {
         &self.policies
     }
 
-    async fn peers(&self) -> Result<Vec<PeerRecord>, InferenceError> {
+    /// The online nodes, read at most `ROUTING_VIEW_TTL` ago (concurrent queries share one read).
+    async fn peers(&self) -> Result<Arc<Vec<PeerRecord>>, InferenceError> {
+        let mut view = self.view.lock().await;
+        if let Some((at, peers)) = view.as_ref().filter(|(at, _)| at.elapsed() < ROUTING_VIEW_TTL) {
+            tracing::trace!("routing view from {:?} ago", at.elapsed());
+            return Ok(peers.clone());
+        }
         let query = DiscoveryQuery { online_only: true, ..Default::default() };
-        Ok(self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?)
+        let peers: Arc<Vec<PeerRecord>> =
+            Arc::new(self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?);
+        *view = Some((Instant::now(), peers.clone()));
+        Ok(peers)
     }
 
     fn me(&self) -> (String, String) {
