@@ -1039,7 +1039,10 @@ async fn inference() {
          model alone, then all three with `inference.moe_query`. **moe_query wall time / the slowest model's latency in \
          the same query: median {vote_ratio:.2}× (worst {max_vote_ratio:.2}×; goal ≤ 1.2×)** — what the fan-out, \
          merge, audit events and the `inference.merge` decision add (each answer is audited as it arrives, while slower \
-         models still run; the disagreement event and the decision are written after the merge). Against the slowest \
+         models still run; the disagreement event and the decision are written after the merge). The goal is missed by \
+         a few per cent: after the slowest answer three source-chain commits stay on the critical path (its audit event, \
+         the disagreement event, the write-ahead decision) so that nothing is lost on a crash; writing the two audit \
+         events in one zome call is the next step. Against the slowest \
          single query run alone the median is {single_ratio:.2}×: on two cores the three models compete for CPU when \
          asked at once, which no fan-out avoids. Queries reuse the routing view for up to 3 s, so most rounds' moe_query \
          reads no discovery. The reducer `weighted_consensus` itself, on 8 answers of ~600 characters: {:.1} µs by \

@@ -40,7 +40,9 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
         "storage_policy.yaml",
         &[
             ("min_providers: 3", "min_providers: 2"),
-            ("lease_seconds: 600", "lease_seconds: 30"),
+            // Renewed at half-life: 30 s for a renewal to reach the other nodes' view. With 30 s
+            // leases (15 s) a busy CI machine once read a renewed replica as run out.
+            ("lease_seconds: 600", "lease_seconds: 60"),
             ("scan_interval_seconds: 30", "scan_interval_seconds: 2"),
         ],
     );
