@@ -664,7 +664,7 @@ async fn shards_checkpoint(
 }
 
 /// Statuses of inference failures: bad input 400, nothing serves the model 404, no consensus 409,
-/// the backend lacks the feature 501, every server failed 502, a cloud deadline 504.
+/// the backend lacks the feature 501, every server failed 502, a deadline passed 504.
 pub fn inference_error(e: crate::inference::InferenceError) -> ApiError {
     use crate::inference::openai::BackendError;
     use crate::inference::InferenceError;
@@ -676,10 +676,11 @@ pub fn inference_error(e: crate::inference::InferenceError) -> ApiError {
         InferenceError::Backend(BackendError::Status { status, .. }) if (400..500).contains(status) => {
             StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
         }
-        InferenceError::Cloud(_) => StatusCode::GATEWAY_TIMEOUT,
-        InferenceError::Mesh(_) | InferenceError::AllFailed { .. } | InferenceError::Backend(_) => {
-            StatusCode::BAD_GATEWAY
-        }
+        InferenceError::Cloud(_) | InferenceError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InferenceError::Mesh(_)
+        | InferenceError::AllFailed { .. }
+        | InferenceError::NothingAnswered { .. }
+        | InferenceError::Backend(_) => StatusCode::BAD_GATEWAY,
         InferenceError::Gate(e) => return gate_error(e),
     };
     ApiError(status, e.to_string())
@@ -709,18 +710,16 @@ async fn inference_moe(
     };
     match s.inference.moe_query(&query, via(&headers)).await {
         Ok(answer) => Json(answer).into_response(),
-        Err(crate::inference::InferenceError::NoConsensus { score, min_agreement, policy, trace_id, answer }) => {
-            let message = crate::inference::InferenceError::NoConsensus {
-                score,
-                min_agreement,
-                policy,
-                trace_id,
-                answer: answer.clone(),
+        Err(e) => {
+            let message = e.to_string();
+            match e {
+                crate::inference::InferenceError::NoConsensus { answer, .. } => {
+                    (StatusCode::CONFLICT, Json(serde_json::json!({ "error": message, "answer": answer })))
+                        .into_response()
+                }
+                other => inference_error(other).into_response(),
             }
-            .to_string();
-            (StatusCode::CONFLICT, Json(serde_json::json!({ "error": message, "answer": answer }))).into_response()
         }
-        Err(e) => inference_error(e).into_response(),
     }
 }
 

@@ -59,6 +59,12 @@ pub enum InferenceError {
     /// Every server that could answer failed; each attempt says why.
     #[error("{model}: every node serving it failed: {}", describe_attempts(.attempts))]
     AllFailed { model: String, attempts: Vec<Attempt> },
+    /// The deadline passed before a node answered; the attempts made meanwhile say where.
+    #[error("{model}: timed out after {after_ms} ms ({})", describe_attempts(.attempts))]
+    TimedOut { model: String, after_ms: u64, attempts: Vec<Attempt> },
+    /// A multi-model query none of whose models answered; each one's reason.
+    #[error("no model of policy {policy} answered: {}", .reasons.join("; "))]
+    NothingAnswered { policy: String, reasons: Vec<String> },
     #[error("{0}")]
     Backend(BackendError),
     #[error(
@@ -81,6 +87,18 @@ pub struct Attempt {
     pub endpoint: String,
     pub error: String,
     pub latency_ms: u64,
+}
+
+impl Attempt {
+    fn of(server: &Server, error: &BackendError, latency_ms: u64) -> Self {
+        Self {
+            node: server.name.clone(),
+            agent: server.agent.clone(),
+            endpoint: server.endpoint.clone(),
+            error: error.to_string(),
+            latency_ms,
+        }
+    }
 }
 
 fn describe_attempts(attempts: &[Attempt]) -> String {
@@ -326,15 +344,16 @@ impl InferenceService {
         Ok(servers)
     }
 
-    /// Asks `servers` in turn until one answers, within `deadline` overall.
+    /// Asks `servers` in turn until one answers, within `budget` overall.
     async fn ask(
         &self,
         servers: &[Server],
         prompt: &str,
         options: &ChatOptions,
-        deadline: Instant,
+        budget: Duration,
         trace_id: Option<&str>,
     ) -> Result<(Completion, Server, u64, Vec<Attempt>), InferenceError> {
+        let deadline = Instant::now() + budget;
         let mut attempts = Vec::new();
         for server in servers {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -351,31 +370,19 @@ impl InferenceService {
                 Ok(completion) => return Ok((completion, server.clone(), latency_ms, attempts)),
                 Err(e) => {
                     tracing::info!("inference: {} on {} failed, trying the next node: {e}", server.model, server.name);
-                    let retry = e.is_retryable();
-                    attempts.push(Attempt {
-                        node: server.name.clone(),
-                        agent: server.agent.clone(),
-                        endpoint: server.endpoint.clone(),
-                        error: e.to_string(),
-                        latency_ms,
-                    });
-                    if !retry {
+                    attempts.push(Attempt::of(server, &e, latency_ms));
+                    if !e.is_retryable() {
                         return Err(InferenceError::Backend(e));
                     }
                 }
             }
         }
         let model = servers.first().map(|s| s.model.clone()).unwrap_or_default();
-        if attempts.is_empty() {
-            attempts.push(Attempt {
-                node: String::new(),
-                agent: String::new(),
-                endpoint: String::new(),
-                error: "the deadline passed before any node was asked".into(),
-                latency_ms: 0,
-            });
+        if Instant::now() >= deadline {
+            Err(InferenceError::TimedOut { model, after_ms: millis(budget), attempts })
+        } else {
+            Err(InferenceError::AllFailed { model, attempts })
         }
-        Err(InferenceError::AllFailed { model, attempts })
     }
 
     /// `inference.single_query`.
@@ -392,7 +399,7 @@ impl InferenceService {
         let trace_id = new_trace_id();
         let options = ChatOptions { max_tokens: query.max_tokens, temperature: query.temperature };
         let (completion, server, latency_ms, failed_attempts) =
-            self.ask(&servers, &query.prompt, &options, Instant::now() + timeout, Some(&trace_id)).await?;
+            self.ask(&servers, &query.prompt, &options, timeout, Some(&trace_id)).await?;
         let answer = SingleAnswer {
             model: server.model.clone(),
             response_hash: response_hash(&completion.text),
@@ -478,14 +485,13 @@ impl InferenceService {
         }
 
         // Everything at once; each model within its tier's deadline.
-        let local_deadline = started + policy.local_timeout();
         let propagated = policy.audit.trace_id_propagation.then_some(trace_id.as_str());
         // Each answer is audited as it arrives, while slower models are still working.
         let audit_all = policy.audit.log_all_responses;
         let local_calls = local.iter().map(|(model, servers)| {
             let (options, trace) = (&options, &trace_id);
             async move {
-                let outcome = self.ask(servers, &query.prompt, options, local_deadline, propagated).await;
+                let outcome = self.ask(servers, &query.prompt, options, policy.local_timeout(), propagated).await;
                 if let (true, Ok((completion, server, latency_ms, _))) = (audit_all, &outcome) {
                     self.audit_answer(trace, &model.name, "local", Some(&server.name), &completion.text, *latency_ms)
                         .await;
@@ -542,7 +548,7 @@ impl InferenceService {
                 Err(e) => unanswered.push(Unanswered {
                     model: model.name.clone(),
                     tier: "local".into(),
-                    reason: timeout_or(&e, policy.local_tier.timeout_ms),
+                    reason: e.to_string(),
                 }),
             }
         }
@@ -583,16 +589,9 @@ impl InferenceService {
             )));
         }
         if answers.is_empty() {
-            let why: Vec<String> = unanswered.iter().map(|u| format!("{}: {}", u.model, u.reason)).collect();
-            return Err(InferenceError::AllFailed {
-                model: format!("every model of policy {}", policy.name),
-                attempts: vec![Attempt {
-                    node: String::new(),
-                    agent: String::new(),
-                    endpoint: String::new(),
-                    error: why.join("; "),
-                    latency_ms: millis(started.elapsed()),
-                }],
+            return Err(InferenceError::NothingAnswered {
+                policy: policy.name.clone(),
+                reasons: unanswered.iter().map(|u| format!("{}: {}", u.model, u.reason)).collect(),
             });
         }
         self.embed_answers(policy, &peers, &mut answers, &mut warnings).await;
@@ -885,13 +884,7 @@ impl InferenceService {
             };
             match outcome {
                 Ok(response) => return Ok((response, server.clone())),
-                Err(e) if e.is_retryable() => attempts.push(Attempt {
-                    node: server.name.clone(),
-                    agent: server.agent.clone(),
-                    endpoint: server.endpoint.clone(),
-                    error: e.to_string(),
-                    latency_ms: millis(started.elapsed()),
-                }),
+                Err(e) if e.is_retryable() => attempts.push(Attempt::of(server, &e, millis(started.elapsed()))),
                 Err(e) => return Err(InferenceError::Backend(e)),
             }
         }
@@ -903,19 +896,6 @@ fn backend_error(e: BackendError) -> InferenceError {
     match e {
         BackendError::NotSupported { .. } => InferenceError::NotSupported(e.to_string()),
         other => InferenceError::Backend(other),
-    }
-}
-
-fn timeout_or(e: &InferenceError, timeout_ms: u64) -> String {
-    match e {
-        InferenceError::AllFailed { attempts, .. }
-            if attempts
-                .last()
-                .is_some_and(|a| a.error.contains("did not answer within") || a.error.contains("deadline")) =>
-        {
-            format!("timed out after {timeout_ms} ms ({})", describe_attempts(attempts))
-        }
-        other => other.to_string(),
     }
 }
 

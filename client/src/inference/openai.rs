@@ -95,17 +95,6 @@ impl Backend {
         self.api.join(path).map_or_else(|_| format!("{}{path}", self.api), |u| u.to_string())
     }
 
-    fn request(&self, method: reqwest::Method, url: &str, trace_id: Option<&str>) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, url);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(trace) = trace_id {
-            request = request.header(TRACE_HEADER, trace);
-        }
-        request
-    }
-
     /// Sends and checks the status; the response is left unread (for streaming).
     pub async fn send(
         &self,
@@ -115,7 +104,13 @@ impl Backend {
         timeout: Option<Duration>,
         trace_id: Option<&str>,
     ) -> Result<reqwest::Response, BackendError> {
-        let mut request = self.request(method, url, trace_id);
+        let mut request = self.http.request(method, url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(trace) = trace_id {
+            request = request.header(TRACE_HEADER, trace);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
