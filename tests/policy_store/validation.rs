@@ -5,6 +5,7 @@
 //! and audit. Then an adversary zome commits data breaking each rule in turn; the commit must fail
 //! citing exactly that rule. The cases include the three the issue names: a non-admin publishing
 //! (PB1), a version going backwards (PB3) and a decision authored for someone else (DC1).
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use holochain::prelude::*;
@@ -192,6 +193,7 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     assert_eq!(by_hour, vec![event.clone()]);
     let too_wide = alice.call_err("audit", "get_audit_in_hours", HoursInput { from: 0, to: MAX_HOURS }).await;
     assert!(too_wide.contains("span at most"), "{too_wide}");
+    Box::pin(audit_batches_commit_whole(&alice, &bob)).await;
     await_consistency_s(60, [alice.cell, bob.cell]).await.expect("the two agents sync");
 
     // PB1: only admins publish or update.
@@ -281,6 +283,23 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
         )
         .await;
     assert_cites(&bob.refused("delete_link_unchecked", second_link).await, "DL1");
+}
+
+/// A batch of audit events is committed whole, in order, and read like single events.
+async fn audit_batches_commit_whole(alice: &Node<'_>, bob: &Node<'_>) {
+    let batch: Vec<AuditRecord> =
+        bob.call("audit", "record_events", vec![audit("inference.merge"), audit("inference.merge")]).await;
+    assert_eq!(batch.len(), 2);
+    assert!(batch[0].at <= batch[1].at && batch[0].event_id != batch[1].event_id);
+    let by_subject: Vec<AuditRecord> = eventually("alice sees the batch", Duration::from_secs(30), || async {
+        let found: Vec<AuditRecord> = alice.call("audit", "get_audit_for_subject", "inference.merge").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    let ids = |records: &[AuditRecord]| records.iter().map(|r| r.event_id.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(ids(&by_subject), ids(&batch));
+    let empty = bob.call_err("audit", "record_events", Vec::<AuditEvent>::new()).await;
+    assert!(empty.contains("takes 1 to 32 events, not 0"), "{empty}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -411,7 +411,8 @@ impl InferenceService {
             failed_attempts,
             trace_id: trace_id.clone(),
         };
-        self.audit_answer(&trace_id, &answer.model, "local", Some(&server.name), &answer.response, latency_ms).await;
+        self.audit(answer_event(&trace_id, &answer.model, "local", Some(&server.name), &answer.response, latency_ms))
+            .await;
         Ok(answer)
     }
 
@@ -486,35 +487,47 @@ impl InferenceService {
 
         // Everything at once; each model within its tier's deadline.
         let propagated = policy.audit.trace_id_propagation.then_some(trace_id.as_str());
-        // Each answer is audited as it arrives, while slower models are still working.
         let audit_all = policy.audit.log_all_responses;
+        let arrivals = Arrivals::new(local.len() + cloud.len());
         let local_calls = local.iter().map(|(model, servers)| {
-            let (options, trace) = (&options, &trace_id);
+            let (options, trace, arrivals) = (&options, &trace_id, &arrivals);
             async move {
                 let outcome = self.ask(servers, &query.prompt, options, policy.local_timeout(), propagated).await;
-                if let (true, Ok((completion, server, latency_ms, _))) = (audit_all, &outcome) {
-                    self.audit_answer(trace, &model.name, "local", Some(&server.name), &completion.text, *latency_ms)
-                        .await;
-                }
-                (*model, outcome)
+                let event = match &outcome {
+                    Ok((completion, server, latency_ms, _)) if audit_all => Some(answer_event(
+                        trace,
+                        &model.name,
+                        "local",
+                        Some(&server.name),
+                        &completion.text,
+                        *latency_ms,
+                    )),
+                    _ => None,
+                };
+                (*model, outcome, self.audit_on_arrival(event, arrivals).await)
             }
         });
         let cloud_calls = cloud.iter().map(|provider| {
-            let (options, trace) = (&options, &trace_id);
+            let (options, trace, arrivals) = (&options, &trace_id, &arrivals);
             async move {
                 let backend = Backend::cloud(self.http.clone(), &provider.base_url, &provider.api_key);
                 let began = Instant::now();
                 let outcome =
                     backend.chat(&provider.model, &query.prompt, options, policy.cloud_timeout(), propagated).await;
                 let latency_ms = millis(began.elapsed());
-                if let (true, Ok(completion)) = (audit_all, &outcome) {
-                    self.audit_answer(trace, &provider.name, "cloud", None, &completion.text, latency_ms).await;
-                }
-                (provider, outcome, latency_ms)
+                let event = match &outcome {
+                    Ok(completion) if audit_all => {
+                        Some(answer_event(trace, &provider.name, "cloud", None, &completion.text, latency_ms))
+                    }
+                    _ => None,
+                };
+                (provider, outcome, latency_ms, self.audit_on_arrival(event, arrivals).await)
             }
         });
         let (local_results, cloud_results) =
             futures::future::join(futures::future::join_all(local_calls), futures::future::join_all(cloud_calls)).await;
+        // The last answer's audit event, committed with the merge's own event below.
+        let mut closing_audit: Vec<AuditEvent> = Vec::new();
 
         struct Answered {
             model: String,
@@ -524,7 +537,8 @@ impl InferenceService {
         }
         let mut answers: Vec<Answer> = Vec::new();
         let mut answered: Vec<Answered> = Vec::new();
-        for (model, outcome) in local_results {
+        for (model, outcome, deferred) in local_results {
+            closing_audit.extend(deferred);
             match outcome {
                 Ok((completion, server, latency_ms, _)) if !completion.text.trim().is_empty() => {
                     answers.push(Answer {
@@ -553,7 +567,8 @@ impl InferenceService {
             }
         }
         let mut cloud_timeouts = Vec::new();
-        for (provider, outcome, latency_ms) in cloud_results {
+        for (provider, outcome, latency_ms, deferred) in cloud_results {
+            closing_audit.extend(deferred);
             match outcome {
                 Ok(completion) if !completion.text.trim().is_empty() => {
                     answers.push(Answer {
@@ -582,6 +597,7 @@ impl InferenceService {
             }
         }
         if !cloud_timeouts.is_empty() && !policy.cloud_tier.fallback_on_timeout {
+            self.audit_batch(closing_audit).await;
             return Err(InferenceError::Cloud(format!(
                 "cloud provider(s) {} timed out and policy {} has fallback_on_timeout: false (trace {trace_id})",
                 cloud_timeouts.join(", "),
@@ -589,6 +605,7 @@ impl InferenceService {
             )));
         }
         if answers.is_empty() {
+            self.audit_batch(closing_audit).await;
             return Err(InferenceError::NothingAnswered {
                 policy: policy.name.clone(),
                 reasons: unanswered.iter().map(|u| format!("{}: {}", u.model, u.reason)).collect(),
@@ -630,8 +647,9 @@ impl InferenceService {
         };
 
         if policy.audit.store_disagreements && merge.groups.len() > 1 {
-            self.audit_disagreement(&answer, &answers, &merge).await;
+            closing_audit.push(disagreement_event(&answer, &answers, &merge));
         }
+        self.audit_batch(closing_audit).await;
         if !merge.agreed && query.require_consensus {
             answer.wall_ms = millis(started.elapsed());
             return Err(InferenceError::NoConsensus {
@@ -703,61 +721,29 @@ impl InferenceService {
         }
     }
 
-    async fn audit_answer(
-        &self,
-        trace_id: &str,
-        model: &str,
-        tier: &str,
-        node: Option<&str>,
-        text: &str,
-        latency_ms: u64,
-    ) {
-        let hash = response_hash(text);
-        let shown = clip(text, AUDIT_TEXT_MAX);
-        let more = if shown.len() < text.len() {
-            format!(" [{} of {} bytes]", shown.len(), text.len())
-        } else {
-            String::new()
-        };
-        self.audit(AuditEvent {
-            category: "inference.response".into(),
-            subject: clip(model, 256).into(),
-            outcome: "ok".into(),
-            detail: format!(
-                "{tier} {} in {latency_ms} ms, sha256 {hash}{more}: {shown}",
-                node.map_or(String::new(), |n| format!("on {n}"))
-            ),
-            references: vec![trace_id.into(), hash],
-        })
-        .await;
+    /// Commits `events` in one commit (nothing when there are none).
+    async fn audit_batch(&self, events: Vec<AuditEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.policy.audit_batch(&events).await {
+            let what: Vec<String> = events.iter().map(|e| format!("{} {}", e.category, e.subject)).collect();
+            tracing::warn!("inference: the audit events {} could not be recorded: {e}", what.join(", "));
+        }
     }
 
-    async fn audit_disagreement(&self, answer: &MoeAnswer, answers: &[Answer], merge: &consensus::Merge) {
-        let groups: Vec<String> = merge
-            .groups
-            .iter()
-            .map(|g| {
-                let who: Vec<&str> = g.members.iter().map(|&i| answers[i].source.as_str()).collect();
-                format!("{:.2} [{}] {}", g.weight, who.join(", "), &response_hash(&answers[g.members[0]].text)[..12])
-            })
-            .collect();
-        self.audit(AuditEvent {
-            category: "inference.disagreement".into(),
-            subject: answer.trace_id.clone(),
-            outcome: if merge.agreed { "resolved" } else { "no_consensus" }.into(),
-            detail: clip(
-                &format!(
-                    "policy {}: consensus {:.4}; groups: {}",
-                    answer.policy,
-                    merge.consensus_score,
-                    groups.join(" | ")
-                ),
-                2048,
-            )
-            .into(),
-            references: vec![answer.trace_id.clone()],
-        })
-        .await;
+    /// Audits an answer as it arrives, while slower models are still working, unless it is the
+    /// query's last to arrive: that event is handed back, to be committed together with the
+    /// merge's own, so that one commit (not two) follows the slowest answer.
+    async fn audit_on_arrival(&self, event: Option<AuditEvent>, arrivals: &Arrivals) -> Option<AuditEvent> {
+        let last = arrivals.arrive();
+        match event {
+            Some(event) if !last => {
+                self.audit(event).await;
+                None
+            }
+            deferred => deferred,
+        }
     }
 
     /// This node's inference server, for model management.
@@ -889,6 +875,73 @@ impl InferenceService {
             }
         }
         Err(InferenceError::AllFailed { model: model.into(), attempts })
+    }
+}
+
+/// Counts a query's answers (or failures) as they come in, to tell which one is the last.
+struct Arrivals(std::sync::atomic::AtomicUsize);
+
+impl Arrivals {
+    fn new(expected: usize) -> Self {
+        Self(std::sync::atomic::AtomicUsize::new(expected))
+    }
+
+    /// One more has arrived; true when it is the last expected.
+    fn arrive(&self) -> bool {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+    }
+}
+
+/// `inference.response`: one model's answer, under the query's trace id.
+fn answer_event(
+    trace_id: &str,
+    model: &str,
+    tier: &str,
+    node: Option<&str>,
+    text: &str,
+    latency_ms: u64,
+) -> AuditEvent {
+    let hash = response_hash(text);
+    let shown = clip(text, AUDIT_TEXT_MAX);
+    let more =
+        if shown.len() < text.len() { format!(" [{} of {} bytes]", shown.len(), text.len()) } else { String::new() };
+    AuditEvent {
+        category: "inference.response".into(),
+        subject: clip(model, 256).into(),
+        outcome: "ok".into(),
+        detail: format!(
+            "{tier} {} in {latency_ms} ms, sha256 {hash}{more}: {shown}",
+            node.map_or(String::new(), |n| format!("on {n}"))
+        ),
+        references: vec![trace_id.into(), hash],
+    }
+}
+
+/// `inference.disagreement`: the answer groups of a query whose models did not all agree.
+fn disagreement_event(answer: &MoeAnswer, answers: &[Answer], merge: &consensus::Merge) -> AuditEvent {
+    let groups: Vec<String> = merge
+        .groups
+        .iter()
+        .map(|g| {
+            let who: Vec<&str> = g.members.iter().map(|&i| answers[i].source.as_str()).collect();
+            format!("{:.2} [{}] {}", g.weight, who.join(", "), &response_hash(&answers[g.members[0]].text)[..12])
+        })
+        .collect();
+    AuditEvent {
+        category: "inference.disagreement".into(),
+        subject: answer.trace_id.clone(),
+        outcome: if merge.agreed { "resolved" } else { "no_consensus" }.into(),
+        detail: clip(
+            &format!(
+                "policy {}: consensus {:.4}; groups: {}",
+                answer.policy,
+                merge.consensus_score,
+                groups.join(" | ")
+            ),
+            2048,
+        )
+        .into(),
+        references: vec![answer.trace_id.clone()],
     }
 }
 

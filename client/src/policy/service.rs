@@ -366,6 +366,13 @@ impl PolicyService {
         self.mesh.call(POLICY_ROLE, "audit", "record_event", &event).await
     }
 
+    /// Commits several audit events in one commit (`audit.record_events`), for callers where each
+    /// commit's latency counts.
+    pub async fn audit_batch(&self, events: &[AuditEvent]) -> Result<Vec<AuditRecord>, MeshError> {
+        let _chain = self.chain.lock().await;
+        self.mesh.call(POLICY_ROLE, "audit", "record_events", &events).await
+    }
+
     /// Decisions of the last `hours` hours (default 24), any node's or one node's, newest first.
     pub async fn decisions(&self, query: &HistoryQuery) -> Result<Vec<DecisionView>, PolicyServiceError> {
         let node = query
