@@ -649,8 +649,8 @@ impl InferenceService {
         if policy.audit.store_disagreements && merge.groups.len() > 1 {
             closing_audit.push(disagreement_event(&answer, &answers, &merge));
         }
-        self.audit_batch(closing_audit).await;
         if !merge.agreed && query.require_consensus {
+            self.audit_batch(closing_audit).await;
             answer.wall_ms = millis(started.elapsed());
             return Err(InferenceError::NoConsensus {
                 score: merge.consensus_score,
@@ -679,7 +679,9 @@ impl InferenceService {
             ("cloud_answered", json!(answer.model_votes.iter().filter(|v| v.tier == "cloud").count())),
             ("cloud_min_parallel", json!(policy.cloud_tier.min_parallel)),
         ];
-        let permit = self.policy.gate(&package, via, &args, &extra).await.map_err(Box::new)?;
+        // The last answer's and the disagreement's audit events go into the Decision's commit.
+        let permit =
+            self.policy.gate_with_audit(&package, via, &args, &extra, closing_audit).await.map_err(Box::new)?;
         answer.decision_id = permit.decision.decision_id.to_string();
         answer.wall_ms = millis(started.elapsed());
         Ok(answer)
@@ -734,7 +736,7 @@ impl InferenceService {
 
     /// Audits an answer as it arrives, while slower models are still working, unless it is the
     /// query's last to arrive: that event is handed back, to be committed together with the
-    /// merge's own, so that one commit (not two) follows the slowest answer.
+    /// merge's Decision, so that one commit (not three) follows the slowest answer.
     async fn audit_on_arrival(&self, event: Option<AuditEvent>, arrivals: &Arrivals) -> Option<AuditEvent> {
         let last = arrivals.arrive();
         match event {

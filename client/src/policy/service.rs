@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use holochain_types::prelude::AgentPubKey;
 use policy_store_types::{
-    declared_package, AuditEvent, AuditRecord, BundleRecord, DecisionInput, DecisionRecord, HoursInput, PublishInput,
+    declared_package, AuditEvent, AuditRecord, BundleRecord, DecidedWithAudit, DecisionInput, DecisionRecord,
+    DecisionWithAudit, HoursInput, PublishInput,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -48,9 +49,15 @@ pub struct ChainLog {
 }
 
 impl DecisionLog for ChainLog {
-    async fn record(&self, decision: DecisionInput) -> anyhow::Result<DecisionRecord> {
+    async fn record(&self, decision: DecisionInput, audit: Vec<AuditEvent>) -> anyhow::Result<DecisionRecord> {
         let _chain = self.chain.lock().await;
-        Ok(self.mesh.call(POLICY_ROLE, "decisions", "record_decision", &decision).await?)
+        if audit.is_empty() {
+            return Ok(self.mesh.call(POLICY_ROLE, "decisions", "record_decision", &decision).await?);
+        }
+        let input = DecisionWithAudit { decision, audit };
+        let both: DecidedWithAudit =
+            self.mesh.call(POLICY_ROLE, "decisions", "record_decision_with_audit", &input).await?;
+        Ok(both.decision)
     }
 }
 
@@ -190,6 +197,19 @@ impl PolicyService {
         args: &serde_json::Value,
         extra: &[(&str, serde_json::Value)],
     ) -> Result<Permit, GateError> {
+        self.gate_with_audit(action, via, args, extra, Vec::new()).await
+    }
+
+    /// `gate`, with `audit` committed in the Decision's own commit (allowed or denied): one commit
+    /// where the caller would otherwise make two in a row.
+    pub async fn gate_with_audit(
+        &self,
+        action: &str,
+        via: &str,
+        args: &serde_json::Value,
+        extra: &[(&str, serde_json::Value)],
+        audit: Vec<AuditEvent>,
+    ) -> Result<Permit, GateError> {
         let mut input = json!({
             "action": action,
             "via": via,
@@ -200,7 +220,16 @@ impl PolicyService {
         for (key, value) in extra {
             input[*key] = value.clone();
         }
-        let result = self.gate.pass(action, &input).await;
+        let result = self.gate.pass(action, &input, audit.clone()).await;
+        if let (Err(GateError::Policy { .. }), false) = (&result, audit.is_empty()) {
+            // Nothing was committed; the events still are, on their own.
+            if let Err(e) = self.audit_batch(&audit).await {
+                tracing::warn!(
+                    "the gate of {action} failed and its {} audit event(s) could not be recorded: {e}",
+                    audit.len()
+                );
+            }
+        }
         if let (Ok(permit), Some(crash)) = (&result, &self.crash_after_decision) {
             if crash == action {
                 eprintln!("{CRASH_AFTER_DECISION_ENV}: aborting after decision {}", permit.decision.decision_id);
