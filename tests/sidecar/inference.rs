@@ -3,12 +3,14 @@
 //! names. Single queries reach the node that serves the model and fail over when the serving
 //! server dies mid-query; a multi-model query merges a consensus with votes and leaves out a model
 //! too slow for the deadline; the audit holds every answer; the OpenAI API on a node routes over
-//! the mesh (streaming too); model management says what llama.cpp's server does not support.
+//! the mesh (streaming too); models loaded and unloaded through LocalAI's management API (emulated
+//! by the launcher over llama.cpp) appear on and leave the mesh, and a server without that API
+//! says it does not support it.
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use ripple::inference::{MeshModel, MoeAnswer, SingleAnswer};
+use ripple::inference::{MeshModel, ModelChange, MoeAnswer, SingleAnswer};
 use ripple::policy::service::{AuditView, DecisionView};
 
 use super::harness::*;
@@ -44,12 +46,28 @@ fn policy(cloud_url: &str) -> String {
     )
 }
 
+/// Waits until `node`'s view of the mesh has `model` served by exactly `nodes`.
+async fn await_servers(node: &Sidecar, model: &str, nodes: &[&str]) {
+    eventually(&format!("{} to see {model} on {nodes:?}", node.name), Duration::from_secs(120), || async {
+        let models: Vec<MeshModel> = try_get_json(&node.api("inference/models")).await?;
+        let on: Vec<String> =
+            models.iter().filter(|m| m.model == model).flat_map(|m| m.servers.iter().map(|s| s.name.clone())).collect();
+        if on == nodes {
+            Ok(())
+        } else {
+            Err(format!("{model} on {on:?}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes() {
     let tmp = TempDir::new("inference");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     // node-a's server answers greedily; smol-twin waits 3 s first (time to kill it mid-query),
-    // smol-slow a minute. node-b's answers with temperature 1.8 (seeded), so smol-b disagrees.
+    // smol-slow a minute. node-b's answers with temperature 1.8 (seeded), so smol-b disagrees, and
+    // has LocalAI's model management with one gallery model.
     let mut server_a = LlamaServer::start(&[
         "--alias",
         "smol-a",
@@ -63,6 +81,8 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
         "smol-slow=60000",
     ]);
     let mut server_b = LlamaServer::start(&[
+        "--gallery",
+        "localai@smollm2-135m",
         "--alias",
         "smol-b",
         "--alias",
@@ -225,6 +245,39 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
     assert_eq!(unknown.status(), 404);
     let error: Value = unknown.json().await.unwrap();
     assert!(error["error"]["message"].as_str().unwrap().contains("no online node serves model `nope`"), "{error}");
+
+    // Model management where the server has it (node-b): a model loaded by gallery id, under the
+    // name the server picks and under one of ours, is on the mesh and answers; unloaded, it is gone.
+    let failed = ripple_json::<Value>(&b_data, &["models", "load", "localai@absent"]).unwrap_err();
+    assert!(failed.contains("could not load localai@absent: no model found with name"), "{failed}");
+    let default_name: ModelChange = ripple_json(&b_data, &["models", "load", "localai@smollm2-135m"]).unwrap();
+    assert_eq!((default_name.model.as_str(), default_name.action.as_str()), ("smollm2-135m", "loaded"));
+    let named: ModelChange =
+        ripple_json(&b_data, &["models", "load", "localai@smollm2-135m", "--name", "smol-new"]).unwrap();
+    assert_eq!(named.model, "smol-new");
+    assert_eq!(named.models_loaded, ["smol-b", "smol-new", "smol-twin", "smollm2-135m"], "{named:?}");
+    await_servers(&a, "smol-new", &["node-b"]).await;
+    let answer: SingleAnswer =
+        ripple_json(&a_data, &["infer", "--model", "smol-new", "--max-tokens", "32", PROMPT]).unwrap();
+    assert_eq!(answer.answered_by.node, "node-b", "{answer:?}");
+    let mut changes = vec![default_name, named];
+    for (model, left) in
+        [("smol-new", &["smol-b", "smol-twin", "smollm2-135m"][..]), ("smollm2-135m", &["smol-b", "smol-twin"])]
+    {
+        let unloaded: ModelChange = ripple_json(&b_data, &["models", "unload", model]).unwrap();
+        assert_eq!(unloaded.models_loaded, left, "{unloaded:?}");
+        changes.push(unloaded);
+    }
+    await_servers(&a, "smol-new", &[]).await;
+    await_servers(&a, "smol-b", &["node-b"]).await; // node-b stayed in view while its advert changed
+    let decisions: Vec<DecisionView> = get_json(&b.api("policy/decisions?hours=1")).await;
+    for change in &changes {
+        let action = if change.action == "loaded" { "inference.load_model" } else { "inference.unload_model" };
+        assert!(
+            decisions.iter().any(|d| d.decision_id == change.decision_id && d.action == action),
+            "{change:?} passed the gate first: {decisions:?}"
+        );
+    }
 
     // Model management: llama.cpp's server has none, and says so; the gate decided first.
     let refused_load = ripple_json::<Value>(&a_data, &["models", "load", "localai@phi-2"]).unwrap_err();

@@ -774,16 +774,14 @@ impl InferenceService {
         let args = serde_json::to_value(request).unwrap_or_default();
         let permit = self.policy.gate("inference.load_model", via, &args, &[]).await.map_err(Box::new)?;
         progress(&format!("loading {} (decision {})", request.model, permit.decision.decision_id));
+        let before = backend.models(Duration::from_secs(10)).await.map_err(backend_error)?;
         let job = backend.apply_model(&request.model, request.name.as_deref()).await.map_err(backend_error)?;
         let mut last = String::new();
         loop {
             let status = backend.job(&job).await.map_err(backend_error)?;
-            if let Some(error) = status.error.filter(|e| !e.is_null() && e != &json!("")) {
-                return Err(InferenceError::Backend(BackendError::Status {
-                    url: backend.api_url(""),
-                    status: 500,
-                    body: format!("loading {} failed: {error}", request.model),
-                }));
+            if let Some(reason) = status.failure() {
+                let (url, model) = (backend.endpoint().to_string(), request.model.clone());
+                return Err(InferenceError::Backend(BackendError::LoadFailed { url, model, reason }));
             }
             if status.processed {
                 break;
@@ -800,7 +798,20 @@ impl InferenceService {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let name = request.name.clone().unwrap_or_else(|| request.model.clone());
+        // Without --name the server picks the name: the new entry in its list is what it chose (none
+        // is new when it served the model already: then LocalAI's, the gallery id after its `@`).
+        let name = match &request.name {
+            Some(name) => name.clone(),
+            None => {
+                let after = backend.models(Duration::from_secs(10)).await.map_err(backend_error)?;
+                let mut new = after.into_iter().filter(|m| !before.contains(m));
+                match (new.next(), new.next()) {
+                    (Some(only), None) => only,
+                    _ if request.model.contains("://") => request.model.clone(),
+                    _ => request.model.rsplit_once('@').map_or(request.model.as_str(), |(_, m)| m).to_string(),
+                }
+            }
+        };
         self.model_changed(&name, "loaded", permit.decision.decision_id.to_string()).await
     }
 

@@ -20,6 +20,8 @@ pub enum BackendError {
     Status { url: String, status: u16, body: String },
     #[error("{what} is not supported by this backend ({url} answered {status}; LocalAI has it, llama.cpp's server does not)")]
     NotSupported { url: String, what: String, status: u16 },
+    #[error("{url} could not load {model}: {reason}")]
+    LoadFailed { url: String, model: String, reason: String },
     #[error("{url} answered something that is not an OpenAI-compatible response: {reason}")]
     BadResponse { url: String, reason: String },
 }
@@ -30,7 +32,7 @@ impl BackendError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BackendError::Status { status, .. } => *status >= 500 || matches!(status, 404 | 408 | 429),
-            BackendError::NotSupported { .. } => false,
+            BackendError::NotSupported { .. } | BackendError::LoadFailed { .. } => false,
             _ => true,
         }
     }
@@ -58,6 +60,18 @@ pub struct Job {
     pub progress: Option<f64>,
     #[serde(default)]
     pub error: Option<Value>,
+}
+
+impl Job {
+    /// Why the job failed, if it did (LocalAI reports an error string, or null/"" when none).
+    pub fn failure(&self) -> Option<String> {
+        match &self.error {
+            None | Some(Value::Null) => None,
+            Some(Value::String(e)) if e.is_empty() => None,
+            Some(Value::String(e)) => Some(e.clone()),
+            Some(other) => Some(other.to_string()),
+        }
+    }
 }
 
 /// A chat answer as the reducer and the caller see it.
@@ -89,6 +103,11 @@ impl Backend {
     /// A cloud provider at its OpenAI-compatible base URL (`…/v1`).
     pub fn cloud(http: reqwest::Client, base_url: &url::Url, api_key: &str) -> Self {
         Self { api: with_slash(base_url.clone()), root: None, api_key: Some(api_key.into()), http }
+    }
+
+    /// The server's root (LocalAI) or API base URL (cloud providers), for messages.
+    pub fn endpoint(&self) -> &str {
+        self.root.as_ref().unwrap_or(&self.api).as_str()
     }
 
     pub fn api_url(&self, path: &str) -> String {

@@ -107,8 +107,8 @@ fn matches(q: &DiscoveryQuery, a: &NodeAdvert) -> bool {
         && at_least(q.min_storage_gb, Some(a.storage_gb()))
 }
 
-/// Per agent, the advert version named by its newest listing on any of `keys`.
-fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<BTreeMap<AgentPubKey, (Timestamp, ActionHash)>> {
+/// Per agent, the advert versions its listings on any of `keys` name, newest first.
+fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<Listings> {
     let inputs = keys
         .iter()
         .map(|key| {
@@ -118,11 +118,11 @@ fn latest_listings(keys: Vec<IndexKey>) -> ExternResult<BTreeMap<AgentPubKey, (T
             ))
         })
         .collect::<ExternResult<Vec<_>>>()?;
-    Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
+    Ok(listings_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
 }
 
 /// The same for named agents, read from their "all nodes" shard.
-fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<BTreeMap<AgentPubKey, (Timestamp, ActionHash)>> {
+fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<Listings> {
     let inputs = agents
         .iter()
         .map(|agent| {
@@ -131,38 +131,62 @@ fn latest_listings_of(agents: &[AgentPubKey]) -> ExternResult<BTreeMap<AgentPubK
             Ok(GetLinksInput::from_query(query, from_peers()))
         })
         .collect::<ExternResult<Vec<_>>>()?;
-    Ok(newest_listing_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
+    Ok(listings_per_agent(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
 }
 
-fn newest_listing_per_agent(links: impl Iterator<Item = Link>) -> BTreeMap<AgentPubKey, (Timestamp, ActionHash)> {
-    let mut newest: BTreeMap<AgentPubKey, (Timestamp, ActionHash)> = BTreeMap::new();
+/// Per agent, the advert versions it listed, newest first.
+type Listings = BTreeMap<AgentPubKey, Vec<ActionHash>>;
+
+fn listings_per_agent(links: impl Iterator<Item = Link>) -> Listings {
+    let mut seen: BTreeMap<AgentPubKey, Vec<(Timestamp, ActionHash)>> = BTreeMap::new();
     for link in links {
         let (Some(agent), Some(tag)) = (link.target.into_agent_pub_key(), AdvertIndexTag::from_tag(&link.tag)) else {
             continue; // validation (IX1, IX2) keeps these out; skip rather than fail the query
         };
-        if newest.get(&agent).is_none_or(|(at, _)| *at < link.timestamp) {
-            newest.insert(agent, (link.timestamp, tag.advert));
-        }
+        seen.entry(agent).or_default().push((link.timestamp, tag.advert));
     }
-    newest
+    seen.into_iter()
+        .map(|(agent, mut listed)| {
+            listed.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+            let mut versions: Vec<ActionHash> = Vec::with_capacity(listed.len());
+            for (_, version) in listed {
+                if !versions.contains(&version) {
+                    versions.push(version); // one advert is listed under each of its index keys
+                }
+            }
+            (agent, versions)
+        })
+        .collect()
 }
 
-/// Fetches the named advert versions in one batch.
-fn read_adverts(
-    listings: BTreeMap<AgentPubKey, (Timestamp, ActionHash)>,
-) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
-    let (agents, versions): (Vec<_>, Vec<_>) =
-        listings.into_iter().map(|(agent, (_, version))| (agent, version)).unzip();
-    let inputs = versions.iter().map(|v| GetInput::new(v.clone().into(), from_peers())).collect();
-    let records = HDK.with(|h| h.borrow().get(inputs))?;
-    let mut out = Vec::with_capacity(records.len());
-    for ((agent, version), record) in agents.into_iter().zip(versions).zip(records) {
-        let Some(record) = record else { continue }; // listing arrived before its advert; next query sees it
-        if record.action().author() != &agent {
-            continue;
+/// How many of an agent's newest advert versions a query tries before leaving the agent out.
+const ADVERT_VERSIONS_TRIED: usize = 3;
+
+/// Each agent's newest advert that can be read, fetched in one batch per round. A listing can
+/// arrive before the advert it names (a node that just republished): then the version before it
+/// stands in, so the node does not drop out of the mesh's view while its update spreads.
+fn read_adverts(listings: Listings) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
+    let mut out = Vec::with_capacity(listings.len());
+    let mut pending: Vec<(AgentPubKey, std::vec::IntoIter<ActionHash>)> =
+        listings.into_iter().map(|(agent, versions)| (agent, versions.into_iter())).collect();
+    for _ in 0..ADVERT_VERSIONS_TRIED {
+        let round: Vec<(AgentPubKey, ActionHash, std::vec::IntoIter<ActionHash>)> = pending
+            .drain(..)
+            .filter_map(|(agent, mut rest)| rest.next().map(|version| (agent, version, rest)))
+            .collect();
+        if round.is_empty() {
+            break;
         }
-        if let Ok(Some(advert)) = record.entry().to_app_option::<NodeAdvert>() {
-            out.push((agent, version, advert));
+        let inputs = round.iter().map(|(_, v, _)| GetInput::new(v.clone().into(), from_peers())).collect();
+        let records = HDK.with(|h| h.borrow().get(inputs))?;
+        for ((agent, version, rest), record) in round.into_iter().zip(records) {
+            let advert = record
+                .filter(|r| r.action().author() == &agent)
+                .and_then(|r| r.entry().to_app_option::<NodeAdvert>().ok().flatten());
+            match advert {
+                Some(advert) => out.push((agent, version, advert)),
+                None => pending.push((agent, rest)),
+            }
         }
     }
     Ok(out)
