@@ -750,7 +750,7 @@ async fn policy() {
             let started = Instant::now();
             for i in 0..WRITES {
                 let input = call(action, i);
-                let (permit, took) = timed(gate.pass(action, &input, vec![])).await;
+                let (permit, took) = timed(gate.pass(action, &input)).await;
                 permit.unwrap();
                 samples.push(took);
             }
@@ -1028,7 +1028,7 @@ async fn inference() {
         };
         read("sum") / read("count") * 1000.0
     };
-    let (closing_ms, event_ms) = (mean_ms("decisions", "record_decision_with_audit"), mean_ms("audit", "record_event"));
+    let (decision_ms, journal_ms) = (mean_ms("decisions", "record_decision"), mean_ms("audit", "record_events"));
     drop((b, server_a, server_b));
 
     let median = |xs: &mut Vec<f64>| {
@@ -1050,11 +1050,12 @@ async fn inference() {
          per request): smol-a and smol-c on node-a's server (two requests at once), smol-b on node-b's. A round asks each \
          model alone, then all three with `inference.moe_query`. **moe_query wall time / the slowest model's latency in \
          the same query: median {vote_ratio:.2}× (worst {max_vote_ratio:.2}×; goal ≤ 1.2×)** — what the fan-out, \
-         merge, audit events and the `inference.merge` decision add. Each answer is audited as it arrives, while slower \
-         models still run (`audit.record_event`, mean {event_ms:.1} ms); so that nothing is lost on a crash, one \
-         source-chain commit follows the slowest answer before the merged answer returns: the write-ahead decision \
-         with that answer's audit event and the disagreement event (`decisions.record_decision_with_audit`, mean \
-         {closing_ms:.1} ms; both from node-a's zome-call histograms). Against the slowest \
+         merge, audit events and the `inference.merge` decision add. Each answer's audit event goes to \
+         the node's audit journal as it arrives (on disk, fsync'd) and the journal commits the query's events \
+         in one commit after the answer is returned (`audit.record_events`, mean {journal_ms:.1} ms); so the one \
+         source-chain commit between the slowest answer and the merged answer is the write-ahead \
+         `inference.merge` Decision (`decisions.record_decision`, mean {decision_ms:.1} ms; both from node-a's \
+         zome-call histograms). Against the slowest \
          single query run alone the median is {single_ratio:.2}×: on two cores the three models compete for CPU when \
          asked at once, which no fan-out avoids. Queries reuse the routing view for up to 3 s, so most rounds' moe_query \
          reads no discovery. The reducer `weighted_consensus` itself, on 8 answers of ~600 characters: {:.1} µs by \

@@ -19,6 +19,7 @@ use crate::mesh::{Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
 use crate::node::declared::Declared;
 use crate::node::{NodeAgent, NodeSettings};
+use crate::policy::journal::{AuditJournal, AUDIT_JOURNAL_DIR};
 use crate::policy::PolicyService;
 use crate::resources::policy::ComputePolicy;
 use crate::resources::ResourceService;
@@ -83,6 +84,8 @@ struct Running {
     provider: tokio::task::JoinHandle<()>,
     replication: tokio::task::JoinHandle<()>,
     policy_refresh: tokio::task::JoinHandle<()>,
+    /// Commits the audit journal; on stop, what is pending first.
+    audit_journal: tokio::task::JoinHandle<()>,
     shard_loop: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     run_file: RunFile,
@@ -236,7 +239,9 @@ impl Runtime {
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
         let storage_policy =
             StoragePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone())
+        let journal = AuditJournal::open(&conductor.settings.data_dir.join(AUDIT_JOURNAL_DIR))
+            .map_err(|e| UpError::Setting(e.to_string()))?;
+        let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone(), journal)
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
         let artifacts =
             ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone(), policy.clone());
@@ -284,11 +289,22 @@ impl Runtime {
         });
         let provider = tokio::spawn(resources.run(stop_rx.clone()));
         let replication = tokio::spawn(artifacts.run(stop_rx.clone()));
-        let policy_refresh = tokio::spawn(policy.run(stop_rx.clone()));
+        let policy_refresh = tokio::spawn(policy.clone().run(stop_rx.clone()));
+        let audit_journal = tokio::spawn(policy.run_journal(stop_rx.clone()));
         let shard_loop = tokio::spawn(shards.run(stop_rx.clone()));
         let agent = tokio::spawn(node.clone().run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
-        stage.running = Some(Running { stop, agent, provider, replication, policy_refresh, shard_loop, api, run_file });
+        stage.running = Some(Running {
+            stop,
+            agent,
+            provider,
+            replication,
+            policy_refresh,
+            audit_journal,
+            shard_loop,
+            api,
+            run_file,
+        });
 
         let joined = Arc::new(Joined { state, api_url });
         if let Ok(mut slot) = self.joined.write() {
@@ -314,6 +330,9 @@ impl Runtime {
             let _ = running.provider.await;
             let _ = running.replication.await;
             let _ = running.policy_refresh.await;
+            if running.audit_journal.await.is_err() {
+                tracing::warn!("the audit journal's committer failed; its events are committed on the next start");
+            }
             let _ = running.shard_loop.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {

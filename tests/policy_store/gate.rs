@@ -20,14 +20,8 @@ pub struct ChainLog<'a> {
 }
 
 impl DecisionLog for ChainLog<'_> {
-    async fn record(&self, decision: DecisionInput, audit: Vec<AuditEvent>) -> anyhow::Result<DecisionRecord> {
-        let zome = self.cell.zome("decisions");
-        if audit.is_empty() {
-            return Ok(self.conductor.call_fallible(&zome, "record_decision", decision).await?);
-        }
-        let input = DecisionWithAudit { decision, audit };
-        let both: DecidedWithAudit = self.conductor.call_fallible(&zome, "record_decision_with_audit", input).await?;
-        Ok(both.decision)
+    async fn record(&self, decision: DecisionInput) -> anyhow::Result<DecisionRecord> {
+        Ok(self.conductor.call_fallible(&self.cell.zome("decisions"), "record_decision", decision).await?)
     }
 }
 
@@ -51,8 +45,7 @@ async fn a_version_published_on_a_gates_b_and_decisions_are_written_ahead() {
         json!({"action": "artifacts.publish", "via": "cli", "args": {"name": "model.gguf"}, "size_bytes": 1024});
     {
         let gate = WriteAheadGate::new(gates.clone(), ChainLog { conductor: &conductors[1], cell: &bob_cell });
-        let permit =
-            gate.pass("artifacts.publish", &publish, vec![]).await.expect("the defaults allow a small publish");
+        let permit = gate.pass("artifacts.publish", &publish).await.expect("the defaults allow a small publish");
         assert_eq!((permit.verdict.package.as_str(), permit.verdict.version), ("artifacts.publish", 0));
         assert_eq!(my_decisions(&conductors[1], &bob_cell).await, vec![permit.decision.clone()]);
     }
@@ -75,20 +68,9 @@ async fn a_version_published_on_a_gates_b_and_decisions_are_written_ahead() {
     assert_eq!(gates.refresh(&current), vec![("tools.call".to_string(), Ok(Installed::Now))]);
     assert_eq!(gates.refresh(&current), vec![("tools.call".to_string(), Ok(Installed::Already))]);
 
-    // The denial is committed on B's chain, naming A's version, before the error returns; the audit
-    // event the caller handed the gate is in the same commit.
+    // The denial is committed on B's chain, naming A's version, before the error returns.
     let gate = WriteAheadGate::new(gates.clone(), ChainLog { conductor: &conductors[1], cell: &bob_cell });
-    let event = AuditEvent {
-        category: "artifacts.request".into(),
-        subject: "model.gguf".into(),
-        outcome: "asked".into(),
-        detail: "1024 bytes".into(),
-        references: vec![],
-    };
-    let err = gate
-        .pass("artifacts.publish", &publish, vec![event.clone()])
-        .await
-        .expect_err("tools.call version 1 denies publishing");
+    let err = gate.pass("artifacts.publish", &publish).await.expect_err("tools.call version 1 denies publishing");
     let text = err.to_string();
     let GateError::Denied { verdict, decision, .. } = err else { panic!("expected a denial, got: {text}") };
     assert!(text.contains("denied by policy tools.call version 1"), "{text}");
@@ -100,13 +82,10 @@ async fn a_version_published_on_a_gates_b_and_decisions_are_written_ahead() {
     assert_eq!((denied.version, denied.bundle.as_ref()), (1, Some(&v1.bundle_id)));
     assert_eq!(denied.policy_sha256, v1.bundle.digest(), "B digests the bundle as the integrity rules do (DC3)");
     assert_eq!(denied.reasons, verdict.reasons);
-    let audited: Vec<AuditRecord> =
-        conductors[1].call(&bob_cell.zome("audit"), "get_audit_for_subject", "model.gguf").await;
-    assert_eq!(audited.iter().map(|a| &a.event).collect::<Vec<_>>(), [&event]);
 
     // A decision committed right before B's conductor goes down survives the restart.
     let allocate = json!({"action": "resources.allocate", "via": "mcp", "args": {"duration_seconds": 60}});
-    let permit = gate.pass("resources.allocate", &allocate, vec![]).await.expect("a one-minute allocation is allowed");
+    let permit = gate.pass("resources.allocate", &allocate).await.expect("a one-minute allocation is allowed");
     drop(gate);
     conductors[1].shutdown().await;
     conductors[1].startup().await;

@@ -5,13 +5,15 @@
 //! too slow for the deadline; the audit holds every answer; the OpenAI API on a node routes over
 //! the mesh (streaming too); models loaded and unloaded through LocalAI's management API (emulated
 //! by the launcher over llama.cpp) appear on and leave the mesh, and a server without that API
-//! says it does not support it.
+//! says it does not support it; a node that crashes right after a query's merge Decision commits
+//! the query's journaled audit when it starts again.
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use ripple::inference::{MeshModel, ModelChange, MoeAnswer, SingleAnswer};
-use ripple::policy::service::{AuditView, DecisionView};
+use ripple::policy::journal::AUDIT_JOURNAL_DIR;
+use ripple::policy::service::{AuditView, DecisionView, CRASH_AFTER_DECISION_ENV};
 
 use super::harness::*;
 use super::mcp::{calls, ok, python_session, refused};
@@ -305,6 +307,38 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
     refused(&c[2], &["max_tokens"]);
     refused(&c[3], &["task_type"]);
     refused(&c[4], &["this node does not serve `smol-b`"]);
+
+    // A crash right after the merge's Decision loses none of the query's audit: the answers and the
+    // disagreement were journaled on the node's disk before the gate, and its restart commits them.
+    // (node-c, which serves nothing: its query goes to node-a's and node-b's models.)
+    let join = a.join_args();
+    let join: Vec<&str> = join.iter().map(String::as_str).collect();
+    let mut crashing = Launch::node(tmp.path(), &manifests, "e2e", "node-c", &join);
+    crashing.env.push((CRASH_AFTER_DECISION_ENV.into(), "inference.merge".into()));
+    let c = Sidecar::start(crashing);
+    let c_agent = c.agent().to_string();
+    await_servers(&c, "smol-a", &["node-a"]).await;
+    await_servers(&c, "smol-b", &["node-b"]).await;
+    let c_data = tmp.path().join("node-c");
+    let quick = ["infer", "--moe", "--policy", "quick", "--no-consensus-required", "--max-tokens", "64", PROMPT];
+    let lost = ripple_json::<Value>(&c_data, &quick).unwrap_err();
+    assert!(!c.wait_exit(Duration::from_secs(60)).success(), "node-c aborted after the decision ({lost})");
+    let journal = c_data.join(AUDIT_JOURNAL_DIR);
+    assert!(std::fs::read_dir(&journal).unwrap().count() >= 1, "the query's audit waits in {}", journal.display());
+    let c = Sidecar::start(Launch::node(tmp.path(), &manifests, "e2e", "node-c", &join));
+    eventually("node-c to commit what it journaled before the crash", Duration::from_secs(300), || async {
+        let audit: Vec<AuditView> = try_get_json(&c.api("policy/audit?hours=2")).await?;
+        let decisions: Vec<DecisionView> = try_get_json(&c.api("policy/decisions?hours=2")).await?;
+        let by_c = |category: &str| audit.iter().filter(|e| e.category == category && e.author == c_agent).count();
+        let merges = decisions.iter().filter(|d| d.action == "inference.merge" && d.decider == c_agent).count();
+        match (by_c("inference.response"), by_c("inference.disagreement"), merges) {
+            (2, 1, 1) => Ok(()),
+            counts => Err(format!("(answers, disagreements, merge decisions) = {counts:?}")),
+        }
+    })
+    .await;
+    assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0, "the journal is empty once committed");
+    drop(c);
     drop(server_b);
 }
 

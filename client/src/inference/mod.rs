@@ -27,7 +27,7 @@ use policy_store_types::AuditEvent;
 
 use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
 use crate::node::NodeAgent;
-use crate::policy::{GateError, PolicyService};
+use crate::policy::{Commit, GateError, PolicyService};
 use consensus::{response_hash, weighted_consensus, Answer};
 use openai::{Backend, BackendError, ChatOptions, Completion};
 use policy::{InferencePolicies, InferencePolicy};
@@ -411,13 +411,21 @@ impl InferenceService {
             failed_attempts,
             trace_id: trace_id.clone(),
         };
-        self.audit(answer_event(&trace_id, &answer.model, "local", Some(&server.name), &answer.response, latency_ms))
-            .await;
+        let event = answer_event(&trace_id, &answer.model, "local", Some(&server.name), &answer.response, latency_ms);
+        self.audit_later(event, Commit::Soon).await;
         Ok(answer)
     }
 
-    /// `inference.moe_query`: fan out, merge, audit, gate.
+    /// `inference.moe_query`: fan out, merge, audit, gate. The answers' and the disagreement's audit
+    /// events are journaled as they come and committed together once the query is over, so the only
+    /// commit its caller waits for is the merge's write-ahead Decision.
     pub async fn moe_query(&self, query: &MoeQuery, via: &str) -> Result<MoeAnswer, InferenceError> {
+        let result = self.fan_out_and_merge(query, via).await;
+        self.policy.commit_audit_now();
+        result
+    }
+
+    async fn fan_out_and_merge(&self, query: &MoeQuery, via: &str) -> Result<MoeAnswer, InferenceError> {
         check_prompt(&query.prompt, query.max_tokens, query.temperature)?;
         let started = Instant::now();
         let policy = self.policies.get(query.policy_override.as_deref()).map_err(InferenceError::BadInput)?;
@@ -488,46 +496,35 @@ impl InferenceService {
         // Everything at once; each model within its tier's deadline.
         let propagated = policy.audit.trace_id_propagation.then_some(trace_id.as_str());
         let audit_all = policy.audit.log_all_responses;
-        let arrivals = Arrivals::new(local.len() + cloud.len());
         let local_calls = local.iter().map(|(model, servers)| {
-            let (options, trace, arrivals) = (&options, &trace_id, &arrivals);
+            let (options, trace) = (&options, &trace_id);
             async move {
                 let outcome = self.ask(servers, &query.prompt, options, policy.local_timeout(), propagated).await;
-                let event = match &outcome {
-                    Ok((completion, server, latency_ms, _)) if audit_all => Some(answer_event(
-                        trace,
-                        &model.name,
-                        "local",
-                        Some(&server.name),
-                        &completion.text,
-                        *latency_ms,
-                    )),
-                    _ => None,
-                };
-                (*model, outcome, self.audit_on_arrival(event, arrivals).await)
+                if let (Ok((completion, server, latency_ms, _)), true) = (&outcome, audit_all) {
+                    let event =
+                        answer_event(trace, &model.name, "local", Some(&server.name), &completion.text, *latency_ms);
+                    self.audit_later(event, Commit::WithNext).await;
+                }
+                (*model, outcome)
             }
         });
         let cloud_calls = cloud.iter().map(|provider| {
-            let (options, trace, arrivals) = (&options, &trace_id, &arrivals);
+            let (options, trace) = (&options, &trace_id);
             async move {
                 let backend = Backend::cloud(self.http.clone(), &provider.base_url, &provider.api_key);
                 let began = Instant::now();
                 let outcome =
                     backend.chat(&provider.model, &query.prompt, options, policy.cloud_timeout(), propagated).await;
                 let latency_ms = millis(began.elapsed());
-                let event = match &outcome {
-                    Ok(completion) if audit_all => {
-                        Some(answer_event(trace, &provider.name, "cloud", None, &completion.text, latency_ms))
-                    }
-                    _ => None,
-                };
-                (provider, outcome, latency_ms, self.audit_on_arrival(event, arrivals).await)
+                if let (Ok(completion), true) = (&outcome, audit_all) {
+                    let event = answer_event(trace, &provider.name, "cloud", None, &completion.text, latency_ms);
+                    self.audit_later(event, Commit::WithNext).await;
+                }
+                (provider, outcome, latency_ms)
             }
         });
         let (local_results, cloud_results) =
             futures::future::join(futures::future::join_all(local_calls), futures::future::join_all(cloud_calls)).await;
-        // The last answer's audit event, committed with the merge's own event below.
-        let mut closing_audit: Vec<AuditEvent> = Vec::new();
 
         struct Answered {
             model: String,
@@ -537,8 +534,7 @@ impl InferenceService {
         }
         let mut answers: Vec<Answer> = Vec::new();
         let mut answered: Vec<Answered> = Vec::new();
-        for (model, outcome, deferred) in local_results {
-            closing_audit.extend(deferred);
+        for (model, outcome) in local_results {
             match outcome {
                 Ok((completion, server, latency_ms, _)) if !completion.text.trim().is_empty() => {
                     answers.push(Answer {
@@ -567,8 +563,7 @@ impl InferenceService {
             }
         }
         let mut cloud_timeouts = Vec::new();
-        for (provider, outcome, latency_ms, deferred) in cloud_results {
-            closing_audit.extend(deferred);
+        for (provider, outcome, latency_ms) in cloud_results {
             match outcome {
                 Ok(completion) if !completion.text.trim().is_empty() => {
                     answers.push(Answer {
@@ -597,7 +592,6 @@ impl InferenceService {
             }
         }
         if !cloud_timeouts.is_empty() && !policy.cloud_tier.fallback_on_timeout {
-            self.audit_batch(closing_audit).await;
             return Err(InferenceError::Cloud(format!(
                 "cloud provider(s) {} timed out and policy {} has fallback_on_timeout: false (trace {trace_id})",
                 cloud_timeouts.join(", "),
@@ -605,7 +599,6 @@ impl InferenceService {
             )));
         }
         if answers.is_empty() {
-            self.audit_batch(closing_audit).await;
             return Err(InferenceError::NothingAnswered {
                 policy: policy.name.clone(),
                 reasons: unanswered.iter().map(|u| format!("{}: {}", u.model, u.reason)).collect(),
@@ -647,10 +640,9 @@ impl InferenceService {
         };
 
         if policy.audit.store_disagreements && merge.groups.len() > 1 {
-            closing_audit.push(disagreement_event(&answer, &answers, &merge));
+            self.audit_later(disagreement_event(&answer, &answers, &merge), Commit::WithNext).await;
         }
         if !merge.agreed && query.require_consensus {
-            self.audit_batch(closing_audit).await;
             answer.wall_ms = millis(started.elapsed());
             return Err(InferenceError::NoConsensus {
                 score: merge.consensus_score,
@@ -679,9 +671,7 @@ impl InferenceService {
             ("cloud_answered", json!(answer.model_votes.iter().filter(|v| v.tier == "cloud").count())),
             ("cloud_min_parallel", json!(policy.cloud_tier.min_parallel)),
         ];
-        // The last answer's and the disagreement's audit events go into the Decision's commit.
-        let permit =
-            self.policy.gate_with_audit(&package, via, &args, &extra, closing_audit).await.map_err(Box::new)?;
+        let permit = self.policy.gate(&package, via, &args, &extra).await.map_err(Box::new)?;
         answer.decision_id = permit.decision.decision_id.to_string();
         answer.wall_ms = millis(started.elapsed());
         Ok(answer)
@@ -723,28 +713,11 @@ impl InferenceService {
         }
     }
 
-    /// Commits `events` in one commit (nothing when there are none).
-    async fn audit_batch(&self, events: Vec<AuditEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        if let Err(e) = self.policy.audit_batch(&events).await {
-            let what: Vec<String> = events.iter().map(|e| format!("{} {}", e.category, e.subject)).collect();
-            tracing::warn!("inference: the audit events {} could not be recorded: {e}", what.join(", "));
-        }
-    }
-
-    /// Audits an answer as it arrives, while slower models are still working, unless it is the
-    /// query's last to arrive: that event is handed back, to be committed together with the
-    /// merge's Decision, so that one commit (not three) follows the slowest answer.
-    async fn audit_on_arrival(&self, event: Option<AuditEvent>, arrivals: &Arrivals) -> Option<AuditEvent> {
-        let last = arrivals.arrive();
-        match event {
-            Some(event) if !last => {
-                self.audit(event).await;
-                None
-            }
-            deferred => deferred,
+    /// Journals `event` (durable before this returns) to be committed `when`.
+    async fn audit_later(&self, event: AuditEvent, when: Commit) {
+        let what = format!("{} {}", event.category, event.subject);
+        if let Err(e) = self.policy.audit_later(vec![event], when).await {
+            tracing::warn!("inference: the audit event {what} could not be journaled: {e}");
         }
     }
 
@@ -892,19 +865,6 @@ impl InferenceService {
 }
 
 /// Counts a query's answers (or failures) as they come in, to tell which one is the last.
-struct Arrivals(std::sync::atomic::AtomicUsize);
-
-impl Arrivals {
-    fn new(expected: usize) -> Self {
-        Self(std::sync::atomic::AtomicUsize::new(expected))
-    }
-
-    /// One more has arrived; true when it is the last expected.
-    fn arrive(&self) -> bool {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
-    }
-}
-
 /// `inference.response`: one model's answer, under the query's trace id.
 fn answer_event(
     trace_id: &str,

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use holochain_types::prelude::AgentPubKey;
 use policy_store_types::{
-    declared_package, AuditEvent, AuditRecord, BundleRecord, DecidedWithAudit, DecisionInput, DecisionRecord,
-    DecisionWithAudit, HoursInput, PublishInput,
+    declared_package, AuditEvent, AuditRecord, BundleRecord, DecisionInput, DecisionRecord, HoursInput, PublishInput,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::engine::{CompiledPolicy, PolicyError, PolicySource, Verdict};
 use super::gates::Gates;
+use super::journal::{AuditJournal, AuditSink, Commit, JournalError};
 use super::write_ahead::{DecisionLog, GateError, Permit, WriteAheadGate};
 use super::{defaults, Installed};
 use crate::manifests::POLICY_ROLE;
@@ -40,7 +40,12 @@ pub enum PolicyServiceError {
     Mesh(#[from] MeshError),
 }
 
-/// Where this node's decisions go: `decisions.record_decision` on its policy_store chain.
+/// How long an audit query waits for this node's journaled events to reach its chain, so that a
+/// node reads what it has just audited.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// This node's policy_store chain: where its decisions (`decisions.record_decision`) and its
+/// journaled audit events (`audit.record_events`) are committed.
 pub struct ChainLog {
     mesh: Arc<Mesh>,
     /// One writer at a time on the policy_store chain (decisions, audit events, publishes), so
@@ -49,15 +54,22 @@ pub struct ChainLog {
 }
 
 impl DecisionLog for ChainLog {
-    async fn record(&self, decision: DecisionInput, audit: Vec<AuditEvent>) -> anyhow::Result<DecisionRecord> {
+    async fn record(&self, decision: DecisionInput) -> anyhow::Result<DecisionRecord> {
         let _chain = self.chain.lock().await;
-        if audit.is_empty() {
-            return Ok(self.mesh.call(POLICY_ROLE, "decisions", "record_decision", &decision).await?);
-        }
-        let input = DecisionWithAudit { decision, audit };
-        let both: DecidedWithAudit =
-            self.mesh.call(POLICY_ROLE, "decisions", "record_decision_with_audit", &input).await?;
-        Ok(both.decision)
+        Ok(self.mesh.call(POLICY_ROLE, "decisions", "record_decision", &decision).await?)
+    }
+}
+
+impl AuditSink for ChainLog {
+    async fn commit(&self, events: &[AuditEvent]) -> anyhow::Result<()> {
+        let _chain = self.chain.lock().await;
+        let _: Vec<AuditRecord> = self.mesh.call(POLICY_ROLE, "audit", "record_events", &events).await?;
+        Ok(())
+    }
+
+    async fn recorded(&self, subject: &str) -> anyhow::Result<Vec<AuditEvent>> {
+        let events: Vec<AuditRecord> = self.mesh.call(POLICY_ROLE, "audit", "get_audit_for_subject", &subject).await?;
+        Ok(events.into_iter().filter(|r| r.author == self.mesh.agent).map(|r| r.event).collect())
     }
 }
 
@@ -67,6 +79,7 @@ pub struct PolicyService {
     gates: Arc<Gates>,
     gate: WriteAheadGate<ChainLog>,
     chain: Arc<tokio::sync::Mutex<()>>,
+    journal: AuditJournal,
     crash_after_decision: Option<String>,
 }
 
@@ -176,7 +189,8 @@ pub struct HistoryQuery {
 }
 
 impl PolicyService {
-    pub fn new(mesh: Arc<Mesh>, network: String) -> Result<Arc<Self>, PolicyError> {
+    /// `journal`: where audit events that must not wait for a commit go first.
+    pub fn new(mesh: Arc<Mesh>, network: String, journal: AuditJournal) -> Result<Arc<Self>, PolicyError> {
         let gates = Arc::new(Gates::with_defaults()?);
         let chain = Arc::new(tokio::sync::Mutex::new(()));
         let gate = WriteAheadGate::new(gates.clone(), ChainLog { mesh: mesh.clone(), chain: chain.clone() });
@@ -184,7 +198,7 @@ impl PolicyService {
         if let Some(action) = &crash_after_decision {
             tracing::warn!("{CRASH_AFTER_DECISION_ENV}: this node aborts after deciding to allow {action}");
         }
-        Ok(Arc::new(Self { mesh, network, gates, gate, chain, crash_after_decision }))
+        Ok(Arc::new(Self { mesh, network, gates, gate, chain, journal, crash_after_decision }))
     }
 
     /// `policy.gate(action, input)`: decides `action` for `args` and commits the Decision; `Ok`
@@ -197,19 +211,6 @@ impl PolicyService {
         args: &serde_json::Value,
         extra: &[(&str, serde_json::Value)],
     ) -> Result<Permit, GateError> {
-        self.gate_with_audit(action, via, args, extra, Vec::new()).await
-    }
-
-    /// `gate`, with `audit` committed in the Decision's own commit (allowed or denied): one commit
-    /// where the caller would otherwise make two in a row.
-    pub async fn gate_with_audit(
-        &self,
-        action: &str,
-        via: &str,
-        args: &serde_json::Value,
-        extra: &[(&str, serde_json::Value)],
-        audit: Vec<AuditEvent>,
-    ) -> Result<Permit, GateError> {
         let mut input = json!({
             "action": action,
             "via": via,
@@ -220,16 +221,7 @@ impl PolicyService {
         for (key, value) in extra {
             input[*key] = value.clone();
         }
-        let result = self.gate.pass(action, &input, audit.clone()).await;
-        if let (Err(GateError::Policy { .. }), false) = (&result, audit.is_empty()) {
-            // Nothing was committed; the events still are, on their own.
-            if let Err(e) = self.audit_batch(&audit).await {
-                tracing::warn!(
-                    "the gate of {action} failed and its {} audit event(s) could not be recorded: {e}",
-                    audit.len()
-                );
-            }
-        }
+        let result = self.gate.pass(action, &input).await;
         if let (Ok(permit), Some(crash)) = (&result, &self.crash_after_decision) {
             if crash == action {
                 eprintln!("{CRASH_AFTER_DECISION_ENV}: aborting after decision {}", permit.decision.decision_id);
@@ -395,11 +387,21 @@ impl PolicyService {
         self.mesh.call(POLICY_ROLE, "audit", "record_event", &event).await
     }
 
-    /// Commits several audit events in one commit (`audit.record_events`), for callers where each
-    /// commit's latency counts.
-    pub async fn audit_batch(&self, events: &[AuditEvent]) -> Result<Vec<AuditRecord>, MeshError> {
-        let _chain = self.chain.lock().await;
-        self.mesh.call(POLICY_ROLE, "audit", "record_events", &events).await
+    /// Makes `events` durable in this node's audit journal and returns without waiting for the
+    /// chain; they are committed `when` (see `journal::Commit`), in order, and survive a crash.
+    pub async fn audit_later(&self, events: Vec<AuditEvent>, when: Commit) -> Result<(), JournalError> {
+        self.journal.write(events, when).await
+    }
+
+    /// Starts committing the journal's pending events now.
+    pub fn commit_audit_now(&self) {
+        self.journal.commit_now();
+    }
+
+    /// Commits the journal's events to the chain until `stop` (then what is pending, for a while).
+    pub async fn run_journal(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let log = ChainLog { mesh: self.mesh.clone(), chain: self.chain.clone() };
+        self.journal.run(&log, stop).await;
     }
 
     /// Decisions of the last `hours` hours (default 24), any node's or one node's, newest first.
@@ -418,7 +420,14 @@ impl PolicyService {
     }
 
     /// Audit events of the last `hours` hours, or every event about `subject`, newest first.
+    /// This node's own journaled events are committed first (waiting up to `FLUSH_WAIT`).
     pub async fn audit_events(&self, query: &HistoryQuery) -> Result<Vec<AuditView>, PolicyServiceError> {
+        if !self.journal.flush(FLUSH_WAIT).await {
+            tracing::warn!(
+                "audit: {} event(s) of this node are still in its journal, not yet on its chain",
+                self.journal.pending()
+            );
+        }
         let mut events: Vec<AuditRecord> = match &query.subject {
             Some(subject) => self.mesh.call(POLICY_ROLE, "audit", "get_audit_for_subject", subject).await?,
             None => self.mesh.call(POLICY_ROLE, "audit", "get_audit_in_hours", &hours(query.hours)?).await?,

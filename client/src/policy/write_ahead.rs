@@ -7,20 +7,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use holochain_types::prelude::ActionHash;
-use policy_store_types::{AuditEvent, DecisionInput, DecisionRecord};
+use policy_store_types::{DecisionInput, DecisionRecord};
 
 use super::engine::{PolicyError, Verdict};
 use super::gates::Gates;
 
 /// Where a gate's decisions are committed: the policy_store DNA's `decisions.record_decision` on
-/// this node's chain, with `audit` (events that go with the decision) in the same commit. Returns
-/// once the Decision is committed.
+/// this node's chain. Returns once the Decision is committed.
 pub trait DecisionLog: Send + Sync {
-    fn record(
-        &self,
-        decision: DecisionInput,
-        audit: Vec<AuditEvent>,
-    ) -> impl Future<Output = anyhow::Result<DecisionRecord>> + Send;
+    fn record(&self, decision: DecisionInput) -> impl Future<Output = anyhow::Result<DecisionRecord>> + Send;
 }
 
 /// The packages in force plus the log their decisions go to.
@@ -54,20 +49,14 @@ impl<L: DecisionLog> WriteAheadGate<L> {
     }
 
     /// Decides `action` for `input` (`tools.call`, then the action's own package) and commits the
-    /// Decision, with `audit` in the same commit. `Ok` means allowed and recorded; the caller runs the
-    /// action after this returns.
-    pub async fn pass(
-        &self,
-        action: &str,
-        input: &serde_json::Value,
-        audit: Vec<AuditEvent>,
-    ) -> Result<Permit, GateError> {
+    /// Decision. `Ok` means allowed and recorded; the caller runs the action after this returns.
+    pub async fn pass(&self, action: &str, input: &serde_json::Value) -> Result<Permit, GateError> {
         let policy_failed = |source| GateError::Policy { action: action.into(), source };
         let verdict = self.packages.decide(action, input).map_err(policy_failed)?;
         let decision = decision_input(action, &verdict).map_err(policy_failed)?;
         let decision = self
             .log
-            .record(decision, audit)
+            .record(decision)
             .await
             .map_err(|source| GateError::NotRecorded { action: action.into(), source })?;
         if !verdict.allowed {
@@ -115,7 +104,7 @@ mod tests {
     }
 
     impl DecisionLog for &Log {
-        async fn record(&self, input: DecisionInput, _audit: Vec<AuditEvent>) -> anyhow::Result<DecisionRecord> {
+        async fn record(&self, input: DecisionInput) -> anyhow::Result<DecisionRecord> {
             anyhow::ensure!(!self.down, "conductor unreachable");
             let mut decisions = self.decisions.lock().unwrap();
             decisions.push(input.clone());
@@ -143,7 +132,7 @@ mod tests {
         let log = Log::default();
         let gate = WriteAheadGate::new(gates_disabling("artifacts.publish"), &log);
         let input = json!({"action": "resources.allocate", "args": {"duration_seconds": 60}});
-        let permit = gate.pass("resources.allocate", &input, vec![]).await.unwrap();
+        let permit = gate.pass("resources.allocate", &input).await.unwrap();
         assert_eq!(permit.verdict.package, "resources.allocate");
         let recorded = log.decisions.lock().unwrap().clone();
         assert_eq!(recorded.len(), 1);
@@ -155,7 +144,7 @@ mod tests {
     async fn a_denial_is_recorded_and_names_package_version_and_reason() {
         let log = Log::default();
         let gate = WriteAheadGate::new(gates_disabling("artifacts.publish"), &log);
-        let err = gate.pass("artifacts.publish", &json!({"action": "artifacts.publish"}), vec![]).await.unwrap_err();
+        let err = gate.pass("artifacts.publish", &json!({"action": "artifacts.publish"})).await.unwrap_err();
         let text = err.to_string();
         assert!(text.contains("artifacts.publish denied by policy tools.call version 2"), "{text}");
         assert!(text.contains("data.disabled_actions"), "{text}");
@@ -169,7 +158,7 @@ mod tests {
     async fn nothing_is_permitted_when_the_decision_cannot_be_recorded() {
         let log = Log { down: true, ..Log::default() };
         let gate = WriteAheadGate::new(Arc::new(Gates::with_defaults().unwrap()), &log);
-        let err = gate.pass("resources.allocate", &json!({"action": "resources.allocate"}), vec![]).await.unwrap_err();
+        let err = gate.pass("resources.allocate", &json!({"action": "resources.allocate"})).await.unwrap_err();
         assert!(matches!(err, GateError::NotRecorded { .. }), "{err}");
         assert!(err.to_string().contains("conductor unreachable"), "{err}");
     }

@@ -2,20 +2,52 @@
 //! one subject and never scans everything.
 use hdk::prelude::*;
 use peer_reads::{link_targets, links_from_peers, records_from_peers};
-use policy_store_integrity::LinkTypes;
+use policy_store_integrity::{EntryTypes, LinkTypes};
 use policy_store_types::*;
 
 /// Anyone: records `event` by this agent.
 #[hdk_extern]
 pub fn record_event(event: AuditEvent) -> ExternResult<AuditRecord> {
-    policy_store_writes::audit_event(event)
+    audit_event(event)
 }
 
-/// Anyone: records `events` by this agent in one commit, in order (1 to `AUDIT_BATCH_MAX`), for
-/// callers on a latency-critical path, where each commit costs a round of signing and validation.
+/// Anyone: records `events` by this agent in one commit, in order (1 to `AUDIT_BATCH_MAX`; a batch
+/// should stay small enough to validate and publish promptly), for callers that commit several at
+/// once (the sidecar's audit journal), where each commit costs a round of signing and validation.
 #[hdk_extern]
 pub fn record_events(events: Vec<AuditEvent>) -> ExternResult<Vec<AuditRecord>> {
-    policy_store_writes::audit_events(events)
+    if events.is_empty() || events.len() > AUDIT_BATCH_MAX {
+        return Err(wasm_error!(WasmErrorInner::Guest(format!(
+            "a batch holds 1 to {AUDIT_BATCH_MAX} audit events, not {}",
+            events.len()
+        ))));
+    }
+    events.into_iter().map(audit_event).collect()
+}
+
+/// An audit event by this agent, filed under its hour and its subject.
+pub fn audit_event(event: AuditEvent) -> ExternResult<AuditRecord> {
+    let subject = anchors::audit_subject(&event.subject);
+    let id = create_entry(EntryTypes::AuditEvent(event))?;
+    let record = get(id.clone(), GetOptions::local())?
+        .and_then(|r| AuditRecord::from_record(&r))
+        .ok_or_else(|| wasm_error!(WasmErrorInner::Guest("the audit event just written is missing".into())))?;
+    let hour = anchors::audit_bucket(anchors::bucket_of(record.at));
+    create_link(hour.path_entry_hash()?, id.clone(), LinkTypes::AuditByHour, ())?;
+    create_link(subject.path_entry_hash()?, id, LinkTypes::AuditBySubject, ())?;
+    Ok(record)
+}
+
+/// Audit events in order: 1 to `AUDIT_BATCH_MAX` of them (a batch is one commit, which should stay
+/// small enough to validate and publish promptly).
+pub fn audit_events(events: Vec<AuditEvent>) -> ExternResult<Vec<AuditRecord>> {
+    if events.is_empty() || events.len() > AUDIT_BATCH_MAX {
+        return Err(wasm_error!(WasmErrorInner::Guest(format!(
+            "a batch holds 1 to {AUDIT_BATCH_MAX} audit events, not {}",
+            events.len()
+        ))));
+    }
+    events.into_iter().map(audit_event).collect()
 }
 
 /// Anyone: the events about `subject`, oldest first.

@@ -2,23 +2,21 @@
 //! they allow (write-ahead), and read back per node or per hour.
 use hdk::prelude::*;
 use peer_reads::{link_targets, links_from_peers, records_from_peers};
-use policy_store_integrity::LinkTypes;
+use policy_store_integrity::{EntryTypes, LinkTypes};
 use policy_store_types::*;
 
 /// This node: commits a verdict as a Decision by this agent and files it under its hour. The
 /// sidecar runs the gated action only after this call has returned.
 #[hdk_extern]
 pub fn record_decision(input: DecisionInput) -> ExternResult<DecisionRecord> {
-    policy_store_writes::decision(input)
-}
-
-/// This node: a Decision and the audit events that go with it (1 to `AUDIT_BATCH_MAX`), in one
-/// commit, for a gate that closes a latency-critical action (the end of a multi-model query).
-#[hdk_extern]
-pub fn record_decision_with_audit(input: DecisionWithAudit) -> ExternResult<DecidedWithAudit> {
-    let decision = policy_store_writes::decision(input.decision)?;
-    let audit = policy_store_writes::audit_events(input.audit)?;
-    Ok(DecidedWithAudit { decision, audit })
+    let decision = input.decided_by(agent_info()?.agent_initial_pubkey);
+    let id = create_entry(EntryTypes::Decision(decision))?;
+    let record = get(id.clone(), GetOptions::local())?
+        .and_then(|r| DecisionRecord::from_record(&r))
+        .ok_or_else(|| wasm_error!(WasmErrorInner::Guest("the decision just written is missing".into())))?;
+    let hour = anchors::decisions(anchors::bucket_of(record.decided_at));
+    create_link(hour.path_entry_hash()?, id, LinkTypes::DecisionsByHour, ())?;
+    Ok(record)
 }
 
 /// This node: its own decisions, newest first, at most `limit`.

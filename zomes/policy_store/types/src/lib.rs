@@ -89,21 +89,8 @@ impl DecisionInput {
     }
 }
 
-/// Most audit events one commit takes (`audit.record_events`, `decisions.record_decision_with_audit`).
+/// Most audit events one commit takes (`audit.record_events`).
 pub const AUDIT_BATCH_MAX: usize = 32;
-
-/// `decisions.record_decision_with_audit`: a decision and its audit events, committed together.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct DecisionWithAudit {
-    pub decision: DecisionInput,
-    pub audit: Vec<AuditEvent>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct DecidedWithAudit {
-    pub decision: DecisionRecord,
-    pub audit: Vec<AuditRecord>,
-}
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
