@@ -26,7 +26,7 @@ pub fn record_events(events: Vec<AuditEvent>) -> ExternResult<Vec<AuditRecord>> 
 }
 
 /// An audit event by this agent, filed under its hour and its subject.
-pub fn audit_event(event: AuditEvent) -> ExternResult<AuditRecord> {
+fn audit_event(event: AuditEvent) -> ExternResult<AuditRecord> {
     let subject = anchors::audit_subject(&event.subject);
     let id = create_entry(EntryTypes::AuditEvent(event))?;
     let record = get(id.clone(), GetOptions::local())?
@@ -36,18 +36,6 @@ pub fn audit_event(event: AuditEvent) -> ExternResult<AuditRecord> {
     create_link(hour.path_entry_hash()?, id.clone(), LinkTypes::AuditByHour, ())?;
     create_link(subject.path_entry_hash()?, id, LinkTypes::AuditBySubject, ())?;
     Ok(record)
-}
-
-/// Audit events in order: 1 to `AUDIT_BATCH_MAX` of them (a batch is one commit, which should stay
-/// small enough to validate and publish promptly).
-pub fn audit_events(events: Vec<AuditEvent>) -> ExternResult<Vec<AuditRecord>> {
-    if events.is_empty() || events.len() > AUDIT_BATCH_MAX {
-        return Err(wasm_error!(WasmErrorInner::Guest(format!(
-            "a batch holds 1 to {AUDIT_BATCH_MAX} audit events, not {}",
-            events.len()
-        ))));
-    }
-    events.into_iter().map(audit_event).collect()
 }
 
 /// Anyone: the events about `subject`, oldest first.
