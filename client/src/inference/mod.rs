@@ -864,7 +864,6 @@ impl InferenceService {
     }
 }
 
-/// Counts a query's answers (or failures) as they come in, to tell which one is the last.
 /// `inference.response`: one model's answer, under the query's trace id.
 fn answer_event(
     trace_id: &str,

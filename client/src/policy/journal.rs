@@ -140,13 +140,14 @@ impl AuditJournal {
             state.next - 1
         };
         let path = self.dir.join(format!("{seq:020}.json"));
-        let content = serde_json::to_vec(&Entry { events: events.clone() }).expect("audit events serialize");
+        let entry = Entry { events };
+        let content = serde_json::to_vec(&entry).expect("audit events serialize");
         let dir = self.dir.clone();
         let written = tokio::task::spawn_blocking(move || write_durably(&dir, &path, &content))
             .await
             .expect("the journal write does not panic");
         written?;
-        self.lock().pending.insert(seq, Pending { events, uncertain: false });
+        self.lock().pending.insert(seq, Pending { events: entry.events, uncertain: false });
         if when == Commit::Soon {
             self.wake.notify_one();
         }
@@ -214,16 +215,14 @@ impl AuditJournal {
                     if std::mem::take(failing) {
                         tracing::info!("audit journal: committing again");
                     }
-                    let mut state = self.lock();
+                    self.lock().pending.retain(|seq, _| !seqs.contains(seq));
                     for seq in &seqs {
-                        state.pending.remove(seq);
                         let path = self.dir.join(format!("{seq:020}.json"));
                         // Not durable yet: a file that comes back after a crash is checked against the chain.
                         if let Err(e) = std::fs::remove_file(&path) {
                             tracing::warn!("audit journal: {} is committed but not removed: {e}", path.display());
                         }
                     }
-                    drop(state);
                     self.committed.send_modify(|n| *n += 1);
                 }
                 Err(e) => {
@@ -361,14 +360,24 @@ mod tests {
         names
     }
 
-    /// Runs the committer of `journal` against `chain` in the background; send `true` to stop it.
-    fn committer(
-        journal: &Arc<AuditJournal>,
-        chain: &Arc<Chain>,
-    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-        let (stop, stop_rx) = watch::channel(false);
-        let (journal, chain) = (journal.clone(), chain.clone());
-        (stop, tokio::spawn(async move { journal.run(chain.as_ref(), stop_rx).await }))
+    /// The committer of a journal, running against a chain in the background.
+    struct Committer {
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Committer {
+        fn start(journal: &Arc<AuditJournal>, chain: &Arc<Chain>) -> Self {
+            let (stop, stop_rx) = watch::channel(false);
+            let (journal, chain) = (journal.clone(), chain.clone());
+            Self { stop, task: tokio::spawn(async move { journal.run(chain.as_ref(), stop_rx).await }) }
+        }
+
+        /// Stops it and waits until it has returned (after its final commit).
+        async fn stop(self) {
+            self.stop.send(true).unwrap();
+            self.task.await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -380,7 +389,7 @@ mod tests {
         journal.write(vec![event("smol-a")], Commit::WithNext).await.unwrap();
         journal.write(vec![event("smol-b"), event("smol-c")], Commit::WithNext).await.unwrap();
         assert_eq!(files(dir), ["00000000000000000000.json", "00000000000000000001.json"]);
-        let (stop, task) = committer(&journal, &chain);
+        let committer = Committer::start(&journal, &chain);
         journal.write(vec![event("trace-1")], Commit::Soon).await.unwrap();
         assert!(journal.flush(Duration::from_secs(5)).await);
         let subjects: Vec<String> = chain.events().into_iter().map(|e| e.subject).collect();
@@ -388,8 +397,7 @@ mod tests {
         let first = chain.commits.lock().unwrap()[0].len();
         assert!(first >= 3, "the pending files go in one commit ({first} events)");
         assert!(files(dir).is_empty(), "committed files are removed");
-        stop.send(true).unwrap();
-        task.await.unwrap();
+        committer.stop().await;
     }
 
     #[tokio::test]
@@ -409,15 +417,14 @@ mod tests {
         let journal = Arc::new(AuditJournal::open(dir).unwrap());
         assert_eq!(journal.pending(), 2);
         assert_eq!(files(dir), ["00000000000000000000.json", "00000000000000000001.json"], "the torn write is gone");
-        let (stop, task) = committer(&journal, &chain);
+        let committer = Committer::start(&journal, &chain);
         assert!(journal.flush(Duration::from_secs(5)).await);
         let subjects: Vec<String> = chain.events().into_iter().map(|e| e.subject).collect();
         assert_eq!(subjects, ["smol-a", "smol-b"], "smol-a is not recorded twice");
         journal.write(vec![event("smol-c")], Commit::Soon).await.unwrap();
         assert!(journal.flush(Duration::from_secs(5)).await);
         assert!(files(dir).is_empty());
-        stop.send(true).unwrap();
-        task.await.unwrap();
+        committer.stop().await;
     }
 
     #[tokio::test]
@@ -427,15 +434,14 @@ mod tests {
         let journal = Arc::new(AuditJournal::open(dir).unwrap());
         let chain = Arc::new(Chain::default());
         chain.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        let (stop, task) = committer(&journal, &chain);
+        let committer = Committer::start(&journal, &chain);
         journal.write(vec![event("smol-a")], Commit::Soon).await.unwrap();
         assert!(!journal.flush(Duration::from_millis(300)).await, "nothing commits while the chain is down");
         assert_eq!(journal.pending(), 1);
         chain.down.store(false, std::sync::atomic::Ordering::SeqCst);
         assert!(journal.flush(HOLD_MAX * 3).await, "the retry commits it");
         assert_eq!(chain.events(), [event("smol-a")]);
-        stop.send(true).unwrap();
-        task.await.unwrap();
+        committer.stop().await;
     }
 
     #[tokio::test]
@@ -457,10 +463,9 @@ mod tests {
         let dir = &scratch.0;
         let journal = Arc::new(AuditJournal::open(dir).unwrap());
         let chain = Arc::new(Chain::default());
-        let (stop, task) = committer(&journal, &chain);
+        let committer = Committer::start(&journal, &chain);
         journal.write(vec![event("smol-a")], Commit::WithNext).await.unwrap();
-        stop.send(true).unwrap();
-        task.await.unwrap();
+        committer.stop().await;
         assert_eq!(chain.events(), [event("smol-a")]);
         assert!(files(dir).is_empty());
     }
