@@ -177,7 +177,9 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
     repairer.kill_hard();
     let mut want = vec![a.agent().to_string(), survivor.agent().to_string()];
     want.sort();
-    eventually("the remaining node to repair after the dead node's lease", Duration::from_secs(150), || async {
+    // Up to 60 s for the lease, then two grace windows (40 s: the dead node, closer to the CID,
+    // still has an online advert) and the copy.
+    eventually("the remaining node to repair after the dead node's lease", Duration::from_secs(210), || async {
         let report = replicas(&a, &cid).await;
         if live_holders(&report) == want {
             Ok(report)

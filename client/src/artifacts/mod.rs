@@ -24,7 +24,7 @@ use artifact_index_types::*;
 use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
 use crate::node::NodeAgent;
 use kubo::{AddMode, Kubo, KuboError};
-use replication::{responsible, Candidate, RepairGate, StoragePolicy};
+use replication::{grace_windows, responsible, Candidate, RepairGate, StoragePolicy};
 
 /// The hApp role of the artifact_index DNA.
 pub const ROLE: &str = "artifact_index";
@@ -605,17 +605,19 @@ impl ArtifactService {
     /// Finds under-replicated artifacts and repairs those this node is responsible for.
     async fn repair(&self) -> Result<(), ArtifactError> {
         let me = self.mesh.agent.clone();
-        let query = DiscoveryQuery { online_only: true, ..Default::default() };
+        // Every registered node: the online ones repair; the unseen ones (advert online, no recent
+        // heartbeat read here) may be repairing too, and are waited for (`grace_windows`).
+        let query = DiscoveryQuery::default();
         let peers: Vec<PeerRecord> = self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?;
-        let online: Vec<Candidate> = peers
-            .iter()
-            .filter(|p| p.online && p.advert.availability == Availability::Online)
-            .map(|p| Candidate {
+        let (mut online, mut unseen) = (Vec::new(), Vec::new());
+        for p in peers.iter().filter(|p| p.advert.availability == Availability::Online) {
+            let candidate = Candidate {
                 agent: p.agent.clone(),
                 free_bytes: p.advert.storage.local_ssd_gb.saturating_mul(GB),
                 has_ipfs: p.advert.storage.ipfs_pinned_gb > 0,
-            })
-            .collect();
+            };
+            if p.online { &mut online } else { &mut unseen }.push(candidate);
+        }
         if !online.iter().any(|c| c.agent == me) {
             return Ok(()); // only an online node takes on repairs
         }
@@ -640,7 +642,8 @@ impl ArtifactService {
                 self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
             let holders: Vec<AgentPubKey> = replicas.iter().filter(|r| r.live).map(|r| r.holder.clone()).collect();
             let under = holders.len() < self.policy.min_providers;
-            let due = self.gate.lock().map(|mut g| g.due(&cid, under, grace, Instant::now())).unwrap_or(false);
+            let wait = grace * grace_windows(&cid, size, &me, &unseen, &holders);
+            let due = self.gate.lock().map(|mut g| g.due(&cid, under, wait, Instant::now())).unwrap_or(false);
             if !due || !responsible(&cid, size, &online, &holders, self.policy.min_providers).contains(&me) {
                 continue;
             }
@@ -653,12 +656,27 @@ impl ArtifactService {
                 return Ok(()); // the budget is spent; the rest waits for the next pass
             }
             let kubo = self.kubo()?;
-            let source = if kubo.is_pinned(&cid).await? || kubo.cat(&cid, CACHE_PROBE).await.is_ok() {
+            let was_pinned = kubo.is_pinned(&cid).await?;
+            let source = if was_pinned || kubo.cat(&cid, CACHE_PROBE).await.is_ok() {
                 kubo.pin_add(&cid).await?;
                 "this node's IPFS".to_string()
             } else {
                 self.fetch_from_replicas(&cid, AddMode::Pin).await?
             };
+            // The copy took a while: another node's repair may have landed meanwhile.
+            let replicas: Vec<ReplicaRecord> =
+                self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+            let live = replicas.iter().filter(|r| r.live && r.holder != me).count();
+            if live >= self.policy.min_providers {
+                if !was_pinned {
+                    kubo.pin_rm(&cid).await?;
+                }
+                tracing::info!("{cid} was repaired by another node while this one copied it; no claim made");
+                if let Ok(mut g) = self.gate.lock() {
+                    g.repaired(&cid);
+                }
+                continue;
+            }
             {
                 let _chain = self.chain.lock().await;
                 self.claim(&cid).await?;

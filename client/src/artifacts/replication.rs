@@ -138,6 +138,23 @@ pub fn responsible(
     eligible.into_iter().take(deficit).map(|c| c.agent.clone()).collect()
 }
 
+/// How many grace windows `me` waits before its repair of `cid`: one, or two when a node that
+/// would rank before it is unseen — its advert says online but this node has read no recent
+/// heartbeat of it. Heartbeats can be late to reach one node (a busy machine, a slow gossip
+/// round) while that node is alive and repairing; the second window lets its claim arrive first,
+/// so one missing replica is not repaired twice. A node that is really gone costs one window.
+pub fn grace_windows(cid: &str, size: u64, me: &AgentPubKey, unseen: &[Candidate], holders: &[AgentPubKey]) -> u32 {
+    let mine = distance(me, cid);
+    let closer_unseen = unseen
+        .iter()
+        .any(|c| c.has_ipfs && c.free_bytes >= size && !holders.contains(&c.agent) && distance(&c.agent, cid) < mine);
+    if closer_unseen {
+        2
+    } else {
+        1
+    }
+}
+
 /// Grace windows and the repair rate limit of one node.
 #[derive(Debug, Default)]
 pub struct RepairGate {
@@ -218,6 +235,23 @@ mod tests {
         let no_ipfs = Candidate { has_ipfs: false, ..node(2) };
         assert!(responsible(CID, 10, &[full, no_ipfs.clone()], &[], 1).is_empty());
         assert_eq!(responsible(CID, 10, &[no_ipfs, node(3)], &[], 1), vec![node(3).agent]);
+    }
+
+    #[test]
+    fn a_closer_node_not_seen_beating_gets_one_more_window() {
+        let mut nodes: Vec<Candidate> = (1..=4).map(node).collect();
+        nodes.sort_by_key(|c| distance(&c.agent, CID));
+        let (closest, me, farther) = (&nodes[0], &nodes[1].agent, &nodes[2]);
+        assert_eq!(grace_windows(CID, 10, me, &[], &[]), 1, "nobody unseen");
+        assert_eq!(grace_windows(CID, 10, me, std::slice::from_ref(farther), &[]), 1, "only a farther one");
+        assert_eq!(grace_windows(CID, 10, me, std::slice::from_ref(closest), &[]), 2);
+        assert_eq!(
+            grace_windows(CID, 10, me, std::slice::from_ref(closest), std::slice::from_ref(&closest.agent)),
+            1,
+            "it holds a replica already: it would not repair"
+        );
+        let no_ipfs = Candidate { has_ipfs: false, ..closest.clone() };
+        assert_eq!(grace_windows(CID, 10, me, &[no_ipfs], &[]), 1, "it could not repair");
     }
 
     #[test]
