@@ -602,6 +602,12 @@ impl ArtifactService {
         Ok(())
     }
 
+    /// The nodes holding a live replica of `cid`.
+    async fn live_holders(&self, cid: &str) -> Result<Vec<AgentPubKey>, ArtifactError> {
+        let replicas: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+        Ok(replicas.into_iter().filter(|r| r.live).map(|r| r.holder).collect())
+    }
+
     /// Finds under-replicated artifacts and repairs those this node is responsible for.
     async fn repair(&self) -> Result<(), ArtifactError> {
         let me = self.mesh.agent.clone();
@@ -638,9 +644,7 @@ impl ArtifactService {
             u64::from(self.policy.grace_heartbeat_windows) * u64::from(self.node.state().heartbeat_bucket_secs),
         );
         for (cid, size, _) in ordered {
-            let replicas: Vec<ReplicaRecord> =
-                self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
-            let holders: Vec<AgentPubKey> = replicas.iter().filter(|r| r.live).map(|r| r.holder.clone()).collect();
+            let holders = self.live_holders(&cid).await?;
             let under = holders.len() < self.policy.min_providers;
             let wait = grace * grace_windows(&cid, size, &me, &unseen, &holders);
             let due = self.gate.lock().map(|mut g| g.due(&cid, under, wait, Instant::now())).unwrap_or(false);
@@ -664,10 +668,7 @@ impl ArtifactService {
                 self.fetch_from_replicas(&cid, AddMode::Pin).await?
             };
             // The copy took a while: another node's repair may have landed meanwhile.
-            let replicas: Vec<ReplicaRecord> =
-                self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
-            let live = replicas.iter().filter(|r| r.live && r.holder != me).count();
-            if live >= self.policy.min_providers {
+            if self.live_holders(&cid).await?.iter().filter(|h| **h != me).count() >= self.policy.min_providers {
                 if !was_pinned {
                     kubo.pin_rm(&cid).await?;
                 }

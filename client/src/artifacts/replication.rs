@@ -110,6 +110,13 @@ pub struct Candidate {
     pub has_ipfs: bool,
 }
 
+impl Candidate {
+    /// An IPFS repo, room for `size` bytes, and no replica of the CID yet.
+    fn could_repair(&self, size: u64, holders: &[AgentPubKey]) -> bool {
+        self.has_ipfs && self.free_bytes >= size && !holders.contains(&self.agent)
+    }
+}
+
 /// sha256(agent key) XOR sha256(CID), compared as a big-endian number.
 pub fn distance(agent: &AgentPubKey, cid: &str) -> [u8; 32] {
     let a = Sha256::digest(agent.get_raw_39());
@@ -131,8 +138,7 @@ pub fn responsible(
     min_providers: usize,
 ) -> Vec<AgentPubKey> {
     let deficit = min_providers.saturating_sub(holders.len());
-    let mut eligible: Vec<&Candidate> =
-        online.iter().filter(|c| c.has_ipfs && c.free_bytes >= size && !holders.contains(&c.agent)).collect();
+    let mut eligible: Vec<&Candidate> = online.iter().filter(|c| c.could_repair(size, holders)).collect();
     eligible.sort_by_key(|c| distance(&c.agent, cid));
     eligible.dedup_by(|a, b| a.agent == b.agent);
     eligible.into_iter().take(deficit).map(|c| c.agent.clone()).collect()
@@ -145,10 +151,7 @@ pub fn responsible(
 /// so one missing replica is not repaired twice. A node that is really gone costs one window.
 pub fn grace_windows(cid: &str, size: u64, me: &AgentPubKey, unseen: &[Candidate], holders: &[AgentPubKey]) -> u32 {
     let mine = distance(me, cid);
-    let closer_unseen = unseen
-        .iter()
-        .any(|c| c.has_ipfs && c.free_bytes >= size && !holders.contains(&c.agent) && distance(&c.agent, cid) < mine);
-    if closer_unseen {
+    if unseen.iter().any(|c| c.could_repair(size, holders) && distance(&c.agent, cid) < mine) {
         2
     } else {
         1
