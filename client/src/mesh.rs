@@ -181,7 +181,7 @@ impl Mesh {
         check_installed_hashes(&info, bundle, network, installed_admin.as_ref()).await?;
         if !matches!(info.status, AppStatus::Enabled) {
             progress("enabling the ripple hApp");
-            admin.enable_app(APP_ID.into()).await.map_err(step("enable_app"))?;
+            unless_busy("enable_app", progress, || admin.enable_app(APP_ID.into())).await?;
         }
 
         let interfaces = admin.list_app_interfaces().await.map_err(step("list_app_interfaces"))?;
@@ -199,24 +199,13 @@ impl Mesh {
         let cells = provisioned_cells(&info);
         let signer = ClientAgentSigner::default();
         for cell_id in cells.values() {
-            let mut attempt = 1;
-            let credentials = loop {
-                let payload = AuthorizeSigningCredentialsPayload { cell_id: cell_id.clone(), functions: None };
-                match admin.authorize_signing_credentials(payload).await {
-                    Ok(credentials) => break credentials,
-                    Err(e) if timed_out(&e) && attempt < BUSY_ATTEMPTS => {
-                        progress(&format!(
-                            "the conductor is busy (authorize_signing_credentials timed out); retrying, {attempt} of {}",
-                            BUSY_ATTEMPTS - 1
-                        ));
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        let reason = e.to_string();
-                        return Err(MeshError::Conductor { step: "authorize_signing_credentials", reason });
-                    }
-                }
-            };
+            let credentials = unless_busy("authorize_signing_credentials", progress, || {
+                admin.authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
+                    cell_id: cell_id.clone(),
+                    functions: None,
+                })
+            })
+            .await?;
             signer.add_credentials(cell_id.clone(), credentials);
         }
         let token = admin
@@ -279,7 +268,8 @@ impl Mesh {
             });
         }
         if !matches!(info.status, AppStatus::Enabled) {
-            self.admin.enable_app(app_id.into()).await.map_err(step("enable_app"))?;
+            unless_busy("enable_app", &|line| tracing::info!("{line}"), || self.admin.enable_app(app_id.into()))
+                .await?;
         }
         let cells = provisioned_cells(&info)
             .into_iter()
@@ -368,16 +358,39 @@ impl Mesh {
     }
 }
 
-/// Maps a failed admin call to an error naming the step.
-/// A signing grant is a commit on the cell's source chain; on a machine busy with a first start
-/// (wasm compiling, other nodes' databases writing) it can outlast the client's request timeout.
-/// Such a timeout is retried rather than failing the start.
+/// Admin calls that write (a signing grant commits to the cell's chain, enabling an app writes
+/// the conductor's state) can fail only because the conductor is busy: on a machine loaded by a
+/// first start (wasm compiling, other nodes' databases writing) the request outlasts the client's
+/// timeout, or SQLite stays locked past its busy timeout ("database is locked"). Both calls are
+/// safe to repeat, so such a failure is retried, with a pause, rather than failing the start.
 const BUSY_ATTEMPTS: u32 = 3;
 
-fn timed_out(e: &holochain_client::ConductorApiError) -> bool {
-    matches!(e, holochain_client::ConductorApiError::WebsocketError(holochain_websocket::WebsocketError::Timeout(_)))
+async fn unless_busy<T, F, Fut>(what: &'static str, progress: &(dyn Fn(&str) + Sync), call: F) -> Result<T, MeshError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, holochain_client::ConductorApiError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(done) => return Ok(done),
+            Err(e) if busy(&e) && attempt < BUSY_ATTEMPTS => {
+                progress(&format!("the conductor is busy ({what}: {e}); retrying, {attempt} of {}", BUSY_ATTEMPTS - 1));
+                tokio::time::sleep(std::time::Duration::from_secs(2 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(step(what)(e)),
+        }
+    }
 }
 
+fn busy(e: &holochain_client::ConductorApiError) -> bool {
+    use holochain_client::ConductorApiError::WebsocketError;
+    matches!(e, WebsocketError(holochain_websocket::WebsocketError::Timeout(_)))
+        || format!("{e:?}").contains("database is locked")
+}
+
+/// Maps a failed admin call to an error naming the step.
 fn step(step: &'static str) -> impl Fn(holochain_client::ConductorApiError) -> MeshError {
     move |e| MeshError::Conductor { step, reason: format!("{e:?}") }
 }
@@ -510,4 +523,31 @@ pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use holochain_client::ConductorApiError;
+    use holochain_conductor_api::ExternalApiWireError;
+
+    use super::busy;
+
+    #[tokio::test]
+    async fn a_locked_database_and_a_timeout_are_busy_a_refusal_is_not() {
+        // As the conductor answered enable_app in CI when SQLite stayed locked.
+        let locked = ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(
+            "Conductor returned an error while using a ConductorApi: StateMutationError(Sqlx(Database(SqliteError \
+             { code: 517, message: \"database is locked\" })))"
+                .into(),
+        ));
+        assert!(busy(&locked));
+        let elapsed = tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>()).await.unwrap_err();
+        let timeout = ConductorApiError::WebsocketError(holochain_websocket::WebsocketError::Timeout(elapsed));
+        assert!(busy(&timeout));
+        assert!(!busy(&ConductorApiError::AppNotFound));
+        let refused = ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(
+            "AppNotInstalled(\"extra\")".into(),
+        ));
+        assert!(!busy(&refused));
+    }
 }
