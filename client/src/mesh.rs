@@ -3,12 +3,12 @@
 //! signing credentials, then zome calls and the network view (`holochain.join_mesh`'s outputs).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use holochain_client::{
     AdminWebsocket, AgentPubKey, AllowedOrigins, AppInfo, AppStatusFilter, AppWebsocket,
     AuthorizeSigningCredentialsPayload, CellId, CellInfo, ClientAgentSigner, ExternIO,
-    IssueAppAuthenticationTokenPayload, ZomeCallTarget,
+    IssueAppAuthenticationTokenPayload, WebsocketConfig, ZomeCallTarget,
 };
 use holochain_types::app::{AppBundleSource, InstallAppPayload, RoleSettings};
 use holochain_types::prelude::AppStatus;
@@ -126,9 +126,7 @@ impl Mesh {
         metrics: Arc<Metrics>,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Self, MeshError> {
-        let admin = AdminWebsocket::connect(("127.0.0.1", admin_port), None)
-            .await
-            .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{admin_port}"), reason: e.to_string() })?;
+        let admin = connect_admin(admin_port, SETUP_TIMEOUT).await?;
 
         let existing = admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
         let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == APP_ID) {
@@ -149,12 +147,12 @@ impl Mesh {
                         return Err(MeshError::PolicyAdminUnknown { network: network.name.clone() })
                     }
                 };
-                progress(
-                    "installing the ripple hApp (first start: the conductor compiles the wasm, this takes a while)",
-                );
+                progress("installing the ripple hApp (first start: genesis of each cell)");
                 let roles_settings = role_settings(network, admin_key.as_ref())?;
-                let info = admin
-                    .install_app(InstallAppPayload {
+                let info = still_waiting(
+                    "install_app",
+                    progress,
+                    admin.install_app(InstallAppPayload {
                         source: AppBundleSource::Bytes(bundle.bytes.clone()),
                         agent_key,
                         installed_app_id: Some(APP_ID.into()),
@@ -162,9 +160,10 @@ impl Mesh {
                         roles_settings,
                         ignore_genesis_failure: false,
                         restore_from_dht: false,
-                    })
-                    .await
-                    .map_err(step("install_app"))?;
+                    }),
+                )
+                .await
+                .map_err(step("install_app"))?;
                 (info, true)
             }
         };
@@ -180,7 +179,7 @@ impl Mesh {
         }
         check_installed_hashes(&info, bundle, network, installed_admin.as_ref()).await?;
         if !matches!(info.status, AppStatus::Enabled) {
-            progress("enabling the ripple hApp");
+            progress("enabling the ripple hApp (the first time, the conductor compiles the wasm: this takes a while)");
             unless_busy("enable_app", progress, || admin.enable_app(APP_ID.into())).await?;
         }
 
@@ -218,7 +217,7 @@ impl Mesh {
         })?;
 
         Ok(Self {
-            admin,
+            admin: connect_admin(admin_port, WebsocketConfig::CLIENT_DEFAULT.default_request_timeout).await?,
             app,
             admin_port,
             app_port,
@@ -240,7 +239,9 @@ impl Mesh {
         network_seed: Option<String>,
         role_hashes: &BTreeMap<String, String>,
     ) -> Result<(Vec<CellReport>, bool), MeshError> {
-        let existing = self.admin.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
+        let setup = connect_admin(self.admin_port, SETUP_TIMEOUT).await?;
+        let log = |line: &str| tracing::info!("{line}");
+        let existing = setup.list_apps(None::<AppStatusFilter>).await.map_err(step("list_apps"))?;
         let (info, installed_now) = match existing.into_iter().find(|a| a.installed_app_id == app_id) {
             Some(info) => (info, false),
             None => {
@@ -253,7 +254,8 @@ impl Mesh {
                     ignore_genesis_failure: false,
                     restore_from_dht: false,
                 };
-                (self.admin.install_app(payload).await.map_err(step("install_app"))?, true)
+                let installing = setup.install_app(payload);
+                (still_waiting("install_app", &log, installing).await.map_err(step("install_app"))?, true)
             }
         };
         let installed: BTreeMap<String, String> =
@@ -268,8 +270,7 @@ impl Mesh {
             });
         }
         if !matches!(info.status, AppStatus::Enabled) {
-            unless_busy("enable_app", &|line| tracing::info!("{line}"), || self.admin.enable_app(app_id.into()))
-                .await?;
+            unless_busy("enable_app", &log, || setup.enable_app(app_id.into())).await?;
         }
         let cells = provisioned_cells(&info)
             .into_iter()
@@ -358,11 +359,55 @@ impl Mesh {
     }
 }
 
-/// Admin calls that write (a signing grant commits to the cell's chain, enabling an app writes
-/// the conductor's state) can fail only because the conductor is busy: on a machine loaded by a
-/// first start (wasm compiling, other nodes' databases writing) the request outlasts the client's
-/// timeout, or SQLite stays locked past its busy timeout ("database is locked"). Both calls are
-/// safe to repeat, so such a failure is retried, with a pause, rather than failing the start.
+/// Installing an app runs genesis, and enabling one compiles every zome's wasm (40 s for the ripple
+/// hApp on an idle 2-core VM; minutes on a Raspberry Pi or a machine busy with other conductors):
+/// far past the client's default 60 s request timeout. The admin connection that installs and
+/// enables waits this long instead, so a slow first start is never cut off. Cutting it off would
+/// not stop the conductor, and a re-sent enable_app would race the one still running.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often a long admin call says that it is still running.
+const STILL_WAITING_EVERY: Duration = Duration::from_secs(30);
+
+async fn connect_admin(port: u16, request_timeout: Duration) -> Result<AdminWebsocket, MeshError> {
+    let mut config = WebsocketConfig::CLIENT_DEFAULT;
+    config.default_request_timeout = request_timeout;
+    AdminWebsocket::connect_with_config(("127.0.0.1", port), Arc::new(config), None)
+        .await
+        .map_err(|e| MeshError::Connect { url: format!("ws://127.0.0.1:{port}"), reason: e.to_string() })
+}
+
+/// Awaits a long admin call, printing a progress line every 30 s so a slow start shows it is alive.
+async fn still_waiting<T>(
+    what: &str,
+    progress: &(dyn Fn(&str) + Sync),
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    still_waiting_every(STILL_WAITING_EVERY, what, progress, call).await
+}
+
+async fn still_waiting_every<T>(
+    period: Duration,
+    what: &str,
+    progress: &(dyn Fn(&str) + Sync),
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            done = &mut call => return done,
+            _ = every.tick() => progress(&format!("still waiting for the conductor's {what} ({} s)", started.elapsed().as_secs())),
+        }
+    }
+}
+
+/// Admin calls that write (enabling an app writes the conductor's state, a signing grant commits
+/// to the cell's chain) can be refused only because SQLite stayed locked past its busy timeout
+/// ("database is locked"), on a machine loaded by other conductors' writes. The conductor has then
+/// given up on the call, and both are safe to repeat, so it is retried after a pause rather than
+/// failing the start.
 const BUSY_ATTEMPTS: u32 = 3;
 
 async fn unless_busy<T, F, Fut>(what: &'static str, progress: &(dyn Fn(&str) + Sync), call: F) -> Result<T, MeshError>
@@ -372,11 +417,11 @@ where
 {
     let mut attempt = 1;
     loop {
-        match call().await {
+        match still_waiting(what, progress, call()).await {
             Ok(done) => return Ok(done),
             Err(e) if busy(&e) && attempt < BUSY_ATTEMPTS => {
                 progress(&format!("the conductor is busy ({what}: {e}); retrying, {attempt} of {}", BUSY_ATTEMPTS - 1));
-                tokio::time::sleep(std::time::Duration::from_secs(2 * u64::from(attempt))).await;
+                tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
                 attempt += 1;
             }
             Err(e) => return Err(step(what)(e)),
@@ -385,9 +430,7 @@ where
 }
 
 fn busy(e: &holochain_client::ConductorApiError) -> bool {
-    use holochain_client::ConductorApiError::WebsocketError;
-    matches!(e, WebsocketError(holochain_websocket::WebsocketError::Timeout(_)))
-        || format!("{e:?}").contains("database is locked")
+    format!("{e:?}").contains("database is locked")
 }
 
 /// Maps a failed admin call to an error naming the step.
@@ -530,10 +573,26 @@ mod tests {
     use holochain_client::ConductorApiError;
     use holochain_conductor_api::ExternalApiWireError;
 
-    use super::busy;
+    use super::{busy, still_waiting_every};
 
     #[tokio::test]
-    async fn a_locked_database_and_a_timeout_are_busy_a_refusal_is_not() {
+    async fn a_long_call_says_it_is_still_running_until_it_answers() {
+        let lines = std::sync::Mutex::new(Vec::new());
+        let record = |line: &str| lines.lock().unwrap().push(line.to_string());
+        let period = std::time::Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        still_waiting_every(period, "enable_app", &record, tokio::time::sleep(period * 5)).await;
+        let periods = started.elapsed().as_millis() / period.as_millis();
+        let lines = lines.into_inner().unwrap();
+        // Four or so: at most one per period, however the machine schedules this test.
+        assert!(!lines.is_empty() && lines.len() as u128 <= periods, "{lines:?} in {periods} periods");
+        assert!(lines.iter().all(|l| l.starts_with("still waiting for the conductor's enable_app (")), "{lines:?}");
+        let quick = still_waiting_every(period, "list_apps", &|line: &str| panic!("{line}"), async { 7 }).await;
+        assert_eq!(quick, 7);
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_busy_a_timeout_or_a_refusal_is_not() {
         // As the conductor answered enable_app in CI when SQLite stayed locked.
         let locked = ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(
             "Conductor returned an error while using a ConductorApi: StateMutationError(Sqlx(Database(SqliteError \
@@ -543,7 +602,7 @@ mod tests {
         assert!(busy(&locked));
         let elapsed = tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>()).await.unwrap_err();
         let timeout = ConductorApiError::WebsocketError(holochain_websocket::WebsocketError::Timeout(elapsed));
-        assert!(busy(&timeout));
+        assert!(!busy(&timeout), "the conductor may still be carrying the call out: never re-sent");
         assert!(!busy(&ConductorApiError::AppNotFound));
         let refused = ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(
             "AppNotInstalled(\"extra\")".into(),

@@ -154,12 +154,13 @@ impl Sidecar {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(300)) {
+        // A first start compiles the wasm (40 s alone on 2 cores), slower beside other running nodes.
+        match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(ready) => Sidecar { name: launch.name, child, ready, stderr_log },
             Err(_) => {
                 let _ = child.kill();
                 panic!(
-                    "sidecar {} never became ready; its stderr:\n{}",
+                    "sidecar {} never became ready within 600 s; its stderr:\n{}",
                     launch.name,
                     std::fs::read_to_string(&stderr_log).unwrap_or_default()
                 );

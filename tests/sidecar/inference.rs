@@ -208,8 +208,9 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
         .send()
         .await
         .unwrap();
-    assert_eq!(no_consensus.status(), 409);
+    let status = no_consensus.status();
     let body: Value = no_consensus.json().await.unwrap();
+    assert_eq!(status, 409, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("no consensus: 57% of the weighted votes agree, 60% required"),
         "{body}"
