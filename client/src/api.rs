@@ -211,6 +211,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/inference/load", post(inference_load))
         .route("/inference/unload", post(inference_unload))
         .merge(crate::inference::bridge::router())
+        .merge(crate::ui::router())
         .with_state(state)
 }
 

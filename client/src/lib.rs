@@ -22,4 +22,5 @@ pub mod resources;
 pub mod runfile;
 pub mod runtime;
 pub mod shards;
+pub mod ui;
 pub mod up;

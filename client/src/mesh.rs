@@ -11,7 +11,10 @@ use holochain_client::{
     IssueAppAuthenticationTokenPayload, WebsocketConfig, ZomeCallTarget,
 };
 use holochain_types::app::{AppBundleSource, InstallAppPayload, RoleSettings};
-use holochain_types::prelude::AppStatus;
+use holochain_types::prelude::{
+    AppStatus, GrantConstraint, GrantZomeCallCapabilityGrant, GrantZomeCallCapabilityPayload, GrantedFunctions,
+    ZomeCallGrant, CAP_SECRET_BYTES,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::manifests::{CheckedBundle, Network, POLICY_ROLE};
@@ -74,6 +77,14 @@ pub struct Mesh {
     /// On a network whose creator is its policy admin: that creator.
     pub policy_admin: Option<AgentPubKey>,
     metrics: Arc<Metrics>,
+}
+
+/// What a web page needs to call zomes on this node's conductor itself.
+#[derive(Debug, Clone)]
+pub struct AppSession {
+    pub app_port: u16,
+    pub token: Vec<u8>,
+    pub cap_secret: Vec<u8>,
 }
 
 /// `holochain.join_mesh`'s cell_ids entry.
@@ -307,6 +318,40 @@ impl Mesh {
                 agent_pubkey: id.agent_pubkey().to_string(),
             })
             .collect()
+    }
+
+    /// A web page's access to the conductor's app websocket: a single-use app token (30 s), and on
+    /// every cell a zome-call grant to `signing_key` for the functions `allowed` names (by role).
+    pub async fn open_app_session(
+        &self,
+        signing_key: AgentPubKey,
+        allowed: &BTreeMap<&str, Vec<(&str, &str)>>,
+    ) -> Result<AppSession, MeshError> {
+        let mut secret = [0u8; CAP_SECRET_BYTES];
+        getrandom::fill(&mut secret).map_err(|e| MeshError::Conductor { step: "cap secret", reason: e.to_string() })?;
+        for (role, cell_id) in &self.cells {
+            let functions = allowed.get(role.as_str()).into_iter().flatten();
+            let functions = functions.map(|(zome, function)| ((*zome).into(), (*function).into())).collect();
+            let payload = GrantZomeCallCapabilityPayload {
+                cell_id: cell_id.clone(),
+                cap_grant: GrantZomeCallCapabilityGrant {
+                    tag: "ripple dashboard".into(),
+                    constraint: GrantConstraint::Assigned {
+                        secret: secret.into(),
+                        assignees: std::collections::BTreeSet::from([signing_key.clone()]),
+                    },
+                    grant: ZomeCallGrant { functions: GrantedFunctions::Listed(functions) },
+                },
+            };
+            self.admin.grant_zome_call_capability(payload).await.map_err(step("grant_zome_call_capability"))?;
+        }
+        let token = self
+            .admin
+            .issue_app_auth_token(IssueAppAuthenticationTokenPayload::for_installed_app_id(APP_ID.into()))
+            .await
+            .map_err(step("issue_app_auth_token"))?
+            .token;
+        Ok(AppSession { app_port: self.app_port, token, cap_secret: secret.to_vec() })
     }
 
     /// Peers, gossip and fetch state of the primary role's space.

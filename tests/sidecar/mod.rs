@@ -4,6 +4,7 @@ mod artifacts;
 mod attach;
 mod bad_input;
 mod cli;
+mod dashboard;
 pub mod harness;
 mod inference;
 mod interrupt;

@@ -62,7 +62,8 @@ pub async fn build(ws: &Workspace) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("packing {} failed", ws.rel(&ws.happ_manifest())))?;
     eprintln!("    {} -> {}", ws.rel(&ws.happ_manifest()), ws.rel(&happ));
-    Ok(())
+    step("packing the web hApp (the hApp with client/ui/dist)");
+    crate::ui::pack_webhapp(ws).await
 }
 
 fn list(zomes: &BTreeSet<&str>) -> String {

@@ -54,12 +54,12 @@ const PYTHON_HINT: &str = "install Python 3 with venv (Debian: apt-get install p
 const NODE_HINT: &str = "install Node.js 20+ and npm (Debian: apt-get install nodejs npm)";
 
 /// The stamp in `installed` records the pin files it was installed from.
-fn stale(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<bool> {
+pub fn stale(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<bool> {
     let wanted = pinned(dir, pins)?;
     Ok(std::fs::read(installed.join(".ripple-pins")).ok().as_deref() != Some(wanted.as_slice()))
 }
 
-fn stamp(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<()> {
+pub fn stamp(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<()> {
     std::fs::write(installed.join(".ripple-pins"), pinned(dir, pins)?)?;
     Ok(())
 }
@@ -72,7 +72,7 @@ fn pinned(dir: &Path, pins: &[&str]) -> anyhow::Result<Vec<u8>> {
     Ok(all)
 }
 
-fn run(cmd: &mut Command, what: &str, hint: &str) -> anyhow::Result<()> {
+pub fn run(cmd: &mut Command, what: &str, hint: &str) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("cannot run {what}: {hint}"))?;
     if !status.success() {
         bail!("{what} failed ({status}): {hint}");

@@ -9,6 +9,7 @@ mod bench;
 mod build;
 mod clients;
 mod pin;
+mod ui;
 mod workspace;
 
 #[derive(Parser)]
@@ -21,8 +22,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build every zome to wasm (adding the wasm32 target if missing) and pack
-    /// workdir/<dna>.dna, workdir/test/<dna>.dna and workdir/ripple.happ.
+    /// workdir/<dna>.dna, workdir/test/<dna>.dna, workdir/ripple.happ and workdir/ripple.webhapp.
     Build,
+    /// Rebuild the web dashboard (client/ui/dist, embedded in `ripple`) from client/ui/src with
+    /// its pinned npm packages; commit the result with the sources.
+    Ui,
     /// Compute each role's DNA hash for every network in manifests/holochain/networks.json and
     /// write manifests/holochain/dnas/index.json (run `build` first).
     Pin {
@@ -73,6 +77,7 @@ fn run() -> anyhow::Result<()> {
         Command::Build => rt.block_on(build::build(&ws)),
         Command::Pin { check } => rt.block_on(pin::pin(&ws, check)),
         Command::Repro => build::check_reproducible(&ws),
+        Command::Ui => ui::build(&ws),
         Command::Up { args } => {
             rt.block_on(build::build(&ws))?;
             let ripple = ws.build_sidecar(false)?;
@@ -86,6 +91,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(build::build(&ws))?;
             rt.block_on(pin::pin(&ws, true))?;
             build::check_reproducible(&ws)?;
+            ui::check(&ws)?;
             workspace::step(
                 "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, shard maps, xtask)",
             );

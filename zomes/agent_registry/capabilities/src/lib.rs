@@ -1,8 +1,21 @@
 //! Coordinator `capabilities`: a node publishes its own advert and keeps its capability-index
 //! listings in step with it. Reads of other nodes' adverts live in `discovery`.
 use agent_registry_integrity::{AdvertIndexTag, EntryTypes, IndexKey, LinkTypes, NodeAdvert, UnitEntryTypes};
-use agent_registry_types::{AdvertRecord, PublishProgress};
+use agent_registry_signals::{open_remote_signals, relay, tell_mesh};
+use agent_registry_types::{AdvertRecord, PublishProgress, RegistrySignal};
 use hdk::prelude::*;
+
+#[hdk_extern]
+pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
+    open_remote_signals()?;
+    Ok(InitCallbackResult::Pass)
+}
+
+/// Peers: a node's own advert news, re-emitted to this node's app clients.
+#[hdk_extern]
+pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
+    relay(signal)
+}
 
 #[derive(Debug, thiserror::Error)]
 enum CapabilitiesError {
@@ -19,8 +32,9 @@ impl From<CapabilitiesError> for WasmError {
 }
 
 /// The node itself (its sidecar): creates the advert on first call and updates it afterwards,
-/// re-listing the node under the capability paths of the new version. Publishing an unchanged
-/// advert writes nothing.
+/// re-listing the node under the capability paths of the new version, and signals the change (to
+/// this node's app clients and the nodes it saw beating). Publishing an unchanged advert writes
+/// nothing.
 #[hdk_extern]
 pub fn publish_node_advert(advert: NodeAdvert) -> ExternResult<AdvertRecord> {
     advert.check().map_err(CapabilitiesError::InvalidAdvert)?;
@@ -40,6 +54,7 @@ pub fn publish_node_advert(advert: NodeAdvert) -> ExternResult<AdvertRecord> {
         Some(current) => (update_entry(current.original.clone(), &advert)?, current.original),
     };
     list(&me, &advert, &version)?;
+    tell_mesh(&RegistrySignal::Advert { agent: me, at: sys_time()?, advert: advert.clone() })?;
     Ok(AdvertRecord { version, original, advert })
 }
 

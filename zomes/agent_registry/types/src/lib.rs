@@ -68,3 +68,23 @@ pub struct PublishProgress {
     pub actions: u32,
     pub acknowledged: u32,
 }
+
+/// What agent_registry signals to the node's app clients (the web dashboard): the node's own
+/// heartbeats and advert changes as it writes them, and those of peers, which send them to the
+/// nodes they see online and each node re-emits locally. Send-and-forget: a page that missed one
+/// reads discovery again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegistrySignal {
+    Heartbeat { agent: AgentPubKey, at: Timestamp, sample: HeartbeatSample },
+    Advert { agent: AgentPubKey, at: Timestamp, advert: NodeAdvert },
+}
+
+impl RegistrySignal {
+    /// The node the news is about; only that node may send it.
+    pub fn agent(&self) -> &AgentPubKey {
+        match self {
+            RegistrySignal::Heartbeat { agent, .. } | RegistrySignal::Advert { agent, .. } => agent,
+        }
+    }
+}

@@ -88,3 +88,9 @@ fn artifacts_under(path: Path, link_type: LinkTypes) -> ExternResult<Vec<Artifac
     found.dedup_by(|a, b| a.artifact_id == b.artifact_id);
     Ok(found)
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -61,3 +61,9 @@ fn chain_check(builder: &AgentPubKey, id: &ActionHash, seq: u32) -> ExternResult
     let warrants = u32::try_from(status_only.warrants.len()).unwrap_or(u32::MAX);
     Ok(ChainCheck { seq, on_chain, warrants, status: status.into() })
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

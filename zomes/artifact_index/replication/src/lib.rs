@@ -105,3 +105,9 @@ fn replica_record(record: &Record, now: Timestamp) -> Option<ReplicaRecord> {
         claim,
     })
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -86,3 +86,9 @@ fn my_claims() -> ExternResult<Vec<ClaimRecord>> {
         .collect();
     Ok(claims.iter().filter_map(ClaimRecord::from_record).filter(|c| !deleted.contains(&c.claim_id)).collect())
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

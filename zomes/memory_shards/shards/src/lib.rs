@@ -64,3 +64,9 @@ fn maps_under(path: Path, link_type: LinkTypes) -> ExternResult<Vec<MapRecord>> 
     maps.dedup_by(|a, b| a.map_id == b.map_id);
     Ok(maps)
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -86,3 +86,9 @@ fn my_latest(claim_id: &ActionHash) -> ExternResult<Option<CheckpointRecord>> {
         .filter(|c| &c.checkpoint.claim == claim_id)
         .max_by_key(|c| c.checkpoint.sequence))
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -63,3 +63,9 @@ fn events_at(hashes: Vec<ActionHash>) -> ExternResult<Vec<AuditRecord>> {
     events.sort_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)));
     Ok(events)
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -42,3 +42,9 @@ pub fn get_decisions_in_hours(hours: HoursInput) -> ExternResult<Vec<DecisionRec
     found.sort_by(|a, b| (a.decided_at, &a.decision_id).cmp(&(b.decided_at, &b.decision_id)));
     Ok(found)
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -78,3 +78,9 @@ fn versions_of(package: &str) -> ExternResult<Vec<BundleRecord>> {
 fn bundles_at(hashes: Vec<ActionHash>) -> ExternResult<Vec<BundleRecord>> {
     Ok(records_from_peers(hashes)?.iter().flatten().filter_map(BundleRecord::from_record).collect())
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

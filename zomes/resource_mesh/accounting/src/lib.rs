@@ -150,3 +150,9 @@ fn followups<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
     found.sort_by_key(|(_, r, _)| r.action().timestamp());
     Ok(found)
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -93,3 +93,9 @@ fn offer_record(record: &Record) -> Option<OfferRecord> {
         offer: entry_of(record, UnitEntryTypes::ResourceOffer)?,
     })
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

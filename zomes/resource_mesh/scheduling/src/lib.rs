@@ -322,3 +322,9 @@ fn view(request: RequestRecord, answer: Option<Answer>) -> ExternResult<Allocati
     }
     Ok(AllocationView { request, answer, released_at, receipt })
 }
+
+/// After each commit of this node through this zome: tell its dashboard (`changes::announce`).
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    changes::announce(&committed);
+}

@@ -1,0 +1,147 @@
+// Mesh: every node discovery finds, with capabilities, online state and load over time. One
+// discovery read when the page opens (and when the filters change); after that, heartbeat and
+// advert signals keep it current, and the page's clock turns a node that stopped beating offline.
+import { encodeHashToBase64 } from "@holochain/client";
+
+import { LoadChart } from "../chart";
+import type { Conductor } from "../conductor";
+import { ago, errorBox, h, table } from "../dom";
+import {
+  gpus,
+  load,
+  type DiscoveryQuery,
+  type PeerRecord,
+  type RegistryProperties,
+  type RegistrySignal,
+} from "../registry";
+
+const FILTERS: [keyof DiscoveryQuery, string, "text" | "number"][] = [
+  ["gpu_vendor", "GPU vendor", "text"],
+  ["min_vram_gb", "min VRAM GB", "number"],
+  ["model", "model", "text"],
+  ["region", "region", "text"],
+  ["cpu_arch", "CPU arch", "text"],
+  ["min_cpu_cores", "min cores", "number"],
+  ["min_ram_gb", "min RAM GB", "number"],
+];
+
+export async function meshPage(conductor: Conductor, root: HTMLElement): Promise<() => void> {
+  const settings = await conductor.call<RegistryProperties>("agent_registry", "heartbeat", "get_heartbeat_settings");
+  // "Online" is a beat in the current or previous bucket; without one for two buckets a node is offline.
+  const onlineWindowMs = 2 * settings.heartbeat_bucket_secs * 1000;
+  const chart = new LoadChart(Math.max(10 * 60_000, 3 * onlineWindowMs));
+  const peers = new Map<string, PeerRecord>();
+  let query: DiscoveryQuery = { online_only: false };
+
+  const list = h("div", { "data-testid": "peers" });
+  const status = h("p", { class: "muted" });
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        query = readFilters(form);
+        void refresh();
+      },
+    },
+    FILTERS.map(([key, label, type]) => h("label", {}, label, h("input", { name: key, type, min: "0" }))),
+    h("label", {}, h("input", { name: "online_only", type: "checkbox" }), "online only"),
+    h("button", { type: "submit" }, "Apply"),
+  );
+  root.replaceChildren(h("h2", {}, "Mesh"), form, status, list, h("h3", {}, "Load over time"), chart.element);
+
+  const online = (p: PeerRecord, now: number) =>
+    p.advert.availability !== "offline" && !!p.last_heartbeat && now - p.last_heartbeat.at / 1000 < onlineWindowMs;
+
+  const render = () => {
+    const now = Date.now();
+    const rows = [...peers.values()]
+      .filter((p) => !query.online_only || online(p, now))
+      .sort((a, b) => Number(online(b, now)) - Number(online(a, now)) || a.advert.agent_name.localeCompare(b.advert.agent_name))
+      .map((p) => {
+        const state = online(p, now) ? p.advert.availability : "offline";
+        const beat = p.last_heartbeat;
+        return [
+          h("span", { "data-node": p.advert.agent_name }, p.advert.agent_name, encodeHashToBase64(p.agent) === encodeHashToBase64(conductor.me) ? " (this node)" : ""),
+          h("span", { class: `state ${state}`, "data-testid": `state-${p.advert.agent_name}` }, state),
+          p.advert.hardware_class,
+          `${p.advert.compute.cpu_cores} × ${p.advert.compute.cpu_arch}, ${p.advert.compute.ram_gb} GB`,
+          h("span", { "data-testid": `gpus-${p.advert.agent_name}` }, gpus(p.advert)),
+          h("span", { "data-testid": `models-${p.advert.agent_name}` }, p.advert.inference.models_loaded.join(", ") || "none"),
+          p.advert.network.region || "-",
+          beat ? `${load(beat.sample)}%` : "-",
+          beat ? ago(beat.at, now) : "never",
+        ];
+      });
+    list.replaceChildren(
+      table(["node", "state", "class", "CPU / RAM", "GPUs", "models", "region", "load", "last beat"], rows, "peer-table"),
+    );
+    status.textContent = `${rows.length} node(s); live from signals, last discovery read ${new Date().toLocaleTimeString()}`;
+    chart.render(now);
+  };
+
+  let reading = false;
+  let again = false;
+  const refresh = async () => {
+    if (reading) {
+      again = true; // one more read when this one is done, not one per signal
+      return;
+    }
+    reading = true;
+    try {
+      const found = await conductor.call<PeerRecord[]>("agent_registry", "discovery", "query_peers", query);
+      peers.clear();
+      for (const p of found) {
+        peers.set(encodeHashToBase64(p.agent), p);
+        if (p.last_heartbeat) chart.add(p.advert.agent_name, { t: p.last_heartbeat.at / 1000, v: load(p.last_heartbeat.sample) });
+      }
+      render();
+    } catch (e) {
+      list.replaceChildren(errorBox("discovery failed", e));
+    } finally {
+      reading = false;
+      if (again) {
+        again = false;
+        void refresh();
+      }
+    }
+  };
+
+  const unsubscribe = conductor.onSignal(({ role, payload }) => {
+    if (role !== "agent_registry") return;
+    const signal = payload as RegistrySignal;
+    const peer = peers.get(encodeHashToBase64(signal.agent));
+    if (!peer) {
+      // A node this page has not read (it joined after the last discovery read, and its advert
+      // went out before it knew this node): read it with its advert and last beat.
+      void refresh();
+      return;
+    }
+    if (signal.type === "heartbeat" && signal.sample) {
+      peer.last_heartbeat = { agent: signal.agent, at: signal.at, sample: signal.sample };
+      chart.add(peer.advert.agent_name, { t: signal.at / 1000, v: load(signal.sample) });
+    } else if (signal.type === "advert" && signal.advert) {
+      peer.advert = signal.advert;
+    }
+    render();
+  });
+  await refresh();
+  // The clock, not the network: ages and the online window move on without new data.
+  const clock = window.setInterval(render, 1000);
+  return () => {
+    unsubscribe();
+    window.clearInterval(clock);
+  };
+}
+
+function readFilters(form: HTMLFormElement): DiscoveryQuery {
+  const data = new FormData(form);
+  const query: DiscoveryQuery = { online_only: data.get("online_only") === "on" };
+  for (const [key, , type] of FILTERS) {
+    const value = String(data.get(key) ?? "").trim();
+    if (!value) continue;
+    (query as unknown as Record<string, string | number>)[key] = type === "number" ? Number(value) : value;
+  }
+  return query;
+}

@@ -1,0 +1,101 @@
+// agent_registry's records as msgpack decodes them (field names as the Rust types serialise them).
+import { encodeHashToBase64, type ActionHash, type AgentPubKey } from "@holochain/client";
+
+import type { Conductor } from "./conductor";
+
+export type Availability = "online" | "draining" | "maintenance" | "offline";
+
+export interface Gpu {
+  vendor: string;
+  model: string;
+  vram_gb: number;
+}
+
+export interface NodeAdvert {
+  agent_name: string;
+  hardware_class: string;
+  compute: { cpu_cores: number; cpu_arch: string; ram_gb: number; gpus: Gpu[] };
+  storage: { local_ssd_gb: number; ipfs_pinned_gb: number; s3_available_gb: number };
+  inference: { models_loaded: string[]; max_batch_size: number; tokens_per_second: number; endpoint: string | null };
+  memory: { vector_shards: number; redis_memory_gb: number };
+  network: { bandwidth_mbps: number; region: string };
+  availability: Availability;
+}
+
+export interface HeartbeatSample {
+  seq: number;
+  cpu_percent: number;
+  gpu_percent: number | null;
+  memory_percent: number;
+  availability: Availability;
+}
+
+export interface HeartbeatSeen {
+  agent: AgentPubKey;
+  /** Microseconds since the epoch. */
+  at: number;
+  sample: HeartbeatSample;
+}
+
+export interface PeerRecord {
+  agent: AgentPubKey;
+  advert_version: ActionHash;
+  advert: NodeAdvert;
+  last_heartbeat: HeartbeatSeen | null;
+  online: boolean;
+}
+
+export interface AdvertRecord {
+  version: ActionHash;
+  original: ActionHash;
+  advert: NodeAdvert;
+}
+
+export interface RegistryProperties {
+  heartbeat_bucket_secs: number;
+  heartbeat_min_interval_secs: number;
+}
+
+/** The filters `ripple peers` takes, as discovery.query_peers reads them. */
+export interface DiscoveryQuery {
+  gpu_vendor?: string;
+  min_vram_gb?: number;
+  model?: string;
+  cpu_arch?: string;
+  region?: string;
+  min_cpu_cores?: number;
+  min_ram_gb?: number;
+  min_storage_gb?: number;
+  online_only: boolean;
+  limit?: number;
+}
+
+/** What the heartbeat zome signals: a node's beat (this node's own, or a peer's relayed to it). */
+export interface RegistrySignal {
+  type: "heartbeat" | "advert";
+  agent: AgentPubKey;
+  at: number;
+  sample?: HeartbeatSample;
+  advert?: NodeAdvert;
+}
+
+/** The busier of CPU and GPU, the figure routing compares. */
+export function load(sample: HeartbeatSample): number {
+  return Math.max(sample.cpu_percent, sample.gpu_percent ?? 0);
+}
+
+export function gpus(advert: NodeAdvert): string {
+  const list = advert.compute.gpus.map((g) => `${g.vendor} ${g.model} (${g.vram_gb} GB)`);
+  return list.length ? list.join(", ") : "none";
+}
+
+/** Agent key (base64) → node name, for pages that show other DNAs' records by author. */
+export async function nodeNames(conductor: Conductor): Promise<Map<string, string>> {
+  const peers = await conductor.call<PeerRecord[]>("agent_registry", "discovery", "query_peers", { online_only: false });
+  return new Map(peers.map((p) => [encodeHashToBase64(p.agent), p.advert.agent_name]));
+}
+
+/** The node's name when the registry knows it, else the start of its key. */
+export function nodeName(names: Map<string, string>, agent: AgentPubKey): string {
+  return names.get(encodeHashToBase64(agent)) ?? `${encodeHashToBase64(agent).slice(0, 12)}…`;
+}
