@@ -70,7 +70,7 @@ export interface DiscoveryQuery {
   limit?: number;
 }
 
-/** What the heartbeat zome signals: a node's beat (this node's own, or a peer's relayed to it). */
+/** What agent_registry signals: this node's beats, and advert changes (this node's, or a peer's relayed to it). */
 export interface RegistrySignal {
   type: "heartbeat" | "advert";
   agent: AgentPubKey;

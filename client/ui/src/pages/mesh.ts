@@ -1,6 +1,8 @@
 // Mesh: every node discovery finds, with capabilities, online state and load over time. One
-// discovery read when the page opens (and when the filters change); after that, heartbeat and
-// advert signals keep it current, and the page's clock turns a node that stopped beating offline.
+// discovery read when the page opens, when the filters change, and each time this node beats (its
+// heartbeat signal): peers' beats are not pushed, so the page reads them once per beat interval
+// however large the mesh. Advert signals (this node's and peers') apply at once, and the page's
+// clock turns a node that stopped beating offline.
 import { encodeHashToBase64 } from "@holochain/client";
 
 import { LoadChart } from "../chart";
@@ -91,9 +93,15 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
     reading = true;
     try {
       const found = await conductor.call<PeerRecord[]>("agent_registry", "discovery", "query_peers", query);
+      const known = new Map(peers);
       peers.clear();
       for (const p of found) {
-        peers.set(encodeHashToBase64(p.agent), p);
+        const key = encodeHashToBase64(p.agent);
+        // A beat signalled here may be newer than what the read found (this node's own beat
+        // is signalled before its link is committed).
+        const seen = known.get(key)?.last_heartbeat;
+        if (seen && (!p.last_heartbeat || seen.at > p.last_heartbeat.at)) p.last_heartbeat = seen;
+        peers.set(key, p);
         if (p.last_heartbeat) chart.add(p.advert.agent_name, { t: p.last_heartbeat.at / 1000, v: load(p.last_heartbeat.sample) });
       }
       render();
@@ -112,19 +120,16 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
     if (role !== "agent_registry") return;
     const signal = payload as RegistrySignal;
     const peer = peers.get(encodeHashToBase64(signal.agent));
-    if (!peer) {
-      // A node this page has not read (it joined after the last discovery read, and its advert
-      // went out before it knew this node): read it with its advert and last beat.
-      void refresh();
-      return;
-    }
-    if (signal.type === "heartbeat" && signal.sample) {
+    if (peer && signal.type === "heartbeat" && signal.sample) {
       peer.last_heartbeat = { agent: signal.agent, at: signal.at, sample: signal.sample };
       chart.add(peer.advert.agent_name, { t: signal.at / 1000, v: load(signal.sample) });
-    } else if (signal.type === "advert" && signal.advert) {
+    } else if (peer && signal.type === "advert" && signal.advert) {
       peer.advert = signal.advert;
     }
     render();
+    // This node's beat is the page's cue to read its peers' beats; a node the page has not read
+    // yet (it joined after the last read) is read with its advert and last beat.
+    if (!peer || signal.type === "heartbeat") void refresh();
   });
   await refresh();
   // The clock, not the network: ages and the online window move on without new data.

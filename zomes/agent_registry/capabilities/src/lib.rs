@@ -1,9 +1,11 @@
 //! Coordinator `capabilities`: a node publishes its own advert and keeps its capability-index
 //! listings in step with it. Reads of other nodes' adverts live in `discovery`.
 use agent_registry_integrity::{AdvertIndexTag, EntryTypes, IndexKey, LinkTypes, NodeAdvert, UnitEntryTypes};
-use agent_registry_signals::{open_remote_signals, relay, tell_mesh};
 use agent_registry_types::{AdvertRecord, PublishProgress, RegistrySignal};
 use hdk::prelude::*;
+use news::{open_remote_signals, relay, tell_mesh};
+
+mod news;
 
 #[hdk_extern]
 pub fn init(_: ()) -> ExternResult<InitCallbackResult> {

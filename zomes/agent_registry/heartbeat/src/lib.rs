@@ -1,17 +1,10 @@
 //! Coordinator `heartbeat`: a node records that it is alive, with a small load sample, under the
-//! anchor of the current time bucket, and tells the mesh's dashboards (signals). Reading who is
+//! anchor of the current time bucket, and signals it to the node's dashboards. Reading who is
 //! online lives in `discovery`.
 use agent_registry_integrity::heartbeat::anchor_hash_for;
 use agent_registry_integrity::{HeartbeatSample, LinkTypes, RegistryProperties};
-use agent_registry_signals::{open_remote_signals, relay, tell_mesh};
 use agent_registry_types::RegistrySignal;
 use hdk::prelude::*;
-
-#[hdk_extern]
-pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
-    open_remote_signals()?;
-    Ok(InitCallbackResult::Pass)
-}
 
 #[derive(Debug, thiserror::Error)]
 enum HeartbeatError {
@@ -26,7 +19,9 @@ impl From<HeartbeatError> for WasmError {
 }
 
 /// The node itself (its sidecar's heartbeat loop): one heartbeat link in the current bucket, then
-/// a signal to this node's app clients and the nodes it saw beating. Beats closer together than `heartbeat_min_interval_secs` are rejected (HB4).
+/// a signal to this node's app clients only. Peers' beats are not pushed: one remote signal per
+/// beat to every live node would cost N² per interval; a dashboard reads them by discovery when
+/// its own node beats. Beats closer together than `heartbeat_min_interval_secs` are rejected (HB4).
 #[hdk_extern]
 pub fn heartbeat(sample: HeartbeatSample) -> ExternResult<ActionHash> {
     sample.check().map_err(HeartbeatError::InvalidSample)?;
@@ -35,14 +30,8 @@ pub fn heartbeat(sample: HeartbeatSample) -> ExternResult<ActionHash> {
     let at = sys_time()?;
     let base = anchor_hash_for(&props, &me, at)?;
     let beat = create_link(base, me.clone(), LinkTypes::BucketToHeartbeats, sample.to_tag()?)?;
-    tell_mesh(&RegistrySignal::Heartbeat { agent: me, at, sample })?;
+    emit_signal(RegistrySignal::Heartbeat { agent: me, at, sample })?;
     Ok(beat)
-}
-
-/// Peers: a node's own heartbeat news, re-emitted to this node's app clients.
-#[hdk_extern]
-pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
-    relay(signal)
 }
 
 /// Anyone: the network's liveness timing, so a sidecar can pace its heartbeat loop.

@@ -70,9 +70,9 @@ pub struct PublishProgress {
 }
 
 /// What agent_registry signals to the node's app clients (the web dashboard): the node's own
-/// heartbeats and advert changes as it writes them, and those of peers, which send them to the
-/// nodes they see online and each node re-emits locally. Send-and-forget: a page that missed one
-/// reads discovery again.
+/// heartbeats and advert changes as it writes them, and peers' advert changes, which they send to
+/// the nodes they see online and each node re-emits locally. Send-and-forget: a page that missed
+/// one reads discovery again.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RegistrySignal {

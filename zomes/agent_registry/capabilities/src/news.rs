@@ -1,7 +1,8 @@
-//! Live news for dashboards: a node signals its own heartbeats and advert changes to its app
-//! clients and, by remote signal, to the nodes it has seen beating recently; a receiving node
-//! re-emits what a node says about itself. The recipients come from the heartbeat links this
-//! node already holds (a local read, no network), so a beat costs no extra DHT traffic.
+//! Advert news for dashboards: a node signals its advert changes to its app clients and, by
+//! remote signal, to the nodes it has seen beating recently; a receiving node re-emits what a
+//! node says about itself. The recipients come from the heartbeat links this node already holds
+//! (a local read, no network). Adverts change rarely (joining, draining, a model loaded), so the
+//! fan-out to every live node is cheap; heartbeats are not sent this way (see the heartbeat zome).
 use std::collections::{BTreeSet, HashSet};
 
 use agent_registry_integrity::heartbeat::{anchor, HEARTBEAT_SHARDS};
@@ -9,7 +10,7 @@ use agent_registry_integrity::{LinkTypes, RegistryProperties};
 use agent_registry_types::RegistrySignal;
 use hdk::prelude::*;
 
-/// For the zome's `init`: let any node call `recv_remote_signal` (the only function it opens).
+/// For `init`: let any node call `recv_remote_signal` (the only function it opens).
 pub fn open_remote_signals() -> ExternResult<()> {
     let mut functions = HashSet::new();
     functions.insert((zome_info()?.name, "recv_remote_signal".into()));
@@ -32,7 +33,7 @@ pub fn tell_mesh(signal: &RegistrySignal) -> ExternResult<()> {
     Ok(())
 }
 
-/// For the zome's `recv_remote_signal`: a node's news about itself is passed on to this node's
+/// For `recv_remote_signal`: a node's news about itself is passed on to this node's
 /// app clients; news a node sends about another is dropped (remote signals are not validated).
 pub fn relay(signal: RegistrySignal) -> ExternResult<()> {
     if &call_info()?.provenance == signal.agent() {
