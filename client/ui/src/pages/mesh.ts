@@ -6,6 +6,7 @@
 import { encodeHashToBase64 } from "@holochain/client";
 
 import { LoadChart } from "../chart";
+import { coalesced } from "../coalesce";
 import type { Conductor } from "../conductor";
 import { ago, errorBox, h, table } from "../dom";
 import {
@@ -83,14 +84,7 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
     chart.render(now);
   };
 
-  let reading = false;
-  let again = false;
-  const refresh = async () => {
-    if (reading) {
-      again = true; // one more read when this one is done, not one per signal
-      return;
-    }
-    reading = true;
+  const refresh = coalesced(async () => {
     try {
       const found = await conductor.call<PeerRecord[]>("agent_registry", "discovery", "query_peers", query);
       const known = new Map(peers);
@@ -107,14 +101,8 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
       render();
     } catch (e) {
       list.replaceChildren(errorBox("discovery failed", e));
-    } finally {
-      reading = false;
-      if (again) {
-        again = false;
-        void refresh();
-      }
     }
-  };
+  });
 
   const unsubscribe = conductor.onSignal(({ role, payload }) => {
     if (role !== "agent_registry") return;
