@@ -98,53 +98,6 @@ pub fn mesh_role(dna: &DnaFile) -> (String, DnaFile) {
     (MESH_ROLE.to_string(), dna.clone())
 }
 
-/// A fresh conductor with self-validation off (so what it commits is published unchecked) running
-/// `dna` as `role`, synced with `honest`. Each rule an adversary breaks needs its own conductor: a
-/// warrant makes the honest node block the adversary, and kitsune2 blocks a whole peer URL when any
-/// agent there is blocked, which would hide every later violation from that conductor. A fresh
-/// conductor now and then never syncs (seen about once in five CI runs, after several rounds); that
-/// is test setup, not the rule under test, so such a conductor is replaced.
-pub async fn synced_adversary(
-    rendezvous: &DynSweetRendezvous,
-    role: &(String, DnaFile),
-    honest: &SweetCell,
-    label: &str,
-) -> (SweetConductor, SweetCell) {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
-        let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
-        let (cell,) = conductor.setup_app("adversary", [role]).await.unwrap().into_tuple();
-        match await_consistency_s(90, [honest, &cell]).await {
-            Ok(()) => return (conductor, cell),
-            Err(e) if attempt < 3 => {
-                eprintln!(
-                    "{label}: adversary conductor {attempt} did not sync with the honest node ({e}); starting another"
-                );
-                conductor.shutdown().await;
-            }
-            Err(e) => panic!("{label}: no adversary conductor synced in {attempt} attempts: {e}"),
-        }
-    }
-}
-
-/// Waits until `honest` has warranted `adversary`, and asserts every reason cites `rule` (`"GR1"`).
-pub async fn await_warrant_citing(honest: &SweetCell, adversary: &SweetCell, rule: &str, label: &str) -> Vec<String> {
-    let reasons =
-        eventually(&format!("the honest node warrants the {label} adversary"), Duration::from_secs(180), || async {
-            let reasons = warrant_reasons(honest, adversary.agent_pubkey()).await;
-            (!reasons.is_empty()).then_some(reasons)
-        })
-        .await;
-    assert!(
-        reasons.iter().all(|r| r.starts_with(&format!("{rule}: "))),
-        "the {label} adversary was warranted for something else: {reasons:?}"
-    );
-    assert!(warrant_reasons(adversary, honest.agent_pubkey()).await.is_empty(), "the honest node did nothing wrong");
-    reasons
-}
-
 /// Short buckets so liveness changes within a test.
 pub fn fast_props() -> RegistryProperties {
     RegistryProperties { heartbeat_bucket_secs: 6, heartbeat_min_interval_secs: 1 }
@@ -211,4 +164,23 @@ pub async fn warrant_reasons(issuer: &SweetCell, warrantee: &AgentPubKey) -> Vec
             other => format!("{other:?}"),
         })
         .collect()
+}
+
+/// Says that test setup was retried (a fresh conductor that never synced, say): on stderr, and
+/// appended to `$RIPPLE_TEST_RETRY_LOG`, which `cargo xtask test` sets, counts and prints, since a
+/// passing test's stderr is never shown.
+pub fn log_retry(what: &str) {
+    eprintln!("RETRY: {what}");
+    if let Some(path) = std::env::var_os("RIPPLE_TEST_RETRY_LOG") {
+        use std::io::Write;
+        let line = format!("{}: {what}\n", std::thread::current().name().unwrap_or("test"));
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("could not append to {}: {e}", std::path::Path::new(&path).display());
+        }
+    }
 }

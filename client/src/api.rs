@@ -1,5 +1,8 @@
 //! The node's HTTP API on loopback: `/health`, `/status`, `/peers`, `/advert`, `/metrics`.
 //! The CLI's `status`, `peers` and `advert` commands are clients of it.
+// The OpenAI API (`/v1/…`) is a surface of its own, beside the node's API, over the same state.
+mod openai;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -210,7 +213,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/inference/moe", post(inference_moe))
         .route("/inference/load", post(inference_load))
         .route("/inference/unload", post(inference_unload))
-        .merge(crate::inference::bridge::router())
+        .merge(openai::router())
         .merge(crate::ui::router())
         .with_state(state)
 }

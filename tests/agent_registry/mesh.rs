@@ -134,7 +134,8 @@ async fn three_nodes_register_and_discover_each_other_with_every_filter() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_stops_heartbeating_goes_offline_but_stays_discoverable() {
-    let props = RegistryProperties { heartbeat_bucket_secs: 10, heartbeat_min_interval_secs: 1 }; // online = a beat in the last 10-20 s
+    // 6 s buckets (production: 300 s; the same two-bucket window): online = a beat in the last 6-12 s.
+    let props = fast_props();
     let dna = registry_dna(&unique_seed("liveness"), &props, false).await;
     let mut conductors = SweetConductorBatch::standard(2).await;
     let apps = conductors.setup_app("ripple", [&role(&dna)]).await.unwrap();
@@ -150,6 +151,8 @@ async fn a_node_that_stops_heartbeating_goes_offline_but_stays_discoverable() {
         async move { query(c, w, q).await }
     };
     let online_only = DiscoveryQuery { online_only: true, ..Default::default() };
+    // The quitter's last beat is in this bucket or a later one.
+    let quitter_beat_bucket_at_least = props.bucket_of(Timestamp::now());
     for (conductor, cell) in conductors.iter().zip(&cells) {
         let _: ActionHash = conductor.call(&cell.zome("heartbeat"), "heartbeat", sample(1)).await;
     }
@@ -158,20 +161,28 @@ async fn a_node_that_stops_heartbeating_goes_offline_but_stays_discoverable() {
     })
     .await;
 
-    // The quitter stops; the watcher keeps beating every 2 s until the quitter ages out.
+    // The quitter stops; the watcher keeps beating (above the 1 s minimum interval, HB4) until the
+    // quitter ages out. Offline must never come before the quitter's beat has left the two-bucket
+    // window; how soon after depends on the machine's load, so that is bounded only by a timeout.
     let mut seq = 2;
     let started = std::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await; // above the 1 s minimum interval (HB4)
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let _: ActionHash = conductors[0].call(&watcher.zome("heartbeat"), "heartbeat", sample(seq)).await;
         seq += 1;
-        if online(online_only.clone()).await == ["watcher"] {
+        let seen = online(online_only.clone()).await;
+        let bucket_after_read = props.bucket_of(Timestamp::now());
+        if seen == ["watcher"] {
+            assert!(
+                bucket_after_read >= quitter_beat_bucket_at_least + 2,
+                "the quitter went offline in bucket {bucket_after_read}, inside the window of its last beat \
+                 (bucket {quitter_beat_bucket_at_least} or later)"
+            );
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the quitter never went offline");
+        assert_eq!(seen, ["quitter", "watcher"], "only the quitter can change");
+        assert!(started.elapsed() < Duration::from_secs(120), "the quitter never went offline");
     }
-    let window = Duration::from_secs(2 * u64::from(props.heartbeat_bucket_secs));
-    assert!(started.elapsed() <= window + Duration::from_secs(8), "offline only after {:?}", started.elapsed());
 
     let everyone: Vec<PeerRecord> =
         conductors[0].call(&watcher.zome("discovery"), "query_peers", DiscoveryQuery::default()).await;

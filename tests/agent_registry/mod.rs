@@ -1,2 +1,2 @@
 mod mesh;
-mod validation;
+pub mod validation;

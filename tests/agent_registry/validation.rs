@@ -3,12 +3,10 @@
 //! 1. On one conductor with self-validation on, a fresh adversary agent breaks each rule in turn;
 //!    the commit must fail citing that rule (the validators run on the author's own conductor
 //!    before anything is published).
-//! 2. Over the network, for one rule of each kind (an advert twice, someone else's advert, a forged
-//!    index link, a heartbeat for someone else, heartbeats too fast): one honest conductor (Alice)
-//!    and, per rule, a fresh adversary conductor with self-validation off, so what it commits is
-//!    published unchecked; Alice must warrant it citing exactly that rule. Each rule needs its own
-//!    conductor: a warrant makes Alice block the adversary, and kitsune2 blocks a whole peer URL
-//!    when any agent there is blocked, which would hide every later violation from that conductor.
+//! 2. Over the network, for one rule per kind of data a peer validates (someone else's advert, a
+//!    forged index link, heartbeats too fast): `WarrantRounds` publishes each break from an
+//!    adversary conductor with self-validation off, and `crate::warrants` waits for the honest
+//!    node's warrant citing exactly that rule.
 use agent_registry_types::{AdvertRecord, HeartbeatSample, NodeAdvert};
 use holochain::prelude::*;
 use holochain::sweettest::*;
@@ -113,54 +111,42 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
         let id = rule.split('-').next().unwrap_or(rule);
         assert!(error.contains(&format!("{id}: ")), "{rule}: expected a {id} violation, got: {error}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn peers_warrant_one_broken_rule_of_each_kind() {
-    let seed = unique_seed("validation");
-    let props = fast_props();
-    let honest_dna = registry_dna(&seed, &props, false).await;
-    let adversary_dna = registry_dna(&seed, &props, true).await;
-    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
-
-    let rendezvous = SweetLocalRendezvous::new().await;
-    let mut honest =
-        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
-    let (alice,) = honest.setup_app("ripple", [&role(&honest_dna)]).await.unwrap().into_tuple();
-    let alice_advert: AdvertRecord =
-        honest.call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
-
-    // One rule per kind of data a peer validates: an advert (someone else's, hijacked), an index
-    // link (forged), heartbeats (too fast: judged from the author's chain history). Every rule is
-    // refused at commit in `every_rule_refuses_a_commit_that_breaks_it`; each round here costs a
-    // conductor start and a sync (about a minute on two cores), so not every rule gets one.
-    let rules = ["AR3-foreign", "IX1", "HB4"];
-    // One adversary conductor at a time: several at once on two cores starve gossip (tried: groups of
-    // five took longer and missed consistency).
-    for rule in rules {
-        let round = std::time::Instant::now();
-        let (mut conductor, cell) = synced_adversary(&rendezvous, &role(&adversary_dna), &alice, rule).await;
-        let adversary = Adversary { conductor: &conductor, cell: cell.clone() };
-        break_rule(rule, &adversary, &alice, &alice_advert).await.unwrap_or_else(|e| panic!("{rule}: {e}"));
-
-        let id = rule.split('-').next().unwrap_or(rule);
-        let reasons = await_warrant_citing(&alice, &cell, id, rule).await;
-        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
-        conductor.shutdown().await;
-    }
 
     // The honest zomes refuse bad input up front with the rule that would break.
     let mut bad = advert("alice");
     bad.compute.gpus.push(agent_registry_types::Gpu { vendor: "NVIDIA".into(), model: "RTX 4090".into(), vram_gb: 24 });
-    let err = honest
+    let err = conductor
         .call_fallible::<_, AdvertRecord>(&alice.zome("capabilities"), "publish_node_advert", bad)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("AR1: compute.gpus[0].vendor"), "{err}");
     let mut hot = sample(1);
     hot.cpu_percent = 140;
-    let err = honest.call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
+    let err = conductor.call_fallible::<_, ActionHash>(&alice.zome("heartbeat"), "heartbeat", hot).await.unwrap_err();
     assert!(err.to_string().contains("HB2: cpu_percent must be 0-100"), "{err}");
+}
+
+/// This DNA's part of `crate::warrants`: one rule per kind of data a peer validates, an advert
+/// (someone else's, hijacked), an index link (forged), heartbeats (too fast: judged from the
+/// author's chain history). Every rule is refused at commit in the test above.
+pub struct WarrantRounds {
+    alice: SweetCell,
+    alice_advert: AdvertRecord,
+}
+
+impl WarrantRounds {
+    pub const RULES: &[&str] = &["AR3-foreign", "IX1", "HB4"];
+
+    pub async fn setup(conductor: &SweetConductor, alice: &SweetCell) -> Self {
+        let alice_advert = conductor.call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;
+        Self { alice: alice.clone(), alice_advert }
+    }
+
+    /// Publishes, from the adversary's `cell`, data breaking `rule`.
+    pub async fn break_rule(&self, rule: &str, conductor: &SweetConductor, cell: &SweetCell) {
+        let adversary = Adversary { conductor, cell: cell.clone() };
+        break_rule(rule, &adversary, &self.alice, &self.alice_advert).await.unwrap_or_else(|e| panic!("{rule}: {e}"));
+    }
 }
 
 /// Commits, as `adv`, data that breaks `rule`: the setup first, then the breaking call, whose result

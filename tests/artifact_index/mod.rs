@@ -1,2 +1,2 @@
 //! artifact_index: every rule broken on purpose, and the honest lookups.
-mod validation;
+pub mod validation;

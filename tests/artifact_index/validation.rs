@@ -4,8 +4,9 @@
 //!    turn; the commit must fail citing exactly that rule. The honest coordinators' lookups, claims
 //!    and provenance checks run on the same conductor first.
 //! 2. Over the network, for the rules the issue names (a replica claimed on behalf of another node,
-//!    a statement whose subject digest is not the artifact's): an adversary conductor with
-//!    self-validation off publishes the data, and an honest node must warrant it citing that rule.
+//!    a statement whose subject digest is not the artifact's): `WarrantRounds` publishes each break
+//!    from an adversary conductor with self-validation off, and `crate::warrants` waits for the
+//!    honest node's warrant citing that rule.
 use std::time::Duration;
 
 use artifact_index_types::*;
@@ -235,32 +236,31 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     assert_cites(&alice.refused("delete_unchecked", renewed.claim_id.clone()).await, "DL1");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn peers_warrant_claims_on_behalf_of_others_and_statements_about_other_artifacts() {
-    let seed = unique_seed("artifact-warrants");
-    let honest_dna = artifact_dna(&seed, false).await;
-    let adversary_dna = artifact_dna(&seed, true).await;
-    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
+/// This DNA's part of `crate::warrants`: a replica claim renewed on another node's behalf (RC2)
+/// and a statement whose subject digest is not the artifact's (PV2). Alice holds a replica.
+pub struct WarrantRounds {
+    alice_claim: ReplicaRecord,
+}
 
-    let rendezvous = SweetLocalRendezvous::new().await;
-    let honest =
-        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
-    let mut honest = honest;
-    let (alice_cell,) = honest.setup_app("ripple", [&artifact_role(&honest_dna)]).await.unwrap().into_tuple();
-    let alice = Node { conductor: &honest, cell: &alice_cell };
-    let alice_claim: ReplicaRecord = alice
-        .call("replication", "claim_replica", ClaimReplicaInput { cid: CID.into(), lease_secs: 60, endpoint: None })
-        .await;
+impl WarrantRounds {
+    pub const RULES: &[&str] = &["RC2", "PV2"];
 
-    for rule in ["RC2", "PV2"] {
-        let round = std::time::Instant::now();
-        let (mut conductor, cell) =
-            synced_adversary(&rendezvous, &artifact_role(&adversary_dna), &alice_cell, rule).await;
-        let mallory = Node { conductor: &conductor, cell: &cell };
+    pub async fn setup(conductor: &SweetConductor, cell: &SweetCell) -> Self {
+        let alice = Node { conductor, cell };
+        let alice_claim = alice
+            .call("replication", "claim_replica", ClaimReplicaInput { cid: CID.into(), lease_secs: 60, endpoint: None })
+            .await;
+        Self { alice_claim }
+    }
+
+    /// Publishes, from the adversary's `cell`, data breaking `rule`.
+    pub async fn break_rule(&self, rule: &str, conductor: &SweetConductor, cell: &SweetCell) {
+        let mallory = Node { conductor, cell };
         match rule {
             // Keeps alice's replica "alive" after she stopped renewing it.
             "RC2" => {
-                let input = UpdateInput { original: alice_claim.claim_id.clone(), entry: Forged::Claim(claim(3600)) };
+                let input =
+                    UpdateInput { original: self.alice_claim.claim_id.clone(), entry: Forged::Claim(claim(3600)) };
                 let _: ActionHash = mallory.call(ADV, "update_unchecked", input).await;
             }
             "PV2" => {
@@ -270,8 +270,5 @@ async fn peers_warrant_claims_on_behalf_of_others_and_statements_about_other_art
             }
             other => unreachable!("no case for {other}"),
         }
-        let reasons = await_warrant_citing(&alice_cell, &cell, rule, rule).await;
-        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
-        conductor.shutdown().await;
     }
 }

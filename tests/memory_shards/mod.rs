@@ -1,2 +1,2 @@
 //! memory_shards: every rule broken on purpose, and the honest map, claim and checkpoint path.
-mod validation;
+pub mod validation;

@@ -4,8 +4,8 @@
 //!    checkpoint and release; then an adversary zome commits data breaking each rule in turn, and
 //!    the commit must fail citing exactly that rule.
 //! 2. Over the network, for a claim made on behalf of another node (SC1) and a claim beyond the
-//!    map's shard count (SC2): an adversary conductor with self-validation off publishes it, and an
-//!    honest node must warrant it citing that rule.
+//!    map's shard count (SC2): `WarrantRounds` publishes each from an adversary conductor with
+//!    self-validation off, and `crate::warrants` waits for the honest node's warrant citing it.
 use std::time::Duration;
 
 use holochain::prelude::*;
@@ -258,34 +258,31 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     assert_cites(&alice.refused("delete_unchecked", second.checkpoint_id.clone()).await, "DL1");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn peers_warrant_claims_on_behalf_of_others_and_beyond_the_shard_count() {
-    let seed = unique_seed("shards-warrants");
-    let honest_dna = shards_dna(&seed, false).await;
-    let adversary_dna = shards_dna(&seed, true).await;
-    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
+/// This DNA's part of `crate::warrants`: a claim made on behalf of another node (SC1) and one
+/// beyond the shard count (SC2), on a map Alice created.
+pub struct WarrantRounds {
+    alice: AgentPubKey,
+    map: MapRecord,
+}
 
-    let rendezvous = SweetLocalRendezvous::new().await;
-    let mut honest =
-        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
-    let (alice_cell,) = honest.setup_app("ripple", [&shards_role(&honest_dna)]).await.unwrap().into_tuple();
-    let alice = Node { conductor: &honest, cell: &alice_cell };
-    let map: MapRecord = alice.call("shards", "create_map", create_input()).await;
+impl WarrantRounds {
+    pub const RULES: &[&str] = &["SC1", "SC2"];
 
-    for rule in ["SC1", "SC2"] {
-        let round = std::time::Instant::now();
-        let (mut conductor, cell) =
-            synced_adversary(&rendezvous, &shards_role(&adversary_dna), &alice_cell, rule).await;
-        let mallory = Node { conductor: &conductor, cell: &cell };
+    pub async fn setup(conductor: &SweetConductor, cell: &SweetCell) -> Self {
+        let alice = Node { conductor, cell };
+        let map = alice.call("shards", "create_map", create_input()).await;
+        Self { alice: alice.key(), map }
+    }
+
+    /// Publishes, from the adversary's `cell`, data breaking `rule`.
+    pub async fn break_rule(&self, rule: &str, conductor: &SweetConductor, cell: &SweetCell) {
+        let mallory = Node { conductor, cell };
         let claim = match rule {
             // Makes alice look like she holds shard 7, so routing would send its keys to her.
-            "SC1" => forged_claim(&map, alice.key(), 7, 0),
-            "SC2" => forged_claim(&map, mallory.key(), 16, 0),
+            "SC1" => forged_claim(&self.map, self.alice.clone(), 7, 0),
+            "SC2" => forged_claim(&self.map, mallory.key(), 16, 0),
             other => unreachable!("no case for {other}"),
         };
         let _: ActionHash = mallory.call(ADV, "create_unchecked", Forged::Claim(claim)).await;
-        let reasons = await_warrant_citing(&alice_cell, &cell, rule, rule).await;
-        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
-        conductor.shutdown().await;
     }
 }

@@ -4,7 +4,9 @@
 //! properties) and bob (a member) first use the honest coordinators: publish, version, read, decide
 //! and audit. Then an adversary zome commits data breaking each rule in turn; the commit must fail
 //! citing exactly that rule. The cases include the three the issue names: a non-admin publishing
-//! (PB1), a version going backwards (PB3) and a decision authored for someone else (DC1).
+//! (PB1), a version going backwards (PB3) and a decision authored for someone else (DC1). Over the
+//! network, `WarrantRounds` publishes a non-admin publish and a decision for another node from an
+//! adversary conductor, and `crate::warrants` waits for the honest node's warrants.
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -308,43 +310,39 @@ async fn audit_batches_commit_whole(alice: &Node<'_>, bob: &Node<'_>) {
     assert!(after.is_empty(), "nothing of a refused batch is committed: {after:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn peers_warrant_foreign_publishes_backward_versions_and_decisions_for_others() {
-    let rendezvous = SweetLocalRendezvous::new().await;
-    let mut honest =
-        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
-    let alice_key = SweetAgents::one(honest.keystore()).await;
-    let props = PolicyProperties { admins: vec![alice_key.clone().into()] };
-    let seed = unique_seed("policy-warrants");
-    let honest_dna = policy_dna(&seed, &props, false).await;
-    let adversary_dna = policy_dna(&seed, &props, true).await;
-    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
-    let (alice_cell,) = honest
-        .setup_app_for_agent("ripple", alice_key.clone(), [&policy_role(&honest_dna)])
-        .await
-        .unwrap()
-        .into_tuple();
-    let alice = Node { conductor: &honest, cell: &alice_cell };
-    let v1: BundleRecord = alice.call("policies", "publish_bundle", publish("tools.call", V1)).await;
-    let v2: BundleRecord = alice.call("policies", "publish_bundle", publish("tools.call", V2)).await;
+/// This DNA's part of `crate::warrants`: a member publishes tools.call as version 3 (PB1) and a
+/// decision in alice's name (DC1). Alice, the admin named in the DNA properties, has published
+/// versions 1 and 2. (PB3 needs an admin as the adversary; it is refused at commit above.)
+pub struct WarrantRounds {
+    alice: AgentPubKey,
+    versions: Vec<BundleRecord>,
+}
 
-    // PB1: a member publishes tools.call as version 3. DC1: a decision in alice's name. (PB3 needs an
-    // admin as the adversary; it is refused at commit in the test above.)
-    for rule in ["PB1", "DC1"] {
-        let round = std::time::Instant::now();
-        let (mut conductor, cell) =
-            synced_adversary(&rendezvous, &policy_role(&adversary_dna), &alice_cell, rule).await;
-        let mallory = Node { conductor: &conductor, cell: &cell };
+impl WarrantRounds {
+    pub const RULES: &[&str] = &["PB1", "DC1"];
+
+    pub async fn setup(conductor: &SweetConductor, cell: &SweetCell) -> Self {
+        let alice = Node { conductor, cell };
+        let v1: BundleRecord = alice.call("policies", "publish_bundle", publish("tools.call", V1)).await;
+        let v2: BundleRecord = alice.call("policies", "publish_bundle", publish("tools.call", V2)).await;
+        Self { alice: alice.key(), versions: vec![v1, v2] }
+    }
+
+    /// Publishes, from the adversary's `cell`, data breaking `rule`.
+    pub async fn break_rule(&self, rule: &str, conductor: &SweetConductor, cell: &SweetCell) {
+        let mallory = Node { conductor, cell };
         let forged = match rule {
             "PB1" => Forged::Bundle(bundle("tools.call", 3, V1)),
-            "DC1" => Forged::Decision(decision_on(&alice.key(), &v2)),
+            "DC1" => Forged::Decision(decision_on(&self.alice, &self.versions[1])),
             other => unreachable!("no case for {other}"),
         };
         let _: ActionHash = mallory.call(ADV, "create_unchecked", forged).await;
-        let reasons = await_warrant_citing(&alice_cell, &cell, rule, rule).await;
-        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
-        conductor.shutdown().await;
     }
-    let versions: Vec<BundleRecord> = alice.call("policies", "get_bundle_versions", "tools.call").await;
-    assert_eq!(versions, vec![v1, v2], "nothing the adversaries wrote became a version of tools.call");
+
+    /// After the rounds: nothing the adversaries wrote became a version of tools.call.
+    pub async fn assert_versions_unchanged(&self, conductor: &SweetConductor, cell: &SweetCell) {
+        let versions: Vec<BundleRecord> =
+            Node { conductor, cell }.call("policies", "get_bundle_versions", "tools.call").await;
+        assert_eq!(versions, self.versions, "nothing the adversaries wrote became a version of tools.call");
+    }
 }

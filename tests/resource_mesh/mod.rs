@@ -1,2 +1,2 @@
 mod allocation;
-mod validation;
+pub mod validation;

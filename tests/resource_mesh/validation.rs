@@ -4,9 +4,9 @@
 //!    turn; the commit must fail citing exactly that rule (the validators run on the author's own
 //!    conductor before anything is published).
 //! 2. Over the network, for the rules the issue names (a grant by someone other than the provider,
-//!    a grant beyond capacity, a release of someone else's allocation, an expired grant reused): an
-//!    adversary conductor with self-validation off publishes the data, and an honest node must
-//!    warrant it citing that rule.
+//!    a grant beyond capacity, a release of someone else's allocation, an expired grant reused):
+//!    `WarrantRounds` publishes each break from an adversary conductor with self-validation off,
+//!    and `crate::warrants` waits for the honest node's warrant citing that rule.
 use std::time::Duration;
 
 use holochain::prelude::*;
@@ -284,30 +284,32 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     assert_cites(&mallory.refused("update_unchecked", input).await, "DL1");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn peers_warrant_grants_by_others_beyond_capacity_or_reused_and_foreign_releases() {
-    let seed = unique_seed("mesh-warrants");
-    let honest_dna = mesh_dna(&seed, false).await;
-    let adversary_dna = mesh_dna(&seed, true).await;
-    assert_eq!(honest_dna.dna_hash(), adversary_dna.dna_hash(), "the adversary must share the honest network");
+/// This DNA's part of `crate::warrants`: a grant by someone other than the provider (GR1), a grant
+/// beyond capacity (GR3), a release of someone else's allocation (RL1), an expired grant reused
+/// (GR4). Alice offers four GPUs and holds one of them.
+pub struct WarrantRounds {
+    alice_request: RequestRecord,
+    alice_grant: GrantRecord,
+}
 
-    let rendezvous = SweetLocalRendezvous::new().await;
-    let mut honest =
-        SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
-    let (alice_cell,) = honest.setup_app("ripple", [&mesh_role(&honest_dna)]).await.unwrap().into_tuple();
-    let alice = Node { conductor: &honest, cell: &alice_cell };
-    alice.offer(gpus(4), &[]).await;
-    let alice_request = alice.request(&alice.key(), gpus(1), 3600).await;
-    let alice_grant = granted(&alice.answer(&alice_request.request_id).await).clone();
+impl WarrantRounds {
+    pub const RULES: &[&str] = &["GR1", "GR3", "RL1", "GR4"];
 
-    for rule in ["GR1", "GR3", "RL1", "GR4"] {
-        let round = std::time::Instant::now();
-        let (mut conductor, cell) = synced_adversary(&rendezvous, &mesh_role(&adversary_dna), &alice_cell, rule).await;
-        let mallory = Node { conductor: &conductor, cell: &cell };
+    pub async fn setup(conductor: &SweetConductor, cell: &SweetCell) -> Self {
+        let alice = Node { conductor, cell };
+        alice.offer(gpus(4), &[]).await;
+        let alice_request = alice.request(&alice.key(), gpus(1), 3600).await;
+        let alice_grant = granted(&alice.answer(&alice_request.request_id).await).clone();
+        Self { alice_request, alice_grant }
+    }
+
+    /// Publishes, from the adversary's `cell`, data breaking `rule`.
+    pub async fn break_rule(&self, rule: &str, conductor: &SweetConductor, cell: &SweetCell) {
+        let mallory = Node { conductor, cell };
         let offer = mallory.offer(gpus(2), &[]).await;
         match rule {
             "GR1" => {
-                let grant = forged_grant(mallory, &offer, None, &alice_request, gpus(1), 60_000).await;
+                let grant = forged_grant(mallory, &offer, None, &self.alice_request, gpus(1), 60_000).await;
                 mallory.forge(Forged::Grant(grant)).await;
             }
             "GR3" => {
@@ -319,19 +321,19 @@ async fn peers_warrant_grants_by_others_beyond_capacity_or_reused_and_foreign_re
                 mallory.forge(Forged::Grant(grant)).await;
             }
             "RL1" => {
-                mallory.forge(Forged::Release(AllocationRelease { grant: alice_grant.allocation_id.clone() })).await;
+                mallory
+                    .forge(Forged::Release(AllocationRelease { grant: self.alice_grant.allocation_id.clone() }))
+                    .await;
             }
             "GR4" => {
                 let short = mallory.request(&mallory.key(), gpus(1), 1).await;
                 let first = granted(&mallory.answer(&short.request_id).await).clone();
+                // Past the one-second grant's expiry, so reusing it breaks GR4.
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 let grant = forged_grant(mallory, &offer, Some(&first.allocation_id), &short, gpus(1), 900).await;
                 mallory.forge(Forged::Grant(grant)).await;
             }
             other => unreachable!("no case for {other}"),
         }
-        let reasons = await_warrant_citing(&alice_cell, &cell, rule, rule).await;
-        eprintln!("{rule}: warranted after {:.1?}: {reasons:?}", round.elapsed());
-        conductor.shutdown().await;
     }
 }

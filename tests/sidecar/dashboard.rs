@@ -14,6 +14,8 @@ use super::harness::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Slow (minutes): two nodes' first starts (each compiles the hApp's wasm), a headless Chromium
+/// driven step by step, and signals that must reach the page through the conductor.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_lists_the_mesh_and_shows_a_node_going_offline() {
     assert!(

@@ -50,7 +50,9 @@ impl Drop for TempDir {
 }
 
 /// The committed manifests plus network `e2e`: a fresh seed, no bootstrap (served by the first
-/// node, like ripple-local), the first node its policy admin and 10 s heartbeat buckets, pinned like the real networks.
+/// node, like ripple-local), the first node its policy admin and 6 s heartbeat buckets (production:
+/// 300 s; a node beats every half bucket and is offline two buckets after its last beat), pinned like
+/// the real networks.
 pub async fn test_manifests(dir: &Path) -> Manifests {
     test_manifests_as(dir, "e2e").await
 }
@@ -76,7 +78,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
         relay_url: None,
         dna_properties: [(
             "agent_registry".to_string(),
-            serde_json::json!({ "heartbeat_bucket_secs": 10, "heartbeat_min_interval_secs": 2 }),
+            serde_json::json!({ "heartbeat_bucket_secs": 6, "heartbeat_min_interval_secs": 1 }),
         )]
         .into(),
         creator_is_policy_admin: true,

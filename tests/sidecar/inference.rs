@@ -63,6 +63,8 @@ async fn await_servers(node: &Sidecar, model: &str, nodes: &[&str]) {
     .await;
 }
 
+/// Slow (several minutes): two nodes and real llama.cpp servers answer real queries on two cores,
+/// one query is delayed past the 15 s MoE deadline on purpose, and a server is killed mid-query.
 #[tokio::test(flavor = "multi_thread")]
 async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes() {
     let tmp = TempDir::new("inference");

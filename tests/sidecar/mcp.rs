@@ -188,6 +188,8 @@ fn check_every_tool(
     agent
 }
 
+/// Slow (minutes): a fresh node starts (first-start wasm compile) under a real MCP session, and the
+/// Inspector CLI starts Node.js once per tool call.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_and_inspector_over_stdio_call_every_tool() {
     let tmp = TempDir::new("mcp-stdio");
@@ -277,6 +279,8 @@ async fn python_sdk_and_inspector_over_stdio_call_every_tool() {
     assert!(result_text(&bad).contains("`path`: required"), "{bad}");
 }
 
+/// Slow (minutes): two nodes' first starts, both MCP clients over streamable HTTP, and policy
+/// versions that must reach the other node before its next call is decided by them.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     let tmp = TempDir::new("mcp-http");

@@ -23,6 +23,10 @@ fn names_by_state(peers: &[PeerRow], state: &str) -> BTreeSet<String> {
     peers.iter().filter(|p| p.state == state).map(|p| p.advert.agent_name.clone()).collect()
 }
 
+/// Slow (several minutes): four real nodes each compile the hApp's wasm on their first start, one
+/// crashes and must age out of the heartbeat window (two 6 s buckets) before its shards are
+/// re-claimed, restarts, and the shards settle back after the settle window; each phase waits for
+/// the mesh's own loops, which is what it tests.
 #[tokio::test(flavor = "multi_thread")]
 async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_decision_and_a_restart() {
     let tmp = TempDir::new("mesh");

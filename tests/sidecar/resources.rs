@@ -29,6 +29,8 @@ fn cli<T: serde::de::DeserializeOwned>(node: &Sidecar, data: &std::path::Path, a
     ripple_json(data, args).unwrap_or_else(|e| panic!("{e}\nnode log of {}:\n{}", node.name, node.log()))
 }
 
+/// Slow (minutes): two nodes' first starts, a remote allocation through the other node's provider
+/// loop, two policy versions reaching the other node, and a stopped node aging out as offline.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider() {
     let tmp = TempDir::new("resources");

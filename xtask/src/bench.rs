@@ -1,8 +1,9 @@
 //! Benchmarks run as ignored tests inside the conductor test binary, built with the release profile
 //! (a debug conductor would measure the debug build), and are written into their section of
 //! docs/benchmarks.md.
-use anyhow::Context;
+use anyhow::{bail, Context};
 
+use crate::timing::{self, RunRecord};
 use crate::workspace::{step, Workspace};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -23,6 +24,9 @@ pub enum Suite {
     Shards,
     /// moe_query wall time vs the slowest single model in the same run (goal ≤ 1.2×), reducer overhead.
     Inference,
+    /// The test suite itself, from the runs `cargo xtask test` recorded: the newest full cold and
+    /// warm runs' minutes by step, and the ten slowest tests. Runs nothing.
+    Ci,
 }
 
 impl Suite {
@@ -36,6 +40,7 @@ impl Suite {
             Suite::Policy => "policy",
             Suite::Shards => "shards",
             Suite::Inference => "inference",
+            Suite::Ci => "ci",
         }
     }
 
@@ -54,14 +59,19 @@ impl Suite {
             Suite::Inference => {
                 "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and llama.cpp servers (xllamacpp) on loopback"
             }
+            Suite::Ci => "`cargo xtask test` as `.ci/run` runs it (tests on the release build)",
         }
     }
 }
 
 pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
+    if let Suite::Ci = suite {
+        let body = ci_section(&timing::read_history()?)?;
+        return record(ws, suite, &body);
+    }
     crate::build::build(ws).await?;
     if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards | Suite::Inference) {
-        ws.build_sidecar(true)?;
+        ws.build_sidecar()?;
     }
     if matches!(suite, Suite::Artifacts | Suite::Inference) {
         crate::clients::install(ws)?;
@@ -87,6 +97,12 @@ pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     ])?;
     let body = std::fs::read_to_string(&out)
         .with_context(|| format!("the benchmark wrote no results to {}", out.display()))?;
+    record(ws, suite, &body)
+}
+
+/// Writes `body` as the suite's section of docs/benchmarks.md.
+fn record(ws: &Workspace, suite: Suite, body: &str) -> anyhow::Result<()> {
+    let name = suite.name();
     let section = format!(
         "{}\n\nCommand: `cargo xtask bench {name}`. Machine: {}; {}.\n\n{}",
         heading(name),
@@ -99,6 +115,45 @@ pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
     std::fs::write(&docs, replace_section(&text, name, &section))?;
     eprintln!("{section}\n\nrecorded in {}", ws.rel(&docs));
     Ok(())
+}
+
+/// The newest full, passing cold and warm runs from the history.
+fn ci_section(history: &[RunRecord]) -> anyhow::Result<String> {
+    let newest = |cold: bool| history.iter().rev().find(|r| r.passed && !r.filtered && r.cold == cold);
+    let (cold, warm) = (newest(true), newest(false));
+    if cold.is_none() && warm.is_none() {
+        bail!("no full passing run of `cargo xtask test` is recorded in {}", timing::history_file().display());
+    }
+    let mut out = String::new();
+    for (label, run) in [("Cold (a fresh `CARGO_TARGET_DIR`)", cold), ("Warm (the target dir of an earlier run)", warm)]
+    {
+        let Some(run) = run else {
+            out.push_str(&format!("{label}: no full passing run recorded yet.\n\n"));
+            continue;
+        };
+        out.push_str(&format!(
+            "{label}: **{}** in all, commit {}, finished {} (Unix time).\n\n| step | wall time |\n|---|---:|\n",
+            timing::duration(run.total_secs),
+            run.commit,
+            run.finished_at
+        ));
+        for (step, secs) in &run.steps {
+            out.push_str(&format!("| {step} | {} |\n", timing::duration(*secs)));
+        }
+        out.push('\n');
+    }
+    if let Some(run) = warm.or(cold) {
+        let mut tests = run.tests.clone();
+        tests.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+        out.push_str(&format!(
+            "The ten slowest tests of the {} run:\n\n| test | wall time |\n|---|---:|\n",
+            if run.cold { "cold" } else { "warm" }
+        ));
+        for t in tests.iter().take(10) {
+            out.push_str(&format!("| `{}` | {} |\n", t.name, timing::duration(t.secs)));
+        }
+    }
+    Ok(out)
 }
 
 fn heading(name: &str) -> String {

@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 use holochain_types::prelude::{AppManifest, ValidatedDnaManifest};
 use mr_bundle::FileSystemBundler;
 
+use crate::stamp::{Inputs, Stamp};
 use crate::workspace::{cargo_command, step, DnaSource, Workspace};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -114,9 +115,8 @@ fn build_wasm(src_root: &Path, target_dir: &Path, zomes: &BTreeSet<&str>) -> any
     for zome in zomes {
         args.extend(["-p".into(), zome.to_string()]);
     }
-    let mut child = cargo_command(src_root)
+    let mut child = cargo_command(src_root, target_dir)
         .args(&args)
-        .env("CARGO_TARGET_DIR", target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(src_root, target_dir)?.join("\u{1f}"))
         .env_remove("RUSTFLAGS")
         .stderr(Stdio::piped())
@@ -150,7 +150,7 @@ fn failed_crates(cargo_stderr: &str) -> Vec<&str> {
 
 /// Every zome a manifest names must be a crate of this workspace (crate name = zome name).
 fn check_zome_crates_exist(ws: &Workspace, sources: &[DnaSource]) -> anyhow::Result<()> {
-    let out = cargo_command(&ws.root)
+    let out = cargo_command(&ws.root, &ws.target_dir)
         .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
         .output()
         .context("running cargo metadata")?;
@@ -197,9 +197,16 @@ fn reproducible_rustflags(src_root: &Path, target_dir: &Path) -> anyhow::Result<
 
 /// Builds the integrity zomes from a copy of the tracked source at another path, into another
 /// target dir, and compares the wasm with `workdir/wasm/` byte for byte.
+/// Skipped when nothing it reads changed since it last passed (see `repro_inputs`).
 pub fn check_reproducible(ws: &Workspace) -> anyhow::Result<()> {
     step("reproducible wasm: rebuilding integrity zomes from a copy of the source elsewhere");
     let integrity: BTreeSet<String> = ws.dna_sources()?.into_iter().flat_map(|s| s.integrity).collect();
+    let inputs = repro_inputs(ws, &integrity)?;
+    let stamp = Stamp::at(ws.target_dir.join("ripple-stamps/repro"));
+    if stamp.matches(&inputs) {
+        eprintln!("    skipped: the integrity zomes' sources, wasm, manifests and toolchain are what passed last time");
+        return Ok(());
+    }
     let scratch = std::env::temp_dir().join(format!("ripple-repro-{}", std::process::id()));
     let copy = scratch.join("elsewhere/ripple");
     copy_tracked_files(&ws.root, &copy)?;
@@ -223,7 +230,42 @@ pub fn check_reproducible(ws: &Workspace) -> anyhow::Result<()> {
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&scratch);
-    result
+    result?;
+    stamp.record(&inputs)
+}
+
+/// What the reproducibility check depends on: the toolchain, the workspace's manifests and lock,
+/// xtask's build flags, the zome crates' manifests, every source file the integrity zomes' wasm builds read (from cargo's
+/// dep-info: this checkout's files by content, the registry's and toolchain's by path, which names
+/// their version) and the wasm in `workdir/wasm/` it compares against.
+fn repro_inputs(ws: &Workspace, integrity: &BTreeSet<String>) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs::default();
+    inputs.command_output("rustc", &["-vV"]);
+    for file in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "xtask/src/build.rs"] {
+        inputs.file(file, &ws.root.join(file));
+    }
+    for zome in integrity {
+        let dep_info = wasm_path(&ws.target_dir, zome).with_extension("d");
+        for source in crate::stamp::dep_info_sources(&dep_info)? {
+            match source.strip_prefix(&ws.root) {
+                Ok(rel) => inputs.file(&rel.display().to_string(), &source),
+                Err(_) => inputs.part("outside the checkout", source.display().to_string().as_bytes()),
+            };
+        }
+        inputs.file(zome, &ws.workdir().join("wasm").join(format!("{zome}.wasm")));
+    }
+    // The zome crates' manifests (features, dependencies), which dep-info does not list.
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(ws.root.join("zomes"))?
+        .filter_map(Result::ok)
+        .flat_map(|dna| std::fs::read_dir(dna.path()).into_iter().flatten().filter_map(Result::ok))
+        .map(|krate| krate.path().join("Cargo.toml"))
+        .filter(|m| m.is_file())
+        .collect();
+    manifests.sort();
+    for manifest in manifests {
+        inputs.file(&ws.rel(&manifest), &manifest);
+    }
+    Ok(inputs)
 }
 
 fn copy_tracked_files(from: &Path, to: &Path) -> anyhow::Result<()> {

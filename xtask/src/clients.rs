@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+use crate::stamp::{Inputs, Stamp};
 use crate::workspace::{step, Workspace};
 
 pub fn install(ws: &Workspace) -> anyhow::Result<()> {
@@ -53,23 +54,26 @@ pub fn install(ws: &Workspace) -> anyhow::Result<()> {
 const PYTHON_HINT: &str = "install Python 3 with venv (Debian: apt-get install python3-venv)";
 const NODE_HINT: &str = "install Node.js 20+ and npm (Debian: apt-get install nodejs npm)";
 
-/// The stamp in `installed` records the pin files it was installed from.
+/// The stamp in `installed` records the hash of the pin files it was installed from.
 pub fn stale(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<bool> {
-    let wanted = pinned(dir, pins)?;
-    Ok(std::fs::read(installed.join(".ripple-pins")).ok().as_deref() != Some(wanted.as_slice()))
+    Ok(!pins_stamp(installed).matches(&pinned(dir, pins)?))
 }
 
 pub fn stamp(dir: &Path, pins: &[&str], installed: &Path) -> anyhow::Result<()> {
-    std::fs::write(installed.join(".ripple-pins"), pinned(dir, pins)?)?;
-    Ok(())
+    pins_stamp(installed).record(&pinned(dir, pins)?)
 }
 
-fn pinned(dir: &Path, pins: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let mut all = Vec::new();
+fn pins_stamp(installed: &Path) -> Stamp {
+    Stamp::at(installed.join(".ripple-pins"))
+}
+
+fn pinned(dir: &Path, pins: &[&str]) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs::default();
     for pin in pins {
-        all.extend(std::fs::read(dir.join(pin)).with_context(|| format!("tests/clients/{pin}"))?);
+        let bytes = std::fs::read(dir.join(pin)).with_context(|| format!("reading {}", dir.join(pin).display()))?;
+        inputs.part(pin, &bytes);
     }
-    Ok(all)
+    Ok(inputs)
 }
 
 pub fn run(cmd: &mut Command, what: &str, hint: &str) -> anyhow::Result<()> {

@@ -9,6 +9,8 @@ mod bench;
 mod build;
 mod clients;
 mod pin;
+mod stamp;
+mod timing;
 mod ui;
 mod workspace;
 
@@ -47,7 +49,8 @@ enum Command {
     /// Install the pinned MCP clients the end-to-end tests drive (tests/clients/).
     Clients,
     /// Everything CI checks: build, pin --check, repro, unit tests, test clients, conductor and
-    /// sidecar tests.
+    /// sidecar tests. Ends with each conductor/sidecar test's wall time, slowest first, also
+    /// written to <target dir>/ripple-test-times.md.
     Test {
         /// Extra arguments for the conductor test binary (e.g. a test name filter).
         #[arg(last = true)]
@@ -80,47 +83,76 @@ fn run() -> anyhow::Result<()> {
         Command::Ui => ui::build(&ws),
         Command::Up { args } => {
             rt.block_on(build::build(&ws))?;
-            let ripple = ws.build_sidecar(false)?;
+            let ripple = ws.build_sidecar()?;
             workspace::step("ripple up --network local");
             let mut cmd = std::process::Command::new(ripple);
             cmd.args(["up", "--network", "local"]).args(&args).current_dir(&ws.root);
             workspace::exec(cmd)
         }
         Command::Clients => clients::install(&ws),
-        Command::Test { args } => {
-            rt.block_on(build::build(&ws))?;
-            rt.block_on(pin::pin(&ws, true))?;
-            build::check_reproducible(&ws)?;
-            ui::check(&ws)?;
-            workspace::step(
-                "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, shard maps, xtask)",
-            );
-            ws.cargo(&[
-                "test",
-                "-p",
-                "agent_registry_integrity",
-                "-p",
-                "agent_registry_types",
-                "-p",
-                "resource_mesh_integrity",
-                "-p",
-                "artifact_index_integrity",
-                "-p",
-                "policy_store_integrity",
-                "-p",
-                "memory_shards_integrity",
-                "-p",
-                "xtask",
-            ])?;
-            clients::install(&ws)?;
-            ws.build_sidecar(false)?;
-            workspace::step("sidecar unit tests, conductor and end-to-end tests (one binary)");
-            // One test at a time: each multi-conductor test saturates both cores of a CI machine, and
-            // run side by side the adversary test's gossip starves ("Consistency not reached").
-            let mut cmd = vec!["test", "-p", "ripple", "-p", "ripple_tests", "--", "--test-threads=1"];
-            cmd.extend(args.iter().map(String::as_str));
-            ws.cargo(&cmd)
-        }
+        Command::Test { args } => test(&ws, &rt, &args),
         Command::Bench { suite } => rt.block_on(bench::run(&ws, suite)),
     }
+}
+
+/// `cargo xtask test`: every step timed, the conductor and end-to-end tests one at a time.
+fn test(ws: &workspace::Workspace, rt: &tokio::runtime::Runtime, args: &[String]) -> anyhow::Result<()> {
+    let mut clock = timing::Clock::start(ws);
+    clock.step("build: wasm, bundles", || rt.block_on(build::build(ws)))?;
+    clock.step("pin --check", || rt.block_on(pin::pin(ws, true)))?;
+    clock.step("repro", || build::check_reproducible(ws))?;
+    clock.step("dashboard check", || ui::check(ws))?;
+    clock.step("unit tests: zomes, types, xtask", || {
+        workspace::step(
+            "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, shard maps, xtask)",
+        );
+        ws.cargo(&[
+            "test",
+            "-p",
+            "agent_registry_integrity",
+            "-p",
+            "agent_registry_types",
+            "-p",
+            "resource_mesh_integrity",
+            "-p",
+            "artifact_index_integrity",
+            "-p",
+            "policy_store_integrity",
+            "-p",
+            "memory_shards_integrity",
+            "-p",
+            "xtask",
+        ])
+    })?;
+    clock.step("test clients", || clients::install(ws))?;
+    clock.step("build: ripple and the test binary (release)", || ws.build_sidecar())?;
+    let filter: Vec<&str> = args.iter().map(String::as_str).collect();
+    // One test at a time: each multi-conductor test saturates both cores of a CI machine, and run
+    // side by side the adversary test's gossip starves ("Consistency not reached"). The same
+    // packages and targets as the build, so cargo can reuse it: `-p ripple` alone compiled
+    // Holochain a second time with other features, and a plain `cargo test` after the build was
+    // seen rebuilding the zome types crates and `ripple`. `ripple` has no doc tests.
+    let (tests, passed) = clock.step("sidecar unit tests, conductor and end-to-end tests", || {
+        workspace::step("sidecar unit tests, conductor and end-to-end tests (one test at a time)");
+        let mut cmd = vec![
+            "test",
+            "--release",
+            "-p",
+            "ripple",
+            "-p",
+            "ripple_tests",
+            "--bins",
+            "--tests",
+            "--",
+            "--test-threads=1",
+        ];
+        cmd.extend(&filter);
+        timing::run_tests(ws, &cmd)
+    })?;
+    let record = clock.finish(ws, tests, passed, !args.is_empty());
+    timing::report(ws, &record)?;
+    if !passed {
+        anyhow::bail!("conductor or end-to-end tests failed: see the failures above");
+    }
+    Ok(())
 }

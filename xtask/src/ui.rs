@@ -11,6 +11,7 @@ use holochain_types::web_app::WebAppManifest;
 use mr_bundle::FileSystemBundler;
 
 use crate::clients::{run, stale, stamp};
+use crate::stamp::{Inputs, Stamp};
 use crate::workspace::{step, Workspace};
 
 const NODE_HINT: &str = "install Node.js 20.19+ and npm (Debian: apt-get install nodejs npm)";
@@ -56,11 +57,22 @@ pub fn build(ws: &Workspace) -> anyhow::Result<()> {
     vite_build(&dir, &dir.join("dist"))
 }
 
-/// Fails, naming the files, when `client/ui/dist` is not what the sources build to.
+/// Fails, naming the files, when `client/ui/dist` is not what the sources build to. Skipped when
+/// nothing under `client/ui` (but `node_modules`) nor the Node.js version changed since it passed.
 pub fn check(ws: &Workspace) -> anyhow::Result<()> {
     let dir = ui_dir(ws);
-    install(&dir)?;
     step("dashboard: checking that client/ui/dist is the build of client/ui/src");
+    let mut inputs = Inputs::default();
+    inputs.command_output("node", &["--version"]);
+    for file in ui_files(&dir, &dir)? {
+        inputs.file(&file.display().to_string(), &dir.join(&file));
+    }
+    let stamp = Stamp::at(ws.target_dir.join("ripple-stamps/ui-check"));
+    if stamp.matches(&inputs) {
+        eprintln!("    skipped: client/ui and Node.js are what passed last time");
+        return Ok(());
+    }
+    install(&dir)?;
     let fresh = ws.target_dir.join("ui-check");
     vite_build(&dir, &fresh)?;
     let committed = files(&dir.join("dist"))?;
@@ -74,7 +86,25 @@ pub fn check(ws: &Workspace) -> anyhow::Result<()> {
     if !differing.is_empty() {
         bail!("client/ui/dist is stale ({}): run `cargo xtask ui` and commit it", differing.join(", "));
     }
-    Ok(())
+    stamp.record(&inputs)
+}
+
+/// Every file under `dir` but `node_modules`, relative to `root`, sorted.
+fn ui_files(root: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "node_modules" {
+                out.extend(ui_files(root, &path)?);
+            }
+        } else {
+            out.push(path.strip_prefix(root)?.to_path_buf());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `workdir/ui.zip` from `client/ui/dist` (stored, fixed timestamps: the same bytes every time),

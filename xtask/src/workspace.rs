@@ -50,21 +50,19 @@ impl Workspace {
         let root = manifest_dir.parent().context("xtask has no parent dir")?.to_path_buf();
         let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => root.join("target"),
+            None => default_target_dir()?,
         };
         Ok(Self { root, target_dir })
     }
 
-    /// Builds the `ripple` binary together with the test binary, so both share one feature set
-    /// and Holochain is compiled once per profile. Returns the binary's path.
-    pub fn build_sidecar(&self, release: bool) -> anyhow::Result<PathBuf> {
-        step(&format!("building the ripple sidecar ({})", if release { "release" } else { "debug" }));
-        let mut args = vec!["build", "-p", "ripple", "-p", "ripple_tests", "--bins", "--tests"];
-        if release {
-            args.push("--release");
-        }
-        self.cargo(&args)?;
-        Ok(self.target_dir.join(if release { "release" } else { "debug" }).join("ripple"))
+    /// Builds the `ripple` binary together with the test binary, release profile, so both share one
+    /// feature set and Holochain is compiled once for the tests, `cargo xtask up` and the
+    /// benchmarks (a dev-built conductor spends over a minute compiling the wasm on first start).
+    /// Returns the binary's path.
+    pub fn build_sidecar(&self) -> anyhow::Result<PathBuf> {
+        step("building the ripple sidecar and the test binary (release profile)");
+        self.cargo(&["build", "--release", "-p", "ripple", "-p", "ripple_tests", "--bins", "--tests"])?;
+        Ok(self.target_dir.join("release").join("ripple"))
     }
 
     pub fn workdir(&self) -> PathBuf {
@@ -118,7 +116,7 @@ impl Workspace {
 
     /// Runs cargo in the workspace, failing with the command line if it fails.
     pub fn cargo(&self, args: &[&str]) -> anyhow::Result<()> {
-        let status = cargo_command(&self.root).args(args).status().context("running cargo")?;
+        let status = cargo_command(&self.root, &self.target_dir).args(args).status().context("running cargo")?;
         if !status.success() {
             bail!("`cargo {}` failed ({status})", args.join(" "));
         }
@@ -126,9 +124,6 @@ impl Workspace {
     }
 }
 
-/// A cargo command in `dir` without the variables `cargo run` set for xtask itself. Left in, they
-/// reach build scripts' `rerun-if-env-changed` checks (ring watches `CARGO_MANIFEST_DIR`), so a
-/// build started by xtask and one started from a shell would keep invalidating each other.
 /// Replaces this process with `cmd`, so Ctrl-C and exit codes reach it directly.
 pub fn exec(mut cmd: Command) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
@@ -136,9 +131,25 @@ pub fn exec(mut cmd: Command) -> anyhow::Result<()> {
     Err(error).with_context(|| format!("starting {:?}", cmd.get_program()))
 }
 
-pub fn cargo_command(dir: &Path) -> Command {
+/// Where builds go when `CARGO_TARGET_DIR` is unset: one cache per user, outside every checkout,
+/// so a second clone (or a CI run on a clean clone) reuses the ~30-minute Holochain build instead
+/// of starting one silently in `./target`.
+fn default_target_dir() -> anyhow::Result<PathBuf> {
+    let cache = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+        (Some(dir), _) if !dir.is_empty() => PathBuf::from(dir),
+        (_, Some(home)) if !home.is_empty() => PathBuf::from(home).join(".cache"),
+        _ => bail!("neither CARGO_TARGET_DIR nor HOME is set: set CARGO_TARGET_DIR to a build directory"),
+    };
+    Ok(cache.join("ripple").join("target"))
+}
+
+/// A cargo command in `dir` building into `target_dir` (see `default_target_dir`), without the
+/// variables `cargo run` set for xtask itself. Left in, they reach build scripts'
+/// `rerun-if-env-changed` checks (ring watches `CARGO_MANIFEST_DIR`), so a build started by xtask
+/// and one started from a shell would keep invalidating each other.
+pub fn cargo_command(dir: &Path, target_dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(dir);
+    cmd.current_dir(dir).env("CARGO_TARGET_DIR", target_dir);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         let set_by_cargo_run = key.starts_with("CARGO_PKG_")

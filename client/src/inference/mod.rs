@@ -8,9 +8,8 @@
 //! - `load_model` / `unload_model`: LocalAI model management on this node, gated, then the advert
 //!   is republished so the mesh routes to (or away from) the model.
 //!
-//! The HTTP API also serves the OpenAI API itself (`/v1/…`), routed the same way, so that any
-//! OpenAI client pointed at a node reaches the whole mesh.
-pub mod bridge;
+//! The HTTP API also serves the OpenAI API itself (`/v1/…`, `crate::api::openai`), routed the
+//! same way, so that any OpenAI client pointed at a node reaches the whole mesh.
 pub mod consensus;
 pub mod openai;
 pub mod policy;

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::api::{inference_error, ApiState};
+use super::{inference_error, ApiState};
 
 /// Which server answered, on every bridged response.
 pub const SERVED_BY_HEADER: &str = "x-ripple-served-by";
