@@ -182,11 +182,16 @@ async fn introduce(a_conductor: &SweetConductor, a: &SweetCell, b_conductor: &Sw
 /// reach a newcomer is not what this test is about (it made round 3 miss consistency in CI).
 async fn await_chains_exchanged(honest: &SweetCell, adversary: &SweetCell, timeout: Duration) -> Result<(), String> {
     let started = Instant::now();
+    // Neither chain changes during the wait (nothing is committed until the sync is confirmed).
+    let mut chains = Vec::new();
+    for (chain, author) in [("honest", honest), ("adversary", adversary)] {
+        let published = published_chain_ops(author).await?;
+        assert!(!published.is_empty(), "the {chain} chain has published ops (genesis at least)");
+        chains.push((chain, author, published));
+    }
     loop {
         let mut lacking = Vec::new();
-        for (chain, author) in [("honest", honest), ("adversary", adversary)] {
-            let published = published_chain_ops(author).await?;
-            assert!(!published.is_empty(), "the {chain} chain has published ops (genesis at least)");
+        for (chain, author, published) in &chains {
             for (node, holder) in [("honest node", honest), ("adversary", adversary)] {
                 let held = integrated_ops_of(holder, author.agent_pubkey()).await?;
                 let missing = published.difference(&held).count();
