@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use agent_registry_types::DiscoveryQuery;
 
 use crate::api::{PeerRow, StatusReport};
+use crate::compiled_zomes::{bundle_zomes, ZomeCache};
 use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN, DEFAULT_BOOTSTRAP_LISTEN};
 use crate::manifests::Manifests;
 use crate::mcp::ToolNames;
@@ -36,6 +37,9 @@ pub struct Cli {
     /// The manifests directory (networks, DNA pins, conductor template).
     #[arg(long, global = true, env = "RIPPLE_MANIFESTS", value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+    /// This machine's compiled-zome cache, shared by its nodes [default: <user cache dir>/ripple/compiled-zomes].
+    #[arg(long, global = true, env = "RIPPLE_ZOME_CACHE", value_name = "DIR")]
+    pub zome_cache: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -53,6 +57,11 @@ pub enum Command {
     /// tool needs it (holochain.init_conductor, holochain.join_mesh, or any other tool, which joins
     /// the configured network) and goes offline when the client closes stdin. Takes `up`'s flags.
     Mcp(UpArgs),
+    /// Compile the hApp's zomes to native code into this machine's compiled-zome cache, so that a
+    /// node's first start here skips the conductor's compile (about 50 s of CPU on 2 cores, and
+    /// ~1 GB of compiler heap the node would keep). `up` runs this by itself, in a child process,
+    /// when the cache lacks a zome; run it ahead to prepare a machine or an image.
+    CompileZomes(CompileZomesArgs),
     /// The running node's agent, cells, peers and mesh status (holochain.join_mesh's outputs).
     Status,
     /// Nodes on the mesh, filtered by capability.
@@ -335,6 +344,31 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CompileZomesArgs {
+    /// The hApp bundle [default: workdir/ripple.happ].
+    #[arg(long, env = "RIPPLE_HAPP", value_name = "FILE")]
+    pub happ: Option<PathBuf>,
+}
+
+/// What `ripple compile-zomes` did.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CompileZomesReport {
+    pub cache_dir: PathBuf,
+    pub happ: PathBuf,
+    pub zomes: Vec<CompiledZome>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CompiledZome {
+    /// `dna/zome`.
+    pub name: String,
+    pub wasm_hash: String,
+    /// Compiled by this run; false when the cache already held it.
+    pub compiled_now: bool,
+}
+
 #[derive(Debug, Args, Default)]
 pub struct UpArgs {
     /// Network from networks.json: local, testnet or mainnet [default: local].
@@ -473,12 +507,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(ref args) => init(&cli, args, &config_path),
         Command::Up(ref args) => {
             let file = ConfigFile::load(&config_path, cli.config.is_some())?;
-            let settings = resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()))?;
+            let settings =
+                resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()), cli.zome_cache.clone())?;
             run_up(settings, mcp_http(args)?, cli.json).await
         }
         Command::Mcp(ref args) => {
             let file = ConfigFile::load(&config_path, cli.config.is_some())?;
-            let mut settings = resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()))?;
+            let mut settings =
+                resolve_up(args, &file, &data_dir, manifests_dir(cli.manifests.as_deref()), cli.zome_cache.clone())?;
             if args.api.is_none() && file.api_listen.is_none() {
                 // Agents start MCP servers freely; don't collide with a `ripple up` on the default port.
                 settings.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -492,6 +528,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("==> MCP over streamable HTTP at {url}");
             }
             crate::mcp::serve_stdio(runtime, args.tool_names).await
+        }
+        Command::CompileZomes(ref args) => {
+            let file = ConfigFile::load(&config_path, cli.config.is_some())?;
+            let happ = args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ);
+            let report = compile_zomes(happ, ZomeCache::new(cli.zome_cache.clone())).await?;
+            print(cli.json, &report, render_compile_zomes)
         }
         Command::Status => {
             let status: StatusReport = api(&data_dir, "status", false).await?;
@@ -580,6 +622,7 @@ pub fn resolve_up(
     file: &ConfigFile,
     data_dir: &Path,
     manifests: PathBuf,
+    zome_cache: Option<PathBuf>,
 ) -> Result<UpSettings, anyhow::Error> {
     let manifests = Manifests::new(manifests);
     let network_name = args.network.clone().or(file.network.clone()).unwrap_or_else(|| "local".into());
@@ -652,6 +695,7 @@ pub fn resolve_up(
             .or(file.bootstrap_listen)
             .unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
         happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
+        zome_cache: ZomeCache::new(zome_cache),
         api_listen,
         provide: !args.no_provide && file.node.provide.unwrap_or(true),
         node: NodeSettings {
@@ -730,6 +774,42 @@ async fn run_up(settings: UpSettings, mcp: Option<McpHttp>, json: bool) -> anyho
     up::run(settings, mcp, &progress, &ready).await?;
     eprintln!("==> stopped");
     Ok(())
+}
+
+async fn compile_zomes(happ: PathBuf, cache: ZomeCache) -> anyhow::Result<CompileZomesReport> {
+    let started = std::time::Instant::now();
+    let bytes =
+        std::fs::read(&happ).map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", happ.display())))?;
+    let zomes = bundle_zomes(&bytes).await?;
+    let worker = cache.clone();
+    let zomes_to_compile = zomes.clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        worker.compile_missing(&zomes_to_compile, &|line: &str| eprintln!("==> {line}"))
+    })
+    .await??;
+    Ok(CompileZomesReport {
+        cache_dir: cache.dir().to_path_buf(),
+        happ,
+        zomes: zomes
+            .iter()
+            .map(|z| CompiledZome {
+                name: z.name.clone(),
+                wasm_hash: z.hash.to_string(),
+                compiled_now: compiled.contains(&z.name),
+            })
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn render_compile_zomes(r: &CompileZomesReport) -> String {
+    let compiled = r.zomes.iter().filter(|z| z.compiled_now).count();
+    format!(
+        "compiled {compiled} zomes and found {} already compiled in {} ({:.1} s)\n",
+        r.zomes.len() - compiled,
+        r.cache_dir.display(),
+        r.seconds
+    )
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl Fn(&T) -> String) -> anyhow::Result<()> {

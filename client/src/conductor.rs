@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use holochain::conductor::{Conductor, ConductorHandle};
 use holochain_conductor_api::config::conductor::ConductorConfig;
 
+use crate::compiled_zomes::{self, ZomeCache, ZomeWasm};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConductorError {
     #[error("cannot read the conductor config template {path}: {source}")]
@@ -45,15 +47,20 @@ pub struct NetworkUrls {
 pub struct EmbeddedConductor {
     handle: ConductorHandle,
     pub admin_port: u16,
+    /// Compiled zomes put into its wasm database from the machine's cache on this start.
+    pub seeded_zomes: usize,
 }
 
 impl EmbeddedConductor {
-    /// Starts a conductor with data under `data_dir/holochain`, from the `conductor.yaml` template.
+    /// Starts a conductor with data under `data_dir/holochain`, from the `conductor.yaml` template,
+    /// and seeds its wasm database with the cached compiled modules of `zomes` it lacks.
     pub async fn start(
         data_dir: &Path,
         template: &Path,
         urls: &NetworkUrls,
         passphrase: Vec<u8>,
+        zomes: &[ZomeWasm],
+        cache: &ZomeCache,
     ) -> Result<Self, ConductorError> {
         let config = conductor_config(data_dir, template, urls)?;
         let root = data_dir.join("holochain");
@@ -61,13 +68,20 @@ impl EmbeddedConductor {
         let passphrase = std::sync::Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(passphrase)));
         // Lair prints its banner to stdout, which belongs to our --json output.
         let stdout = StdoutToStderr::begin();
-        let built = Conductor::builder().config(config).passphrase(Some(passphrase)).no_print_setup().build().await;
+        let built =
+            Conductor::builder().config(config).passphrase(Some(passphrase.clone())).no_print_setup().build().await;
         drop(stdout);
         let handle = built.map_err(|e| ConductorError::Start(start_error_hint(&e.to_string())))?;
         let admin_port = handle
             .get_arbitrary_admin_websocket_port()
             .ok_or_else(|| ConductorError::Start("no admin interface was opened".into()))?;
-        Ok(Self { handle, admin_port })
+        // Before any zome call: the conductor loads a zome's module from its database on first use.
+        // Without the seed it compiles the zome itself, so a failure here costs time, not the start.
+        let seeded_zomes = compiled_zomes::seed_wasm_store(&root, passphrase, cache, zomes).await.unwrap_or_else(|e| {
+            tracing::warn!("{e}; the conductor compiles the zomes itself");
+            0
+        });
+        Ok(Self { handle, admin_port, seeded_zomes })
     }
 
     /// Stops the conductor's tasks and waits for them.

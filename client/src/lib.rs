@@ -4,10 +4,12 @@
 //!
 //! It is not a database or a coordinator: all shared state lives in the hApp's DHTs, and the
 //! sidecar reaches it only through the conductor's admin and app websockets.
+pub mod allocator;
 pub mod api;
 pub mod artifacts;
 pub mod bootstrap;
 pub mod cli;
+pub mod compiled_zomes;
 pub mod conductor;
 pub mod config;
 pub mod inference;

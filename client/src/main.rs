@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,ripple=info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    ripple::allocator::tune();
     // The embedded conductor runs zome calls, validation included, on these threads; Holochain's
     // call paths can outgrow the 2 MiB default stack (in debug builds above all).
     let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(THREAD_STACK).enable_all().build()

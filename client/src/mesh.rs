@@ -190,7 +190,7 @@ impl Mesh {
         }
         check_installed_hashes(&info, bundle, network, installed_admin.as_ref()).await?;
         if !matches!(info.status, AppStatus::Enabled) {
-            progress("enabling the ripple hApp (the first time, the conductor compiles the wasm: this takes a while)");
+            progress("enabling the ripple hApp (first start: init of each cell)");
             unless_busy("enable_app", progress, || admin.enable_app(APP_ID.into())).await?;
         }
 

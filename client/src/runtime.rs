@@ -11,6 +11,7 @@ use crate::api::{self, ApiState, NodeInfo};
 use crate::artifacts::replication::StoragePolicy;
 use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
+use crate::compiled_zomes;
 use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
 use crate::inference::policy::InferencePolicies;
 use crate::inference::InferenceService;
@@ -419,14 +420,31 @@ impl Runtime {
                 let urls = urls
                     .clone()
                     .ok_or_else(|| UpError::Setting("no bootstrap URL for the embedded conductor".into()))?;
+                let zomes = compiled_zomes::bundle_zomes(&bundle.bytes).await?;
+                let missing = settings.zome_cache.missing(&zomes).len();
+                if missing > 0 {
+                    progress(&format!(
+                        "compiling {missing} of the hApp's {} zomes into {} (once per machine: every node here reuses them)",
+                        zomes.len(),
+                        settings.zome_cache.dir().display()
+                    ));
+                    if let Err(e) = compiled_zomes::compile_in_child(&settings.zome_cache, &settings.happ).await {
+                        tracing::warn!("{e}");
+                    }
+                }
                 progress("starting the embedded conductor");
                 let embedded = EmbeddedConductor::start(
                     &settings.data_dir,
                     &settings.manifests.conductor_template_path(),
                     &urls,
                     passphrase,
+                    &zomes,
+                    &settings.zome_cache,
                 )
                 .await?;
+                if embedded.seeded_zomes > 0 {
+                    progress(&format!("seeded {} compiled zomes from this machine's cache", embedded.seeded_zomes));
+                }
                 let port = embedded.admin_port;
                 (Some(embedded), port, format!("ws://127.0.0.1:{port}"), passphrase_note(&source))
             }

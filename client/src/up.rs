@@ -19,6 +19,8 @@ pub enum UpError {
     #[error(transparent)]
     Conductor(#[from] crate::conductor::ConductorError),
     #[error(transparent)]
+    CompiledZomes(#[from] crate::compiled_zomes::CompiledZomesError),
+    #[error(transparent)]
     Mesh(#[from] crate::mesh::MeshError),
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
@@ -58,6 +60,8 @@ pub struct UpSettings {
     pub policy_admin: Option<holochain_client::AgentPubKey>,
     pub bootstrap_listen: SocketAddr,
     pub happ: PathBuf,
+    /// This machine's compiled zomes, shared by its nodes.
+    pub zome_cache: crate::compiled_zomes::ZomeCache,
     pub api_listen: SocketAddr,
     pub node: NodeSettings,
     /// Answer allocation requests addressed to this node (the provider loop).

@@ -156,7 +156,7 @@ impl Sidecar {
                 }
             }
         });
-        // A first start compiles the wasm (40 s alone on 2 cores), slower beside other running nodes.
+        // The first node on a machine compiles the zomes (50 s alone on 2 cores), slower beside others.
         match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(ready) => Sidecar { name: launch.name, child, ready, stderr_log },
             Err(_) => {

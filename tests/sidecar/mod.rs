@@ -4,6 +4,7 @@ mod artifacts;
 mod attach;
 mod bad_input;
 mod cli;
+mod compiled_zomes;
 mod dashboard;
 pub mod harness;
 mod inference;
