@@ -80,6 +80,7 @@ async fn peers_warrant_one_broken_rule_of_each_kind_in_every_dna() {
     for (role, (h, a)) in ROLES.iter().zip(honest_dnas.iter().zip(&adversary_dnas)) {
         assert_eq!(h.dna_hash(), a.dna_hash(), "{role}: the adversary must share the honest network");
     }
+    seed_compiled_zomes([&honest], &honest_dnas.iter().collect::<Vec<_>>()).await;
     let roles: Vec<(String, DnaFile)> = ROLES.iter().map(|r| r.to_string()).zip(honest_dnas).collect();
     let alice = honest.setup_app_for_agent("ripple", alice_key, &roles).await.unwrap().into_cells();
     let state = Honest {
@@ -136,6 +137,7 @@ async fn synced_adversary(
         attempt += 1;
         let config = SweetConductorConfig::rendezvous(true).tune_conductor(|t| t.disable_self_validation = true);
         let mut conductor = SweetConductor::from_config_rendezvous(config, rendezvous.clone()).await;
+        seed_compiled_zomes([&conductor], &roles.iter().map(|(_, dna)| dna).collect::<Vec<_>>()).await;
         let cells = conductor.setup_app("adversary", roles).await.unwrap().into_cells();
         for (honest, cell) in honest.iter().zip(&cells) {
             introduce(honest_conductor, honest, &conductor, cell).await;

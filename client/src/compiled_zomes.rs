@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use holochain::holochain_wasmer_host::module::{sys, ModuleBuilder};
 use holochain_state::data::{open_db, DbKey, HolochainDataConfig, Wasm};
 use holochain_state::wasm::WasmStore;
-use holochain_types::prelude::{AppBundle, DnaWasm, DnaWasmHashed, HoloHashed, WasmHash, ZomeDef};
+use holochain_types::prelude::{AppBundle, DnaFile, DnaWasm, DnaWasmHashed, HoloHashed, WasmHash, ZomeDef};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +51,29 @@ pub async fn bundle_zomes(bytes: &[u8]) -> Result<Vec<ZomeWasm>, CompiledZomesEr
         .map_err(|e| CompiledZomesError::Bundle(e.to_string()))?;
     let mut zomes = BTreeMap::new();
     for (dna, _) in &resolution.dnas_to_register {
-        for (zome, def) in dna.dna_def().all_zomes() {
-            let ZomeDef::Wasm(wasm) = def else { continue };
-            let code = dna.code().get(&wasm.wasm_hash).ok_or_else(|| {
-                CompiledZomesError::Bundle(format!("zome {}/{zome} has no wasm in the bundle", dna.dna_def().name))
-            })?;
-            zomes.entry(wasm.wasm_hash.clone()).or_insert_with(|| ZomeWasm {
-                name: format!("{}/{zome}", dna.dna_def().name),
-                hash: wasm.wasm_hash.clone(),
-                code: code.code.clone(),
-            });
+        for zome in dna_zomes(dna)? {
+            zomes.entry(zome.hash.clone()).or_insert(zome);
         }
     }
     let mut zomes: Vec<ZomeWasm> = zomes.into_values().collect();
     zomes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(zomes)
+}
+
+/// The wasm zomes of one DNA, integrity first, as the DNA lists them.
+pub fn dna_zomes(dna: &DnaFile) -> Result<Vec<ZomeWasm>, CompiledZomesError> {
+    let mut zomes = Vec::new();
+    for (zome, def) in dna.dna_def().all_zomes() {
+        let ZomeDef::Wasm(wasm) = def else { continue };
+        let code = dna.code().get(&wasm.wasm_hash).ok_or_else(|| {
+            CompiledZomesError::Bundle(format!("zome {}/{zome} has no wasm in the bundle", dna.dna_def().name))
+        })?;
+        zomes.push(ZomeWasm {
+            name: format!("{}/{zome}", dna.dna_def().name),
+            hash: wasm.wasm_hash.clone(),
+            code: code.code.clone(),
+        });
+    }
     Ok(zomes)
 }
 

@@ -57,6 +57,7 @@ async fn three_nodes_register_and_discover_each_other_with_every_filter() {
     // Default 5-minute buckets: every node stays online for the whole test.
     let dna = registry_dna(&unique_seed("discovery"), &RegistryProperties::default(), false).await;
     let mut conductors = SweetConductorBatch::standard(3).await;
+    seed_compiled_zomes(conductors.iter(), &[&dna]).await;
     let apps = conductors.setup_app("ripple", [&role(&dna)]).await.unwrap();
     let cells: Vec<SweetCell> = apps.into_inner().into_iter().map(|app| app.into_cells().remove(0)).collect();
 
@@ -138,6 +139,7 @@ async fn a_node_that_stops_heartbeating_goes_offline_but_stays_discoverable() {
     let props = fast_props();
     let dna = registry_dna(&unique_seed("liveness"), &props, false).await;
     let mut conductors = SweetConductorBatch::standard(2).await;
+    seed_compiled_zomes(conductors.iter(), &[&dna]).await;
     let apps = conductors.setup_app("ripple", [&role(&dna)]).await.unwrap();
     let cells: Vec<SweetCell> = apps.into_inner().into_iter().map(|app| app.into_cells().remove(0)).collect();
     let (watcher, quitter) = (&cells[0], &cells[1]);

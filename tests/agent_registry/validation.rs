@@ -98,6 +98,7 @@ const RULES: [&str; 13] = [
 async fn every_rule_refuses_a_commit_that_breaks_it() {
     let dna = registry_dna(&unique_seed("registry-rules"), &fast_props(), true).await;
     let mut conductor = SweetConductor::standard().await;
+    seed_compiled_zomes([&conductor], &[&dna]).await;
     let (alice,) = conductor.setup_app("alice", [&role(&dna)]).await.unwrap().into_tuple();
     let alice_advert: AdvertRecord =
         conductor.call(&alice.zome("capabilities"), "publish_node_advert", advert("alice")).await;

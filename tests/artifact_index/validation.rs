@@ -120,6 +120,7 @@ fn assert_cites(error: &str, rule: &str) {
 async fn every_rule_refuses_a_commit_that_breaks_it() {
     let dna = artifact_dna(&unique_seed("artifact-rules"), true).await;
     let mut conductor = SweetConductor::standard().await;
+    seed_compiled_zomes([&conductor], &[&dna]).await;
     let apps = conductor.setup_apps("ripple", 2, [&artifact_role(&dna)]).await.unwrap();
     let cells = apps.cells_flattened();
     let (alice, bob) =

@@ -114,6 +114,7 @@ fn assert_cites(error: &str, rule: &str) {
 async fn every_rule_refuses_a_commit_that_breaks_it() {
     let dna = shards_dna(&unique_seed("shards-rules"), true).await;
     let mut conductor = SweetConductor::standard().await;
+    seed_compiled_zomes([&conductor], &[&dna]).await;
     let apps = conductor.setup_apps("ripple", 2, [&shards_role(&dna)]).await.unwrap();
     let cells = apps.cells_flattened();
     let (alice, bob) =

@@ -35,6 +35,7 @@ async fn a_version_published_on_a_gates_b_and_decisions_are_written_ahead() {
     let alice_key = SweetAgents::one(conductors[0].keystore()).await;
     let props = PolicyProperties { admins: vec![alice_key.clone().into()] };
     let dna = policy_dna(&unique_seed("policy-gate"), &props, false).await;
+    seed_compiled_zomes(conductors.iter(), &[&dna]).await;
     let role = policy_role(&dna);
     let (alice_cell,) = conductors[0].setup_app_for_agent("ripple", alice_key, [&role]).await.unwrap().into_tuple();
     let (bob_cell,) = conductors[1].setup_app("ripple", [&role]).await.unwrap().into_tuple();

@@ -141,6 +141,7 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     let alice_key = SweetAgents::one(conductor.keystore()).await;
     let props = PolicyProperties { admins: vec![alice_key.clone().into()] };
     let dna = policy_dna(&unique_seed("policy-rules"), &props, true).await;
+    seed_compiled_zomes([&conductor], &[&dna]).await;
     let role = policy_role(&dna);
     let (alice_cell,) = conductor.setup_app_for_agent("alice", alice_key.clone(), [&role]).await.unwrap().into_tuple();
     let (bob_cell,) = conductor.setup_app("bob", [&role]).await.unwrap().into_tuple();

@@ -74,6 +74,7 @@ async fn race(provider: Node<'_>, requesters: &[Node<'_>], secs: u32) -> Vec<Ans
 async fn eight_requesters_race_for_four_slots_across_conductors() {
     let dna = mesh_dna(&unique_seed("mesh-race"), false).await;
     let mut conductors = SweetConductorBatch::standard(3).await;
+    seed_compiled_zomes(conductors.iter(), &[&dna]).await;
     let (provider_cell,) = conductors[0].setup_app("ripple", [&mesh_role(&dna)]).await.unwrap().into_tuple();
     let left = conductors[1].setup_apps("ripple", 4, [&mesh_role(&dna)]).await.unwrap().cells_flattened();
     let right = conductors[2].setup_apps("ripple", 4, [&mesh_role(&dna)]).await.unwrap().cells_flattened();

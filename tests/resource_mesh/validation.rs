@@ -176,6 +176,7 @@ fn assert_cites(error: &str, rule: &str) {
 async fn every_rule_refuses_a_commit_that_breaks_it() {
     let dna = mesh_dna(&unique_seed("mesh-rules"), true).await;
     let mut conductor = SweetConductor::standard().await;
+    seed_compiled_zomes([&conductor], &[&dna]).await;
     let apps = conductor.setup_apps("ripple", 2, [&mesh_role(&dna)]).await.unwrap();
     let ((alice,), (mallory,)) = apps.into_tuples();
     let alice = Node { conductor: &conductor, cell: &alice };

@@ -5,7 +5,7 @@
 use hdk::prelude::*;
 use memory_shards_integrity::{EntryTypes, LinkTypes};
 use memory_shards_types::*;
-use peer_reads::{link_targets, links_from_peers, records_from_peers};
+use peer_reads::{link_targets, links_from_peers, links_from_peers_each, records_from_peers};
 
 /// The owner (this agent): creates `collection`'s map at epoch 1. Refused when the collection
 /// already has one.
@@ -43,12 +43,12 @@ pub fn get_map(collection: String) -> ExternResult<Option<MapRecord>> {
 /// Anyone: every collection's map, by name.
 #[hdk_extern]
 pub fn list_maps(_: ()) -> ExternResult<Vec<MapRecord>> {
-    let mut all = vec![];
-    for path in anchors::all_map_shards() {
-        all.extend(maps_under(path, LinkTypes::AllMaps)?);
-    }
+    let queries = anchors::all_map_shards()
+        .map(|path| LinkQuery::try_new(path.path_entry_hash()?, LinkTypes::AllMaps))
+        .collect::<ExternResult<Vec<_>>>()?;
+    let targets = links_from_peers_each(queries)?.into_iter().flat_map(link_targets).collect();
     // Earliest first, so the first of each name is the collection's map.
-    all.sort_by(|a, b| (a.created_at, &a.map_id).cmp(&(b.created_at, &b.map_id)));
+    let mut all = maps_at(targets)?;
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|m| seen.insert(m.map.collection.clone()));
     all.sort_by(|a, b| a.map.collection.cmp(&b.map.collection));
@@ -57,7 +57,11 @@ pub fn list_maps(_: ()) -> ExternResult<Vec<MapRecord>> {
 
 /// The maps linked under `path`, earliest first.
 fn maps_under(path: Path, link_type: LinkTypes) -> ExternResult<Vec<MapRecord>> {
-    let targets = link_targets(links_from_peers(LinkQuery::try_new(path.path_entry_hash()?, link_type)?)?);
+    maps_at(link_targets(links_from_peers(LinkQuery::try_new(path.path_entry_hash()?, link_type)?)?))
+}
+
+/// The maps at `targets`, earliest first, each once.
+fn maps_at(targets: Vec<ActionHash>) -> ExternResult<Vec<MapRecord>> {
     let mut maps: Vec<MapRecord> =
         records_from_peers(targets)?.iter().flatten().filter_map(MapRecord::from_record).collect();
     maps.sort_by(|a, b| (a.created_at, &a.map_id).cmp(&(b.created_at, &b.map_id)));

@@ -1,7 +1,7 @@
 //! Coordinator `audit`: audit events, filed by hour and by subject so that a query reads one hour or
 //! one subject and never scans everything.
 use hdk::prelude::*;
-use peer_reads::{link_targets, links_from_peers, records_from_peers};
+use peer_reads::{link_targets, links_from_peers, links_from_peers_each, records_from_peers};
 use policy_store_integrity::{EntryTypes, LinkTypes};
 use policy_store_types::*;
 
@@ -49,11 +49,12 @@ pub fn get_audit_for_subject(subject: String) -> ExternResult<Vec<AuditRecord>> 
 /// Anyone: the events in the hour buckets `from..=to`, oldest first.
 #[hdk_extern]
 pub fn get_audit_in_hours(hours: HoursInput) -> ExternResult<Vec<AuditRecord>> {
-    let mut targets = Vec::new();
-    for bucket in hours.buckets().map_err(|e| wasm_error!(WasmErrorInner::Guest(e)))? {
-        let base = anchors::audit_bucket(bucket).path_entry_hash()?;
-        targets.extend(link_targets(links_from_peers(LinkQuery::try_new(base, LinkTypes::AuditByHour)?)?));
-    }
+    let queries = hours
+        .buckets()
+        .map_err(|e| wasm_error!(WasmErrorInner::Guest(e)))?
+        .map(|bucket| LinkQuery::try_new(anchors::audit_bucket(bucket).path_entry_hash()?, LinkTypes::AuditByHour))
+        .collect::<ExternResult<Vec<_>>>()?;
+    let targets: Vec<ActionHash> = links_from_peers_each(queries)?.into_iter().flat_map(link_targets).collect();
     events_at(targets)
 }
 

@@ -1,7 +1,7 @@
 //! Coordinator `decisions`: the verdicts of this node's policy gates, committed before the actions
 //! they allow (write-ahead), and read back per node or per hour.
 use hdk::prelude::*;
-use peer_reads::{link_targets, links_from_peers, records_from_peers};
+use peer_reads::{link_targets, links_from_peers_each, records_from_peers};
 use policy_store_integrity::{EntryTypes, LinkTypes};
 use policy_store_types::*;
 
@@ -32,11 +32,12 @@ pub fn get_my_decisions(limit: u32) -> ExternResult<Vec<DecisionRecord>> {
 /// Anyone: every node's decisions in the hour buckets `from..=to`, oldest first.
 #[hdk_extern]
 pub fn get_decisions_in_hours(hours: HoursInput) -> ExternResult<Vec<DecisionRecord>> {
-    let mut targets = Vec::new();
-    for bucket in hours.buckets().map_err(|e| wasm_error!(WasmErrorInner::Guest(e)))? {
-        let base = anchors::decisions(bucket).path_entry_hash()?;
-        targets.extend(link_targets(links_from_peers(LinkQuery::try_new(base, LinkTypes::DecisionsByHour)?)?));
-    }
+    let queries = hours
+        .buckets()
+        .map_err(|e| wasm_error!(WasmErrorInner::Guest(e)))?
+        .map(|bucket| LinkQuery::try_new(anchors::decisions(bucket).path_entry_hash()?, LinkTypes::DecisionsByHour))
+        .collect::<ExternResult<Vec<_>>>()?;
+    let targets: Vec<ActionHash> = links_from_peers_each(queries)?.into_iter().flat_map(link_targets).collect();
     let mut found: Vec<DecisionRecord> =
         records_from_peers(targets)?.iter().flatten().filter_map(DecisionRecord::from_record).collect();
     found.sort_by(|a, b| (a.decided_at, &a.decision_id).cmp(&(b.decided_at, &b.decision_id)));
