@@ -173,6 +173,8 @@ where
     let start = Instant::now();
     loop {
         if let Some(v) = check().await {
+            // Shown with a failing test's output: where its time went.
+            eprintln!("waited {:.1} s for {what}", start.elapsed().as_secs_f64());
             return v;
         }
         assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");

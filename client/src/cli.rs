@@ -500,6 +500,38 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// Stack size of the runtime's threads: the embedded conductor runs zome calls, validation
+/// included, on them, and Holochain's call paths can outgrow the 2 MiB default.
+const THREAD_STACK: usize = 8 * 1024 * 1024;
+
+/// The `ripple` binary: parse the command line, set up logging, the allocator and the async
+/// runtime, run the command and map its error to an exit code. It lives here, not in `main.rs`,
+/// so its generic code (the tracing subscriber, the runtime) compiles once, in this crate.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Holochain and kitsune2 warn about routine network churn; RUST_LOG brings their logs back.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,ripple=info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    crate::allocator::tune();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(THREAD_STACK).enable_all().build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code(&e)
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data.clone().unwrap_or_else(config::default_data_dir);
     let config_path = cli.config.clone().unwrap_or_else(|| data_dir.join(CONFIG_FILE));

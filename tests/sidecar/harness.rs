@@ -273,10 +273,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         match check().await {
-            Ok(v) => return v,
+            Ok(v) => {
+                // Shown with a failing test's output: where its time went.
+                eprintln!("waited {:.1} s for {what}", started.elapsed().as_secs_f64());
+                return v;
+            }
             Err(last) if Instant::now() > deadline => {
                 panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
             }

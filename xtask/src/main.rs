@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod build;
 mod clients;
+mod lanes;
 mod pin;
 mod stamp;
 mod timing;
@@ -52,7 +53,12 @@ enum Command {
     /// sidecar tests. Ends with each conductor/sidecar test's wall time, slowest first, also
     /// written to <target dir>/ripple-test-times.md.
     Test {
-        /// Extra arguments for the conductor test binary (e.g. a test name filter).
+        /// Run the conductor and sidecar tests in this many lanes side by side (each lane one test
+        /// at a time; tests are dealt by their last recorded time). 1 runs them all in turn.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+        lanes: u8,
+        /// libtest arguments for the sidecar and conductor tests: name filters (substrings, as
+        /// `cargo test` takes them) and flags such as `--nocapture`.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -90,13 +96,13 @@ fn run() -> anyhow::Result<()> {
             workspace::exec(cmd)
         }
         Command::Clients => clients::install(&ws),
-        Command::Test { args } => test(&ws, &rt, &args),
+        Command::Test { lanes, args } => test(&ws, &rt, lanes.into(), &args),
         Command::Bench { suite } => rt.block_on(bench::run(&ws, suite)),
     }
 }
 
-/// `cargo xtask test`: every step timed, the conductor and end-to-end tests one at a time.
-fn test(ws: &workspace::Workspace, rt: &tokio::runtime::Runtime, args: &[String]) -> anyhow::Result<()> {
+/// `cargo xtask test`: every step timed, the conductor and end-to-end tests in lanes.
+fn test(ws: &workspace::Workspace, rt: &tokio::runtime::Runtime, lanes: usize, args: &[String]) -> anyhow::Result<()> {
     let mut clock = timing::Clock::start(ws);
     clock.step("build: wasm, bundles", || rt.block_on(build::build(ws)))?;
     clock.step("pin --check", || rt.block_on(pin::pin(ws, true)))?;
@@ -126,28 +132,11 @@ fn test(ws: &workspace::Workspace, rt: &tokio::runtime::Runtime, args: &[String]
     })?;
     clock.step("test clients", || clients::install(ws))?;
     clock.step("build: ripple and the test binary (release)", || ws.build_sidecar())?;
-    let filter: Vec<&str> = args.iter().map(String::as_str).collect();
-    // One test at a time: each multi-conductor test saturates both cores of a CI machine, and run
-    // side by side the adversary test's gossip starves ("Consistency not reached"). The same
-    // packages and targets as the build, so cargo can reuse it: `-p ripple` alone compiled
-    // Holochain a second time with other features, and a plain `cargo test` after the build was
-    // seen rebuilding the zome types crates and `ripple`. `ripple` has no doc tests.
     let (tests, passed) = clock.step("sidecar unit tests, conductor and end-to-end tests", || {
-        workspace::step("sidecar unit tests, conductor and end-to-end tests (one test at a time)");
-        let mut cmd = vec![
-            "test",
-            "--release",
-            "-p",
-            "ripple",
-            "-p",
-            "ripple_tests",
-            "--bins",
-            "--tests",
-            "--",
-            "--test-threads=1",
-        ];
-        cmd.extend(&filter);
-        timing::run_tests(ws, &cmd)
+        workspace::step(&format!(
+            "sidecar unit tests, conductor and end-to-end tests ({lanes} lane(s), one test at a time in each)"
+        ));
+        lanes::run(ws, &lanes::Selection { libtest_args: args, lanes })
     })?;
     let record = clock.finish(ws, tests, passed, !args.is_empty());
     timing::report(ws, &record)?;

@@ -2,15 +2,14 @@
 //! sidecar test with its wall time. The table is printed at the end of every run (passed or not),
 //! written to `<target dir>/ripple-test-times.md` for CI to print, and each run is appended to a
 //! history that `cargo xtask bench ci` turns into the ci section of docs/benchmarks.md.
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::workspace::{cargo_command, Workspace};
+use crate::workspace::Workspace;
 
 /// A test slower than this must say why in its doc comment.
 pub const SLOW_TEST_SECS: f64 = 300.0;
@@ -116,47 +115,19 @@ fn git_head(root: &Path) -> String {
         .map_or_else(|| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-/// Runs `cargo ARGS` (a libtest binary run with one test thread), echoing its output as it comes
-/// and timing each test from the moment libtest names it to its result. Returns the times and
-/// whether cargo succeeded.
-pub fn run_tests(ws: &Workspace, args: &[&str]) -> anyhow::Result<(Vec<TestTime>, bool)> {
-    let _ = std::fs::remove_file(retry_log(ws));
-    let mut child = cargo_command(&ws.root, &ws.target_dir)
-        .args(args)
-        .env("RIPPLE_TEST_RETRY_LOG", retry_log(ws))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running cargo")?;
-    let mut stdout = child.stdout.take().context("cargo's stdout")?;
-    let mut parser = LibtestTimer::default();
-    let mut buf = [0u8; 4096];
-    let mut echo = std::io::stdout();
-    loop {
-        let n = stdout.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        echo.write_all(&buf[..n])?;
-        echo.flush()?;
-        parser.feed(&buf[..n], Instant::now());
-    }
-    let status = child.wait()?;
-    Ok((parser.times, status.success()))
-}
-
 /// Reads libtest's plain output. With one test thread libtest prints `test NAME ... ` when a test
 /// starts and `ok` or `FAILED` when it ends; a test's child process writing to the inherited stdout
 /// may put whole lines in between, so the start is taken from the partial line and the test ends
 /// at the first line whose last word is an outcome.
 #[derive(Default)]
-struct LibtestTimer {
+pub struct LibtestTimer {
     line: Vec<u8>,
     started: Option<(String, Instant)>,
     times: Vec<TestTime>,
 }
 
 impl LibtestTimer {
-    fn feed(&mut self, bytes: &[u8], now: Instant) {
+    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         for &b in bytes {
             if b == b'\n' {
                 self.end_line(now);
@@ -167,6 +138,15 @@ impl LibtestTimer {
                 }
             }
         }
+    }
+
+    /// The test that has started and not yet ended.
+    pub fn running(&self) -> Option<&str> {
+        self.started.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    pub fn into_times(self) -> Vec<TestTime> {
+        self.times
     }
 
     fn end_line(&mut self, now: Instant) {
@@ -234,8 +214,11 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// The variable that tells the tests where to append the setup they retried.
+pub const RETRY_LOG_ENV: &str = "RIPPLE_TEST_RETRY_LOG";
+
 /// Where the tests append the setup they retried.
-fn retry_log(ws: &Workspace) -> PathBuf {
+pub fn retry_log(ws: &Workspace) -> PathBuf {
     ws.target_dir.join("ripple-test-retries.log")
 }
 
