@@ -3,7 +3,7 @@
 //! on the mesh's own loops (heartbeat windows, leases, settle windows): measured on 2 cores, a
 //! sidecar test keeps the machine about 30 % busy, so two lanes roughly halve the wall time.
 //! Tests are dealt to lanes by their last recorded wall time, longest first, so the lanes end
-//! together.
+//! close together.
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ pub fn run(ws: &Workspace, selection: &Selection) -> anyhow::Result<(Vec<TestTim
     if tests.is_empty() {
         bail!("no test matches {:?}", selection.libtest_args);
     }
-    let lanes = deal(tests, &last_times(), selection.lanes.max(1));
+    let lanes = deal(tests, &last_times(ws), selection.lanes.max(1));
     let retry_log = timing::retry_log(ws);
     let _ = std::fs::remove_file(&retry_log);
     let prefix = |lane: usize| if lanes.len() > 1 { format!("[lane {}] ", lane + 1) } else { String::new() };
@@ -152,15 +152,32 @@ fn list(binary: &TestBinary, filters: &[&String], flags: &[&String]) -> anyhow::
         .collect())
 }
 
-/// Each test's wall time in the newest recorded run that has it.
-fn last_times() -> HashMap<String, f64> {
-    let mut last = HashMap::new();
+/// Each test's wall time in the newest run recorded on this machine that has it, else in the
+/// committed `tests/test-times.json`, so a fresh machine deals its lanes as well as this one.
+fn last_times(ws: &Workspace) -> HashMap<String, f64> {
+    let mut last: HashMap<String, f64> = std::fs::read_to_string(committed_times(ws))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
     for record in timing::read_history().unwrap_or_default() {
         for t in record.tests {
             last.insert(t.name, t.secs);
         }
     }
     last
+}
+
+fn committed_times(ws: &Workspace) -> PathBuf {
+    ws.root.join("tests/test-times.json")
+}
+
+/// Writes `tests/test-times.json` (test name → seconds, whole seconds, name order) from a run, for
+/// `cargo xtask bench ci`.
+pub fn write_committed_times(ws: &Workspace, tests: &[TestTime]) -> anyhow::Result<()> {
+    let times: std::collections::BTreeMap<&str, f64> = tests.iter().map(|t| (t.name.as_str(), t.secs.ceil())).collect();
+    let path = committed_times(ws);
+    std::fs::write(&path, serde_json::to_string_pretty(&times)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,8 +187,8 @@ struct Planned {
     weight: f64,
 }
 
-/// Deals `tests` to `lanes` lanes, longest first, each to the lane with the least time so far; a
-/// lane keeps the order it was dealt, so the slow tests start first.
+/// Deals `tests` to `lanes` lanes, longest first, each to the lane with the least time so far
+/// (libtest then runs a lane's tests in name order).
 fn deal(tests: Vec<(usize, String)>, last: &HashMap<String, f64>, lanes: usize) -> Vec<Vec<Planned>> {
     let mut planned: Vec<Planned> = tests
         .into_iter()
