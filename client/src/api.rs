@@ -215,6 +215,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/inference/unload", post(inference_unload))
         .merge(openai::router())
         .merge(crate::ui::router())
+        .layer(axum::middleware::from_fn(crate::local_http::only_this_machine))
         .with_state(state)
 }
 

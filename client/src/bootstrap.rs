@@ -1,7 +1,9 @@
-//! ripple-local's bootstrap and relay: a kitsune2 bootstrap server (which also serves the iroh
-//! relay) inside the sidecar, so a local mesh needs no internet. Other nodes join with
-//! `--bootstrap <url>`. Also the reachability check used for any bootstrap URL.
+//! Bootstrap and relay: a kitsune2 bootstrap server (which also serves the iroh relay), inside the
+//! sidecar for ripple-local's first node, so a local mesh needs no internet, or on its own
+//! (`ripple bootstrap serve`) for operators who host a network's bootstrap on a public machine.
+//! Other nodes join with `--bootstrap <url>`. Also the reachability check used for any bootstrap URL.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kitsune2_bootstrap_srv::{BootstrapSrv, Config};
@@ -12,20 +14,42 @@ pub struct LocalBootstrap {
     pub url: url::Url,
 }
 
+/// A certificate chain and its key, both PEM, for serving https.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl LocalBootstrap {
-    /// Binds `listen` (port 0 picks a free port) and serves bootstrap and relay there.
+    /// Binds `listen` (port 0 picks a free port) and serves bootstrap and relay there, tuned for a
+    /// local mesh (bootstrap queries answer at once).
     pub async fn start(listen: SocketAddr) -> std::io::Result<Self> {
+        Self::serve(Config::testing(), listen, None).await
+    }
+
+    /// Binds `listen` and serves bootstrap and relay with kitsune2's production settings (a worker
+    /// pool per core, queries that wait up to 2 s for new peers), over https with `tls`.
+    pub async fn start_public(listen: SocketAddr, tls: Option<Tls>) -> std::io::Result<Self> {
+        Self::serve(Config::production(), listen, tls).await
+    }
+
+    async fn serve(mut config: Config, listen: SocketAddr, tls: Option<Tls>) -> std::io::Result<Self> {
         // The tree links both ring and aws-lc; rustls needs one chosen explicitly.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut config = Config::testing();
         config.listen_address_list = vec![listen];
         config.quic_bind_addr = Some(SocketAddr::new(listen.ip(), 0));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = tls {
+            config.tls_cert = Some(tls.cert);
+            config.tls_key = Some(tls.key);
+        }
         // BootstrapSrv::new blocks while it binds and spawns its own runtime.
         let server =
             tokio::task::spawn_blocking(move || BootstrapSrv::new(config)).await.map_err(std::io::Error::other)??;
         let addr =
             *server.listen_addrs().first().ok_or_else(|| std::io::Error::other("bootstrap server bound nothing"))?;
-        let url = url::Url::parse(&format!("http://{addr}")).map_err(std::io::Error::other)?;
+        let url = url::Url::parse(&format!("{scheme}://{addr}")).map_err(std::io::Error::other)?;
         Ok(Self { server: Some(server), url })
     }
 }

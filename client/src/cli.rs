@@ -51,6 +51,10 @@ pub struct Cli {
 pub enum Command {
     /// Write a ripple.toml with every setting and its default, commented.
     Init(InitArgs),
+    /// A network's bootstrap and relay server on its own, for an operator who hosts it on a public
+    /// machine (no conductor, no data dir).
+    #[command(subcommand)]
+    Bootstrap(BootstrapCommand),
     /// Start the node: conductor, network, advert, heartbeats and the HTTP API. Stops on Ctrl-C/SIGTERM.
     Up(UpArgs),
     /// Serve the MCP tools (holochain.*) over stdio for an AI agent or IDE. The node starts when a
@@ -459,6 +463,35 @@ pub struct PeersArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BootstrapCommand {
+    /// Serve kitsune2 bootstrap and the iroh relay on ADDR until Ctrl-C/SIGTERM; nodes join with
+    /// `--bootstrap http://HOST:PORT` (https with --tls-cert/--tls-key).
+    Serve(BootstrapServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapServeArgs {
+    /// Where to listen, e.g. 0.0.0.0:7790 for every interface (port 0 picks a free one). The relay's
+    /// QUIC address discovery listens on a free UDP port of the same address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain: serve https (give --tls-key too).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// What `ripple bootstrap serve` prints once it listens.
+#[derive(Debug, serde::Serialize)]
+pub struct BootstrapServing {
+    pub listen: SocketAddr,
+    /// The URL to join with, when the listen address is one others can use as it is.
+    pub bootstrap_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AdvertCommand {
     /// The advert as published, and the probe it came from.
     Show,
@@ -537,6 +570,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.clone().unwrap_or_else(|| data_dir.join(CONFIG_FILE));
     match cli.command {
         Command::Init(ref args) => init(&cli, args, &config_path),
+        Command::Bootstrap(BootstrapCommand::Serve(ref args)) => bootstrap_serve(cli.json, args).await,
         Command::Up(ref args) => {
             let file = ConfigFile::load(&config_path, cli.config.is_some())?;
             let settings =
@@ -842,6 +876,47 @@ fn render_compile_zomes(r: &CompileZomesReport) -> String {
         r.cache_dir.display(),
         r.seconds
     )
+}
+
+async fn bootstrap_serve(json: bool, args: &BootstrapServeArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut signals = up::Signals::register()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            for (flag, file) in [("--tls-cert", cert), ("--tls-key", key)] {
+                if !file.is_file() {
+                    return Err(ConfigError::Setting(format!("{flag} {}: no such file", file.display())).into());
+                }
+            }
+            Some(crate::bootstrap::Tls { cert: cert.clone(), key: key.clone() })
+        }
+        _ => None,
+    };
+    let server = crate::bootstrap::LocalBootstrap::start_public(args.listen, tls)
+        .await
+        .with_context(|| format!("cannot serve bootstrap+relay on {}", args.listen))?;
+    let listen: SocketAddr = format!("{}:{}", args.listen.ip(), server.url.port().unwrap_or_default()).parse()?;
+    let serving = BootstrapServing {
+        listen,
+        bootstrap_url: (!args.listen.ip().is_unspecified())
+            .then(|| server.url.to_string().trim_end_matches('/').to_string()),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&serving)?);
+    } else {
+        let scheme = server.url.scheme();
+        let join = serving
+            .bootstrap_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://<an address of this machine>:{}", listen.port()));
+        println!("serving bootstrap+relay on {listen}; nodes join with  --bootstrap {join}\n(Ctrl-C stops it)");
+    }
+    signals.recv().await;
+    drop(server);
+    if !json {
+        println!("stopped");
+    }
+    Ok(())
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl Fn(&T) -> String) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ pub mod compiled_zomes;
 pub mod conductor;
 pub mod config;
 pub mod inference;
+pub mod local_http;
 pub mod manifests;
 pub mod mcp;
 pub mod mesh;

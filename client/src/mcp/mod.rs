@@ -321,7 +321,9 @@ pub fn serve_http(
         .with_allowed_hosts(["localhost".to_string(), "127.0.0.1".into(), "::1".into(), addr.to_string()]);
     let service =
         StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(crate::local_http::only_this_machine));
     let shutdown = stop.clone();
     // Responses stream as SSE in several writes; without TCP_NODELAY each call can wait out the
     // client's delayed ACK (40 ms).
