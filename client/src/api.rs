@@ -14,10 +14,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{Availability, DiscoveryQuery, HeartbeatSample, HeartbeatSeen, NodeAdvert, PeerRecord};
+use agent_registry_types::{DiscoveryQuery, HeartbeatSeen};
 
 use crate::mesh::{CellReport, Mesh, MeshStatus, PeerSeen, PRIMARY_ROLE};
 use crate::metrics::{process_rss_bytes, Gauges, Metrics};
+use crate::node::peers::DiscoveryCache;
+pub use crate::node::peers::PeerRow;
 use crate::node::{AdvertRefresh, NodeAgent, NodeState};
 
 /// Facts fixed for the life of `ripple up`.
@@ -44,58 +46,6 @@ pub struct ApiState {
     pub policy: Arc<crate::policy::PolicyService>,
     pub shards: Arc<crate::shards::ShardService>,
     pub inference: Arc<crate::inference::InferenceService>,
-}
-
-/// Discovery answers for up to `DISCOVERY_TTL`, per query: many agents asking the same question
-/// at once (MCP sessions, dashboards) cost one conductor query, and concurrent misses wait for the
-/// one in flight instead of each starting their own. This node's own advert changes invalidate it.
-#[derive(Default)]
-pub struct DiscoveryCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, CachedPeers>>,
-    /// One lock per query: misses of the same query wait for each other, different queries run
-    /// side by side.
-    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-struct CachedPeers {
-    at: Instant,
-    own_advert: Option<String>,
-    peers: Vec<PeerRecord>,
-}
-
-pub const DISCOVERY_TTL: Duration = Duration::from_secs(1);
-
-impl DiscoveryCache {
-    fn fresh(&self, key: &str, own_advert: &Option<String>) -> Option<Vec<PeerRecord>> {
-        let entries = self.entries.lock().ok()?;
-        let hit = entries.get(key)?;
-        (hit.at.elapsed() < DISCOVERY_TTL && &hit.own_advert == own_advert).then(|| hit.peers.clone())
-    }
-
-    async fn query(&self, mesh: &Mesh, node: &NodeAgent, query: &DiscoveryQuery) -> Result<Vec<PeerRecord>, ApiError> {
-        let key = serde_json::to_string(query).unwrap_or_default();
-        let own_advert = node.state().advert.map(|a| a.version.to_string());
-        if let Some(peers) = self.fresh(&key, &own_advert) {
-            return Ok(peers);
-        }
-        let lock = match self.in_flight.lock() {
-            Ok(mut locks) => {
-                locks.retain(|_, lock| Arc::strong_count(lock) > 1); // drop the idle ones
-                locks.entry(key.clone()).or_default().clone()
-            }
-            Err(_) => Default::default(),
-        };
-        let _this_query = lock.lock().await;
-        if let Some(peers) = self.fresh(&key, &own_advert) {
-            return Ok(peers); // answered while this call waited
-        }
-        let peers: Vec<PeerRecord> = mesh.call(PRIMARY_ROLE, "discovery", "query_peers", query).await?;
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, e| e.at.elapsed() < DISCOVERY_TTL);
-            entries.insert(key, CachedPeers { at: Instant::now(), own_advert, peers: peers.clone() });
-        }
-        Ok(peers)
-    }
 }
 
 /// `/status`: the spec's `holochain.join_mesh` outputs, plus diagnostics and the node agent's state.
@@ -132,18 +82,6 @@ pub struct Diagnostics {
     pub completed_gossip_rounds: u64,
     pub pending_fetch_ops: usize,
     pub uptime_secs: u64,
-}
-
-/// `/peers` row: a node found by discovery and what state it is in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PeerRow {
-    pub agent_pubkey: String,
-    /// `online` (heartbeat in the window and advert says online), `offline`, `draining`, `maintenance`.
-    pub state: String,
-    pub is_self: bool,
-    pub last_heartbeat_ms: Option<i64>,
-    pub load: Option<HeartbeatSample>,
-    pub advert: NodeAdvert,
 }
 
 /// A failure as the API shows it: a status and a message, never a backtrace.
@@ -259,33 +197,22 @@ async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<StatusReport>, Ap
     Ok(Json(status_report(&s).await?))
 }
 
-/// Discovery through the local conductor (answers at most `DISCOVERY_TTL` old). `online_only` also
-/// drops nodes whose advert says they are not online (a node that stopped cleanly is still in the
-/// heartbeat window).
-pub async fn find_peers(s: &ApiState, query: &DiscoveryQuery) -> Result<Vec<PeerRow>, ApiError> {
-    let found = s.discovery.query(&s.mesh, &s.node, query).await?;
-    Ok(found
-        .into_iter()
-        .map(|p| PeerRow {
-            agent_pubkey: p.agent.to_string(),
-            state: peer_state(p.online, p.advert.availability).into(),
-            is_self: p.agent == s.mesh.agent,
-            last_heartbeat_ms: p.last_heartbeat.as_ref().map(|h| h.at.as_millis()),
-            load: p.last_heartbeat.map(|h| h.sample),
-            advert: p.advert,
-        })
-        .filter(|row| !query.online_only || row.state == "online")
-        .collect())
+impl ApiState {
+    /// The resource functions' view of these services.
+    pub fn requester(&self) -> crate::resources::Requester<'_> {
+        crate::resources::Requester {
+            mesh: &self.mesh,
+            node: &self.node,
+            discovery: &self.discovery,
+            policy: &self.policy,
+            resources: &self.resources,
+        }
+    }
 }
 
-/// A node is online only while it beats and its advert does not say otherwise.
-fn peer_state(beating: bool, availability: Availability) -> &'static str {
-    match (beating, availability) {
-        (false, _) | (_, Availability::Offline) => "offline",
-        (true, Availability::Online) => "online",
-        (true, Availability::Draining) => "draining",
-        (true, Availability::Maintenance) => "maintenance",
-    }
+/// Discovery rows for the API and the MCP tools, as an API error when the conductor fails.
+pub async fn find_peers(s: &ApiState, query: &DiscoveryQuery) -> Result<Vec<PeerRow>, ApiError> {
+    Ok(s.discovery.find_peers(&s.mesh, &s.node, query).await?)
 }
 
 async fn peers(
@@ -409,14 +336,14 @@ fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
 async fn resources_available(
     State(s): State<Arc<ApiState>>,
 ) -> Result<Json<Vec<crate::resources::Available>>, ApiError> {
-    Ok(Json(crate::resources::available(&s).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::available(&s.requester()).await.map_err(resource_error)?))
 }
 
 async fn resources_plan(
     State(s): State<Arc<ApiState>>,
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::scheduler::Plan>, ApiError> {
-    Ok(Json(crate::resources::plan(&s, &body(request)?).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::plan(&s.requester(), &body(request)?).await.map_err(resource_error)?))
 }
 
 async fn resources_allocate(
@@ -424,7 +351,7 @@ async fn resources_allocate(
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::Allocation>, ApiError> {
-    Ok(Json(crate::resources::allocate(&s, &body(request)?, via(&headers)).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::allocate(&s.requester(), &body(request)?, via(&headers)).await.map_err(resource_error)?))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -438,8 +365,9 @@ async fn resources_release(
     request: JsonBody<ReleaseBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = body(request)?;
-    let release_id =
-        crate::resources::release(&s, &request.allocation_id, via(&headers)).await.map_err(resource_error)?;
+    let release_id = crate::resources::release(&s.requester(), &request.allocation_id, via(&headers))
+        .await
+        .map_err(resource_error)?;
     Ok(Json(serde_json::json!({ "allocation_id": request.allocation_id, "release_id": release_id })))
 }
 
@@ -452,11 +380,11 @@ async fn resources_allocations(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Vec<crate::resources::AllocationRow>>, ApiError> {
-    Ok(Json(crate::resources::allocations(&s, q.limit.unwrap_or(50)).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::allocations(&s.requester(), q.limit.unwrap_or(50)).await.map_err(resource_error)?))
 }
 
 async fn resources_usage(State(s): State<Arc<ApiState>>) -> Result<Json<resource_mesh_types::UsageSummary>, ApiError> {
-    Ok(Json(crate::resources::usage(&s).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::usage(&s.requester()).await.map_err(resource_error)?))
 }
 
 /// Bad input is 400, an unknown or unobtainable CID 404, no IPFS here 409, IPFS or the conductor

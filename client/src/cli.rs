@@ -895,7 +895,7 @@ async fn bootstrap_serve(json: bool, args: &BootstrapServeArgs) -> anyhow::Resul
     let server = crate::bootstrap::LocalBootstrap::start_public(args.listen, tls)
         .await
         .with_context(|| format!("cannot serve bootstrap+relay on {}", args.listen))?;
-    let listen: SocketAddr = format!("{}:{}", args.listen.ip(), server.url.port().unwrap_or_default()).parse()?;
+    let listen = SocketAddr::new(args.listen.ip(), server.url.port().unwrap_or_default());
     let serving = BootstrapServing {
         listen,
         bootstrap_url: (!args.listen.ip().is_unspecified())

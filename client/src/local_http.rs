@@ -58,11 +58,11 @@ pub fn check(method: &Method, headers: &HeaderMap) -> Result<(), String> {
 fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(bracketed) => match bracketed.split_once(']') {
-            Some((v6, rest)) if rest.is_empty() || is_port(rest) => v6,
+            Some((v6, rest)) if rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port) => v6,
             _ => return false,
         },
         None => match host.rsplit_once(':') {
-            Some((name, port)) if is_port(&format!(":{port}")) => name,
+            Some((name, port)) if is_port(port) => name,
             Some(_) => return false,
             None => host,
         },
@@ -70,9 +70,9 @@ fn is_loopback_host(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `:PORT` with 1–5 digits.
-fn is_port(s: &str) -> bool {
-    s.strip_prefix(':').is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+/// A port number's text: 1–5 digits.
+fn is_port(p: &str) -> bool {
+    (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

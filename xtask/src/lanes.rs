@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -63,42 +62,52 @@ pub fn run(ws: &Workspace, selection: &Selection) -> anyhow::Result<(Vec<TestTim
         let secs: f64 = tests.iter().map(|t| t.weight).sum();
         eprintln!("{}{} tests, about {} by the last run", prefix(lane), tests.len(), timing::duration(secs));
     }
-    let times = Arc::new(Mutex::new(vec![]));
-    let passed = std::thread::scope(|scope| {
+    let results = std::thread::scope(|scope| {
         let handles: Vec<_> = lanes
             .iter()
             .enumerate()
             .map(|(lane, tests)| {
-                let (binaries, flags, times, retry_log, prefix) = (&binaries, &flags, &times, &retry_log, prefix(lane));
-                scope.spawn(move || -> anyhow::Result<bool> {
-                    let mut passed = true;
-                    for (index, binary) in binaries.iter().enumerate() {
-                        let names: Vec<&str> =
-                            tests.iter().filter(|t| t.binary == index).map(|t| t.name.as_str()).collect();
-                        if names.is_empty() {
-                            continue;
-                        }
-                        let mut cmd = Command::new(&binary.path);
-                        cmd.args(["--exact", "--test-threads=1"])
-                            .args(flags.iter().map(|f| f.as_str()))
-                            .args(&names)
-                            .current_dir(&binary.package_dir)
-                            .env("CARGO_MANIFEST_DIR", &binary.package_dir)
-                            .env(timing::RETRY_LOG_ENV, retry_log)
-                            .envs(TEST_ENV);
-                        let (lane_times, ok) = run_timed(cmd, &prefix)?;
-                        times.lock().expect("times lock").extend(lane_times);
-                        passed &= ok;
-                    }
-                    Ok(passed)
-                })
+                let (binaries, flags, retry_log, prefix) = (&binaries, &flags, &retry_log, prefix(lane));
+                scope.spawn(move || run_lane(binaries, tests, flags, retry_log, &prefix))
             })
             .collect();
-        handles
-            .into_iter()
-            .try_fold(true, |all, h| Ok::<_, anyhow::Error>(h.join().expect("lane thread panicked")? && all))
-    })?;
-    let times = Arc::try_unwrap(times).expect("lanes done").into_inner().expect("times lock");
+        handles.into_iter().map(|h| h.join().expect("lane thread panicked")).collect::<Vec<_>>()
+    });
+    let (mut times, mut passed) = (vec![], true);
+    for result in results {
+        let (lane_times, lane_passed) = result?;
+        times.extend(lane_times);
+        passed &= lane_passed;
+    }
+    Ok((times, passed))
+}
+
+/// Runs one lane: each binary's tests of the lane in one libtest process, one test at a time.
+fn run_lane(
+    binaries: &[TestBinary],
+    tests: &[Planned],
+    flags: &[&String],
+    retry_log: &Path,
+    prefix: &str,
+) -> anyhow::Result<(Vec<TestTime>, bool)> {
+    let (mut times, mut passed) = (vec![], true);
+    for (index, binary) in binaries.iter().enumerate() {
+        let names: Vec<&str> = tests.iter().filter(|t| t.binary == index).map(|t| t.name.as_str()).collect();
+        if names.is_empty() {
+            continue;
+        }
+        let mut cmd = Command::new(&binary.path);
+        cmd.args(["--exact", "--test-threads=1"])
+            .args(flags.iter().map(|f| f.as_str()))
+            .args(&names)
+            .current_dir(&binary.package_dir)
+            .env("CARGO_MANIFEST_DIR", &binary.package_dir)
+            .env(timing::RETRY_LOG_ENV, retry_log)
+            .envs(TEST_ENV);
+        let (binary_times, ok) = run_timed(cmd, prefix)?;
+        times.extend(binary_times);
+        passed &= ok;
+    }
     Ok((times, passed))
 }
 

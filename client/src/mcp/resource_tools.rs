@@ -31,17 +31,19 @@ pub async fn call(
                 workload_class: input.workload_class,
             };
             progress("scheduling and asking the best provider");
-            let allocation = resources::allocate(state, &request, "mcp").await.map_err(|e| e.to_string())?;
+            let allocation =
+                resources::allocate(&state.requester(), &request, "mcp").await.map_err(|e| e.to_string())?;
             serde_json::to_value(allocation).map_err(|e| e.to_string())
         }
         "resources.release" => {
             let input: Release = parse(arguments)?;
-            let release_id = resources::release(state, &input.allocation_id, "mcp").await.map_err(|e| e.to_string())?;
+            let release_id =
+                resources::release(&state.requester(), &input.allocation_id, "mcp").await.map_err(|e| e.to_string())?;
             Ok(json!({ "allocation_id": input.allocation_id, "release_id": release_id }))
         }
         "resources.query_available" => {
             let input: QueryAvailable = parse(arguments)?;
-            let rows = resources::available(state).await.map_err(|e| e.to_string())?;
+            let rows = resources::available(&state.requester()).await.map_err(|e| e.to_string())?;
             let nodes: Vec<Value> = rows
                 .into_iter()
                 .filter(|r| !input.online_only.unwrap_or(true) || r.state == "online")
@@ -70,7 +72,7 @@ pub async fn call(
                 workload_class: Some(input.workload_class),
             };
             let (task, duration) = resources::task_for(&state.resources.policy, &request).map_err(|e| e.to_string())?;
-            let plan = resources::plan(state, &request).await.map_err(|e| e.to_string())?;
+            let plan = resources::plan(&state.requester(), &request).await.map_err(|e| e.to_string())?;
             let plan_json = json!({
                 "algorithm": plan.algorithm,
                 "workload_class": task.workload_class,
@@ -89,7 +91,8 @@ pub async fn call(
                 return Ok(json!({ "plan": plan_json }));
             }
             progress("asking the best provider");
-            let allocation = resources::allocate(state, &request, "mcp").await.map_err(|e| e.to_string())?;
+            let allocation =
+                resources::allocate(&state.requester(), &request, "mcp").await.map_err(|e| e.to_string())?;
             Ok(without_nulls(json!({ "plan": plan_json, "allocation": allocation })))
         }
         other => Err(format!("tool `{other}` is in the catalog but not implemented")),

@@ -1,6 +1,7 @@
 //! The node agent: turns a hardware probe into this node's advert, republishes it when it changes,
 //! beats at the network's pace, and says `offline` on the way out.
 pub mod declared;
+pub mod peers;
 pub mod probe;
 
 use std::path::PathBuf;

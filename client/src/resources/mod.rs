@@ -14,11 +14,22 @@ use agent_registry_types::{DiscoveryQuery, NodeAdvert};
 use holochain_types::prelude::{ActionHash, AgentPubKey};
 use resource_mesh_types::*;
 
-use crate::api::{find_peers, ApiState, PeerRow};
 use crate::mesh::{Mesh, MeshError};
+use crate::node::peers::{DiscoveryCache, PeerRow};
 use crate::node::NodeAgent;
+use crate::policy::PolicyService;
 use policy::ComputePolicy;
 use scheduler::{locality_aware_binpack, subtract, Candidate, Plan, Task};
+
+/// What the requester side reads and writes: this node's conductor and agent, discovery, the policy
+/// gate and the resource service. The surfaces build it from the services they hold.
+pub struct Requester<'a> {
+    pub mesh: &'a Mesh,
+    pub node: &'a NodeAgent,
+    pub discovery: &'a DiscoveryCache,
+    pub policy: &'a PolicyService,
+    pub resources: &'a ResourceService,
+}
 
 /// The hApp role of the resource_mesh DNA.
 pub const ROLE: &str = "resource_mesh";
@@ -334,9 +345,8 @@ struct Known {
 
 /// Every known node as a scheduling candidate: its advert and liveness from discovery, its offer
 /// and load from resource_mesh.
-async fn candidates(s: &ApiState) -> Result<Vec<Known>, ResourceError> {
-    let peers =
-        find_peers(s, &DiscoveryQuery::default()).await.map_err(|e| ResourceError::BadInput(e.message().into()))?;
+async fn candidates(s: &Requester<'_>) -> Result<Vec<Known>, ResourceError> {
+    let peers = s.discovery.find_peers(s.mesh, s.node, &DiscoveryQuery::default()).await?;
     let keys: Vec<AgentPubKey> =
         peers.iter().filter_map(|p| AgentPubKey::try_from(p.agent_pubkey.as_str()).ok()).collect();
     let statuses: Vec<ProviderStatus> = s.mesh.call(ROLE, "resources", "get_provider_statuses", &keys).await?;
@@ -363,7 +373,7 @@ async fn candidates(s: &ApiState) -> Result<Vec<Known>, ResourceError> {
 }
 
 /// The dry run: every candidate with its score, and why the others were filtered out.
-pub async fn plan(s: &ApiState, request: &AllocateRequest) -> Result<Plan, ResourceError> {
+pub async fn plan(s: &Requester<'_>, request: &AllocateRequest) -> Result<Plan, ResourceError> {
     let (task, _) = task_for(&s.resources.policy, request)?;
     let nodes: Vec<Candidate> = candidates(s).await?.into_iter().map(|k| k.candidate).collect();
     let class = s.resources.policy.class(&task.workload_class).map_err(ResourceError::BadInput)?;
@@ -372,7 +382,7 @@ pub async fn plan(s: &ApiState, request: &AllocateRequest) -> Result<Plan, Resou
 
 /// Passes the `resources.allocate` gate (`via` mcp, cli or api), schedules, then asks the best
 /// candidates in turn until one grants (`MAX_ATTEMPTS` at most).
-pub async fn allocate(s: &ApiState, request: &AllocateRequest, via: &str) -> Result<Allocation, ResourceError> {
+pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -> Result<Allocation, ResourceError> {
     let (task, duration_secs) = task_for(&s.resources.policy, request)?;
     // The arguments as the MCP tool names them, with the class defaults applied.
     let args = serde_json::json!({
@@ -412,7 +422,7 @@ pub async fn allocate(s: &ApiState, request: &AllocateRequest, via: &str) -> Res
             request_id: written.request_id.to_string(),
             outcome: String::new(),
         };
-        match await_answer(&s.mesh, &written.request_id).await? {
+        match await_answer(s.mesh, &written.request_id).await? {
             Some(Answer::Granted(grant)) => {
                 attempt.outcome = "granted".into();
                 attempts.push(attempt);
@@ -450,7 +460,7 @@ async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer
 }
 
 /// Releases an allocation this node holds or granted, once the `resources.release` gate passed.
-pub async fn release(s: &ApiState, allocation_id: &str, via: &str) -> Result<String, ResourceError> {
+pub async fn release(s: &Requester<'_>, allocation_id: &str, via: &str) -> Result<String, ResourceError> {
     let hash = ActionHash::try_from(allocation_id)
         .map_err(|e| ResourceError::BadInput(format!("allocation_id `{allocation_id}` is not an action hash: {e}")))?;
     let args = serde_json::json!({ "allocation_id": allocation_id });
@@ -463,7 +473,7 @@ pub async fn release(s: &ApiState, allocation_id: &str, via: &str) -> Result<Str
 }
 
 /// Providers with what they offer and have free, online ones first.
-pub async fn available(s: &ApiState) -> Result<Vec<Available>, ResourceError> {
+pub async fn available(s: &Requester<'_>) -> Result<Vec<Available>, ResourceError> {
     let mut rows: Vec<Available> = candidates(s)
         .await?
         .into_iter()
@@ -489,7 +499,7 @@ pub async fn available(s: &ApiState) -> Result<Vec<Available>, ResourceError> {
 }
 
 /// This node's allocations, newest first (at most `limit` per side).
-pub async fn allocations(s: &ApiState, limit: u32) -> Result<Vec<AllocationRow>, ResourceError> {
+pub async fn allocations(s: &Requester<'_>, limit: u32) -> Result<Vec<AllocationRow>, ResourceError> {
     let list: AllocationList = s.mesh.call(ROLE, "scheduling", "list_allocations", &limit).await?;
     let now = holochain_types::prelude::Timestamp::now();
     let row = |side: &str, view: AllocationView| {
@@ -544,6 +554,6 @@ pub async fn allocations(s: &ApiState, limit: u32) -> Result<Vec<AllocationRow>,
 }
 
 /// Resource-seconds this node provided and used, from its receipts.
-pub async fn usage(s: &ApiState) -> Result<UsageSummary, ResourceError> {
+pub async fn usage(s: &Requester<'_>) -> Result<UsageSummary, ResourceError> {
     Ok(s.mesh.call(ROLE, "accounting", "get_usage", &()).await?)
 }
