@@ -115,11 +115,19 @@ fn every_tool_plan(agent_name: &str, dna: &(PathBuf, String, String)) -> Vec<Val
     vec![
         json!({"tool": "holochain.init_conductor", "arguments": {"network": "local"}}),
         json!({"tool": "holochain.init_conductor", "arguments": {"network": "moon", "bootstrap_override": "ftp://x"}}),
+        // The spec's §10.3 capability example, as an agent that read the spec sends it.
         json!({"tool": "holochain.join_mesh", "arguments": {"network": "local", "agent_name": agent_name,
-            "capabilities": {"network": {"region": "eu-west"}, "memory": {"vector_shards": 2}}}}),
+            "capabilities": {
+                "compute": {"cpu_cores": 16, "cpu_arch": "x86_64", "ram_gb": 64,
+                    "gpu": {"vendor": "nvidia", "model": "RTX 4090", "vram_gb": 24}},
+                "storage": {"local_ssd_gb": 2000, "ipfs_pinned_gb": 500, "s3_available_gb": 10000},
+                "inference": {"models_loaded": ["gemma-3n-E2B", "phi-4-mini", "qwen3-4b"],
+                    "max_batch_size": 32, "tokens_per_second": 150},
+                "memory": {"vector_shards": 2, "redis_memory_gb": 16},
+                "network": {"bandwidth_mbps": 1000, "latency_region": "eu-west"}}}}),
         json!({"tool": "holochain.join_mesh", "arguments": {"network": "local", "agent_name": "has space",
-            "capabilities": {"compute": {"cpu_cores": 512}}}}),
-        json!({"tool": "holochain.register_node", "arguments": {"capabilities": {"inference": {"max_batch_size": 8}}}}),
+            "capabilities": {"compute": {"cpu_cores": "many", "colour": "blue"}}}}),
+        json!({"tool": "holochain.register_node", "arguments": {"capabilities": {"compute": {"hardware_class": "mobile"}}}}),
         json!({"tool": "holochain.register_node", "arguments": {"capabilities": {"inference": {"max_batch_size": 0}}}}),
         json!({"tool": "holochain.query_peers", "arguments": {"region": "eu-west"}}),
         json!({"tool": "holochain.query_peers", "arguments": {"limit": 0, "min_vram_gb": "lots"}}),
@@ -158,12 +166,31 @@ fn check_every_tool(
         let progress = c[2]["progress"].as_array().unwrap();
         assert!(!progress.is_empty(), "join_mesh reports progress when the client asks");
     }
-    refused(&c[3], &["`agent_name`: must match", "`capabilities.compute.cpu_cores`: unknown field"]);
+    let report = &joined["capabilities"];
+    let kept: Vec<&str> = report["kept"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(kept.contains(&"memory.vector_shards") && kept.contains(&"network.region"), "{report}");
+    let measured = report["measured"].as_array().unwrap();
+    let cores = measured.iter().find(|m| m["field"] == json!("compute.cpu_cores")).expect("cpu_cores reported");
+    assert_eq!(cores["declared"], json!(16));
+    let probed = &ok(&c[4])["advert"]["compute"]["cpu_cores"];
+    assert_eq!(&cores["measured"], probed, "the probe's count, not the declared one: {report}");
+    let models = measured.iter().find(|m| m["field"] == json!("inference.models_loaded")).expect("models reported");
+    assert!(models["measured"].is_array(), "{report}");
+    assert_eq!(measured.len(), 7, "{report}");
+    refused(
+        &c[3],
+        &[
+            "`agent_name`: must match",
+            "`capabilities.compute.cpu_cores`: expected number",
+            "`capabilities.compute.colour`: unknown field",
+        ],
+    );
 
     let registered = ok(&c[4]);
     assert_eq!(registered["changed"], json!(first_session));
     assert_eq!(registered["advert"]["agent_name"], json!(agent_name));
-    assert_eq!(registered["advert"]["inference"]["max_batch_size"], json!(8));
+    assert_eq!(registered["advert"]["hardware_class"], json!("mobile"));
+    assert_eq!(registered["advert"]["inference"]["max_batch_size"], json!(32), "join_mesh's capabilities are kept");
     assert_eq!(registered["advert"]["memory"]["vector_shards"], json!(2), "join_mesh's capabilities are kept");
     assert_eq!(registered["advert"]["network"]["region"], json!("eu-west"));
     refused(&c[5], &["`capabilities.inference.max_batch_size`: must be at least 1"]);
@@ -311,7 +338,9 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
     // Python SDK over streamable HTTP, both protocol generations.
     for mode in ["auto", "legacy"] {
         let mut plan = every_tool_plan("node-a", &dna);
-        plan.push(json!({"tool": "holochain.query_peers", "arguments": {"online_only": true}}));
+        // Not `online_only`: node-b was seen online above; whether it is still inside the 6 s
+        // heartbeat window minutes later on a loaded machine is liveness (issue 26), not MCP.
+        plan.push(json!({"tool": "holochain.query_peers", "arguments": {"online_only": false}}));
         plan.push(json!({"tool": "holochain.join_mesh", "arguments": {"network": "testnet", "agent_name": "node-a", "capabilities": {}}}));
         plan.push(json!({"tool": "holochain.query_peers", "arguments": {"model": "x".repeat(300_000)}}));
         let session = python_session(json!({"server": {"url": url_a}, "mode": mode, "calls": plan}));
@@ -410,7 +439,8 @@ async fn python_sdk_and_inspector_over_http_with_two_nodes() {
         {"tool": "resources.release", "arguments": {"allocation_id": allocation_id}},
     ]}));
     assert_eq!(ok(&calls(&session)[0])["allocation_id"], json!(allocation_id));
-    let (code, result, stderr) = inspector_call(&target, "resources_query_available", &["online_only=true".into()]);
+    // Both offers, online or not: the heartbeat window is liveness (see above), not MCP.
+    let (code, result, stderr) = inspector_call(&target, "resources_query_available", &["online_only=false".into()]);
     assert_eq!(code, 0, "{result} {stderr}");
     assert_eq!(result["structuredContent"]["count"], json!(2), "{result}");
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use agent_registry_types::DiscoveryQuery;
 
 use crate::api;
-use crate::node::declared::{Capabilities, Declared};
+use crate::node::declared::{capabilities_report, Capabilities, Declared};
 use crate::node::NodeSettings;
 use crate::runtime::{Joined, NetworkChoice, Runtime};
 
@@ -110,14 +110,16 @@ fn remember(runtime: &Runtime, declared: &Declared) -> Result<(), String> {
 struct JoinMesh {
     network: String,
     agent_name: String,
-    capabilities: Capabilities,
+    /// The spec's shape: measured fields are reported back, not applied.
+    capabilities: Value,
     bootstrap_override: Option<String>,
     policy_admin: Option<String>,
 }
 
 async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) + Sync)) -> Result<Value, String> {
     let choice = network_choice(Some(args.network), args.bootstrap_override, args.policy_admin)?;
-    let declared = Declared { agent_name: Some(args.agent_name), capabilities: Some(args.capabilities) };
+    let (capabilities, claims) = Capabilities::from_spec_shape(args.capabilities)?;
+    let declared = Declared { agent_name: Some(args.agent_name), capabilities: Some(capabilities.clone()) };
     let (declared, configure) = declare(runtime, declared)?;
     let joined_before = runtime.joined().is_some();
     let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| e.to_string())?;
@@ -125,7 +127,9 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
     let state = &joined.state;
     let view = state.mesh.network_view().await.map_err(|e| e.to_string())?;
     let cells = state.mesh.cell_reports();
-    let advert_version = state.node.state().advert.map(|a| a.version.to_string()).unwrap_or_default();
+    let advert = state.node.state().advert;
+    let advert_version = advert.as_ref().map(|a| a.version.to_string()).unwrap_or_default();
+    let report = advert.map(|a| capabilities_report(&capabilities, &claims, &a.advert));
     Ok(without_nulls(json!({
         "agent_pubkey": state.mesh.agent.to_string(),
         "cell_ids": cells.iter().map(|c| format!("{}:{}", c.dna_hash, c.agent_pubkey)).collect::<Vec<_>>(),
@@ -138,6 +142,7 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
         "api_url": joined.api_url,
         "bootstrap_url": state.info.bootstrap_url.as_ref().map(|u| u.to_string()),
         "policy_admin": state.mesh.policy_admin.as_ref().map(|k| k.to_string()),
+        "capabilities": report,
     })))
 }
 
@@ -145,7 +150,8 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
 #[serde(deny_unknown_fields)]
 struct RegisterNode {
     agent_name: Option<String>,
-    capabilities: Option<Capabilities>,
+    /// As `join_mesh`'s.
+    capabilities: Option<Value>,
 }
 
 async fn register_node(
@@ -155,14 +161,16 @@ async fn register_node(
 ) -> Result<Value, String> {
     let joined = joined(runtime, progress).await?;
     let node = &joined.state.node;
+    let (capabilities, claims) = args.capabilities.map(Capabilities::from_spec_shape).transpose()?.unwrap_or_default();
     let (declared, configure) =
-        declare(runtime, Declared { agent_name: args.agent_name, capabilities: args.capabilities })?;
+        declare(runtime, Declared { agent_name: args.agent_name, capabilities: Some(capabilities.clone()) })?;
     let refresh = node.reconfigure(&configure).await.map_err(|e| e.to_string())?;
     remember(runtime, &declared)?;
     Ok(json!({
         "changed": refresh.changed,
         "advert_version": refresh.advert.version.to_string(),
         "agent_pubkey": joined.state.mesh.agent.to_string(),
+        "capabilities": capabilities_report(&capabilities, &claims, &refresh.advert.advert),
         "advert": refresh.advert.advert,
     }))
 }

@@ -3,6 +3,8 @@
 //! `manifests/cloud/mcp_tools.json`; every call is validated against its input schema before it
 //! runs, and every result against its output schema before it is sent.
 mod artifact_tools;
+#[cfg(test)]
+mod catalog_bounds;
 mod holochain_tools;
 mod inference_tools;
 mod memory_tools;

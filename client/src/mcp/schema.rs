@@ -16,6 +16,7 @@ const KEYWORDS: &[&str] = &[
     "maximum",
     "minLength",
     "maxLength",
+    "maxItems",
     "pattern",
     "format",
     "description",
@@ -207,6 +208,11 @@ fn check(schema: &Map<String, Value>, value: &Value, at: &str, errors: &mut Vec<
             }
         }
     }
+    if let Some((items, max)) = value.as_array().zip(schema.get("maxItems").and_then(Value::as_u64)) {
+        if items.len() as u64 > max {
+            errors.push(format!("{field}: at most {max} items, got {}", items.len()));
+        }
+    }
     if let (Some(items), Some(Value::Object(item_schema))) = (value.as_array(), schema.get("items")) {
         for (i, item) in items.iter().enumerate() {
             check(item_schema, item, &format!("{at}[{i}]"), errors);
@@ -321,6 +327,10 @@ mod tests {
             &json!({ "bootstrap_override": "ftp://example.org" }),
         );
         assert!(bad_url[0].contains("`bootstrap_override`"), "{bad_url:?}");
+        let publish = tool("artifacts.publish");
+        let labels = |n: usize| json!({ "path": "f", "labels": vec!["l"; n] });
+        assert_eq!(validate(&publish.input_schema, &labels(16)), Vec::<String>::new());
+        assert_eq!(validate(&publish.input_schema, &labels(17)), ["`labels`: at most 16 items, got 17"]);
     }
 
     #[test]

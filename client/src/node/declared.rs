@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use agent_registry_types::HardwareClass;
+use agent_registry_types::{HardwareClass, NodeAdvert};
 
 use super::NodeSettings;
 
@@ -70,6 +70,8 @@ pub struct DeclaredMemory {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeclaredNetwork {
+    /// The spec's NodeCapability calls it `latency_region`.
+    #[serde(alias = "latency_region")]
     pub region: Option<String>,
     pub bandwidth_mbps: Option<u32>,
 }
@@ -143,6 +145,80 @@ impl Declared {
     }
 }
 
+/// Fields of the spec's capability advert (§10.3) that the hardware probe measures. An agent may
+/// send them (the spec's `holochain.join_mesh` example does); they are never applied, and the
+/// answer reports each beside what was measured.
+const MEASURED: &[(&str, &str)] = &[
+    ("compute", "cpu_cores"),
+    ("compute", "cpu_arch"),
+    ("compute", "ram_gb"),
+    ("compute", "gpu"),
+    ("compute", "gpus"),
+    ("storage", "local_ssd_gb"),
+    ("storage", "ipfs_pinned_gb"),
+    ("inference", "models_loaded"),
+];
+
+/// A measured field an agent declared: what it said, kept only to report back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredClaim {
+    pub field: String,
+    pub declared: Value,
+}
+
+impl Capabilities {
+    /// Reads a `capabilities` argument in the spec's shape: measured fields are taken out as
+    /// claims, the rest must be fields this node can be told.
+    pub fn from_spec_shape(mut value: Value) -> Result<(Capabilities, Vec<MeasuredClaim>), String> {
+        let mut claims = vec![];
+        for (group, field) in MEASURED {
+            if let Some(declared) = value.get_mut(*group).and_then(Value::as_object_mut).and_then(|g| g.remove(*field))
+            {
+                claims.push(MeasuredClaim { field: format!("{group}.{field}"), declared });
+            }
+        }
+        let capabilities =
+            serde_json::from_value(value).map_err(|e| format!("invalid arguments: `capabilities`: {e}"))?;
+        Ok((capabilities, claims))
+    }
+
+    /// The fields this declaration sets, as `group.field`.
+    pub fn fields(&self) -> Vec<String> {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut fields = vec![];
+        for (group, inner) in value.as_object().into_iter().flatten() {
+            for (field, v) in inner.as_object().into_iter().flatten() {
+                if !v.is_null() {
+                    fields.push(format!("{group}.{field}"));
+                }
+            }
+        }
+        fields
+    }
+}
+
+/// What became of a `capabilities` argument: the declared fields now in the advert, and each
+/// measured field beside the value the probe put in the advert instead.
+pub fn capabilities_report(declared: &Capabilities, claims: &[MeasuredClaim], advert: &NodeAdvert) -> Value {
+    let measured = |field: &str| match field {
+        "compute.cpu_cores" => json!(advert.compute.cpu_cores),
+        "compute.cpu_arch" => json!(advert.compute.cpu_arch),
+        "compute.ram_gb" => json!(advert.compute.ram_gb),
+        "compute.gpu" | "compute.gpus" => json!(advert.compute.gpus),
+        "storage.local_ssd_gb" => json!(advert.storage.local_ssd_gb),
+        "storage.ipfs_pinned_gb" => json!(advert.storage.ipfs_pinned_gb),
+        "inference.models_loaded" => json!(advert.inference.models_loaded),
+        _ => Value::Null,
+    };
+    json!({
+        "kept": declared.fields(),
+        "measured": claims
+            .iter()
+            .map(|c| json!({"field": c.field, "declared": c.declared, "measured": measured(&c.field)}))
+            .collect::<Vec<_>>(),
+    })
+}
+
 /// Deep merge of JSON objects; `overlay`'s non-null leaves win.
 fn merge(base: &mut Value, overlay: Value) {
     match (base, overlay) {
@@ -165,11 +241,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ripple-declared-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert!(Declared::load(&dir).unwrap().is_empty());
-        let first: Declared = serde_json::from_value(serde_json::json!({
+        let first: Declared = serde_json::from_value(json!({
             "agent_name": "a", "capabilities": { "memory": { "vector_shards": 2 }, "network": { "region": "eu" } }
         }))
         .unwrap();
-        let second: Declared = serde_json::from_value(serde_json::json!({
+        let second: Declared = serde_json::from_value(json!({
             "capabilities": { "memory": { "redis_memory_gb": 4 }, "network": { "region": "us" } }
         }))
         .unwrap();
@@ -184,5 +260,48 @@ mod tests {
         std::fs::write(Declared::path(&dir), "{\"colour\": 1}").unwrap();
         assert!(Declared::load(&dir).unwrap_err().contains("delete it to reset"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The spec's §10.3 example: measured fields come out as claims, the rest is declared.
+    #[test]
+    fn the_spec_shape_splits_into_declared_fields_and_measured_claims() {
+        let spec = json!({
+            "compute": {"cpu_cores": 16, "cpu_arch": "x86_64", "ram_gb": 64,
+                "gpu": {"vendor": "nvidia", "model": "RTX 4090", "vram_gb": 24}},
+            "storage": {"local_ssd_gb": 2000, "ipfs_pinned_gb": 500, "s3_available_gb": 10000},
+            "inference": {"models_loaded": ["gemma-3n-E2B"], "max_batch_size": 32, "tokens_per_second": 150},
+            "memory": {"vector_shards": 4, "redis_memory_gb": 16},
+            "network": {"bandwidth_mbps": 1000, "latency_region": "us-west"}
+        });
+        let (declared, claims) = Capabilities::from_spec_shape(spec).unwrap();
+        let claimed: Vec<&str> = claims.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            claimed,
+            [
+                "compute.cpu_cores",
+                "compute.cpu_arch",
+                "compute.ram_gb",
+                "compute.gpu",
+                "storage.local_ssd_gb",
+                "storage.ipfs_pinned_gb",
+                "inference.models_loaded"
+            ]
+        );
+        assert_eq!(claims[0].declared, json!(16));
+        assert_eq!(
+            declared.fields(),
+            [
+                "storage.s3_available_gb",
+                "inference.max_batch_size",
+                "inference.tokens_per_second",
+                "memory.vector_shards",
+                "memory.redis_memory_gb",
+                "network.region",
+                "network.bandwidth_mbps"
+            ]
+        );
+        assert_eq!(declared.network.unwrap().region.as_deref(), Some("us-west"));
+        let unknown = Capabilities::from_spec_shape(json!({"compute": {"colour": 1}}));
+        assert!(unknown.unwrap_err().contains("unknown field `colour`"));
     }
 }

@@ -158,10 +158,10 @@ impl NodeAdvert {
             ensure(!seen.contains(&key), Rule::AR1, || format!("inference.models_loaded lists {model:?} twice"))?;
             seen.push(key);
         }
-        ensure(inf.max_batch_size <= 65_536, Rule::AR1, || {
+        ensure(inf.max_batch_size <= MAX_BATCH_SIZE_MAX, Rule::AR1, || {
             format!("inference.max_batch_size must be at most 65536, got {}", inf.max_batch_size)
         })?;
-        ensure(inf.tokens_per_second <= 10_000_000, Rule::AR1, || {
+        ensure(inf.tokens_per_second <= TOKENS_PER_SECOND_MAX, Rule::AR1, || {
             format!("inference.tokens_per_second must be at most 10000000, got {}", inf.tokens_per_second)
         })?;
         if let Some(endpoint) = &inf.endpoint {
@@ -175,13 +175,13 @@ impl NodeAdvert {
             })?;
         }
 
-        ensure(self.memory.vector_shards <= 4096, Rule::AR1, || {
+        ensure(self.memory.vector_shards <= VECTOR_SHARDS_MAX, Rule::AR1, || {
             format!("memory.vector_shards must be at most 4096, got {}", self.memory.vector_shards)
         })?;
         ensure(self.memory.redis_memory_gb <= RAM_GB_MAX, Rule::AR1, || {
             format!("memory.redis_memory_gb must be at most {RAM_GB_MAX}, got {}", self.memory.redis_memory_gb)
         })?;
-        ensure(self.network.bandwidth_mbps <= 10_000_000, Rule::AR1, || {
+        ensure(self.network.bandwidth_mbps <= BANDWIDTH_MBPS_MAX, Rule::AR1, || {
             format!("network.bandwidth_mbps must be at most 10000000, got {}", self.network.bandwidth_mbps)
         })?;
         ensure(self.network.region.is_empty() || label_ok(&self.network.region), Rule::AR1, || {
@@ -203,3 +203,10 @@ impl NodeAdvert {
         s.local_ssd_gb.saturating_add(s.ipfs_pinned_gb).saturating_add(s.s3_available_gb)
     }
 }
+
+// The caps above, kept here at the end: declared earlier they would move the line numbers the
+// wasm carries in its panic locations, and with them every network's DNA hash.
+pub const MAX_BATCH_SIZE_MAX: u32 = 65_536;
+pub const TOKENS_PER_SECOND_MAX: u32 = 10_000_000;
+pub const VECTOR_SHARDS_MAX: u32 = 4096;
+pub const BANDWIDTH_MBPS_MAX: u32 = 10_000_000;

@@ -5,7 +5,9 @@ use hdi::prelude::*;
 
 pub use agent_registry_integrity::{
     Availability, Compute, Gpu, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
-    RegistryProperties, Storage, AGENT_NAME_MAX, ENDPOINT_MAX, GPUS_MAX, LABEL_MAX, MODELS_MAX, MODEL_NAME_MAX,
+    RegistryProperties, Storage, AGENT_NAME_MAX, BANDWIDTH_MBPS_MAX, CPU_CORES_MAX, ENDPOINT_MAX, GPUS_MAX, LABEL_MAX,
+    MAX_BATCH_SIZE_MAX, MODELS_MAX, MODEL_NAME_MAX, RAM_GB_MAX, STORAGE_GB_MAX, TOKENS_PER_SECOND_MAX,
+    VECTOR_SHARDS_MAX, VRAM_GB_MAX,
 };
 
 /// A version of a node's advert as the DHT holds it.

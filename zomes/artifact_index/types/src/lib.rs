@@ -8,7 +8,8 @@ pub use artifact_index_integrity::statement::{
 };
 pub use artifact_index_integrity::{
     agent_uri, anchors, is_cid, is_entry_type, is_label, is_sha256_hex, Artifact, Provenance, ReplicaClaim, Statement,
-    UnitEntryTypes, LABELS_MAX, LEASE_MAX_SECS, LEASE_MIN_SECS, PREDICATE_TYPE, STATEMENT_TYPE,
+    UnitEntryTypes, LABELS_MAX, LABEL_MAX, LEASE_MAX_SECS, LEASE_MIN_SECS, MEDIA_TYPE_MAX, NAME_MAX, PREDICATE_TYPE,
+    STATEMENT_TYPE,
 };
 
 /// A registration of an artifact as the DHT holds it.

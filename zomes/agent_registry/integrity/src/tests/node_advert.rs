@@ -59,6 +59,25 @@ fn bounds_are_enforced() {
     rejects(|a| a.network.region = "US West".into(), "region");
 }
 
+/// The numeric caps hold exactly at their constant (the MCP catalog copies these constants), and
+/// the message names the cap a caller broke.
+#[test]
+fn caps_are_their_constants() {
+    fn at_cap_and_over(set: impl Fn(&mut NodeAdvert, u32), cap: u32, field: &str) {
+        let mut advert = gpu_box();
+        set(&mut advert, cap);
+        advert.check().unwrap_or_else(|e| panic!("{field} = {cap} is allowed: {e}"));
+        rejects(|a| set(a, cap + 1), &format!("{field} must be at most {cap}"));
+    }
+    at_cap_and_over(|a, v| a.inference.max_batch_size = v, MAX_BATCH_SIZE_MAX, "max_batch_size");
+    at_cap_and_over(|a, v| a.inference.tokens_per_second = v, TOKENS_PER_SECOND_MAX, "tokens_per_second");
+    at_cap_and_over(|a, v| a.memory.vector_shards = v, VECTOR_SHARDS_MAX, "vector_shards");
+    at_cap_and_over(|a, v| a.memory.redis_memory_gb = v, RAM_GB_MAX, "redis_memory_gb");
+    at_cap_and_over(|a, v| a.network.bandwidth_mbps = v, BANDWIDTH_MBPS_MAX, "bandwidth_mbps");
+    at_cap_and_over(|a, v| a.compute.ram_gb = v, RAM_GB_MAX, "ram_gb");
+    at_cap_and_over(|a, v| a.compute.gpus[0].vram_gb = v, VRAM_GB_MAX, "vram_gb");
+}
+
 #[test]
 fn derived_values() {
     let mut advert = gpu_box();
