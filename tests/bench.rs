@@ -72,7 +72,7 @@ fn varied_advert(i: usize) -> agent_registry_types::NodeAdvert {
 async fn registry() {
     let nodes: usize = std::env::var("RIPPLE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(NODES);
     // No minimum heartbeat interval, so the write benchmark measures the conductor, not HB4.
-    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0 };
+    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0, ..Default::default() };
     let dna = registry_dna(&unique_seed("bench"), &props, false).await;
     let mut rows = vec![];
 
@@ -731,7 +731,7 @@ async fn policy() {
 
     let mut conductor = SweetConductor::standard().await;
     let key = SweetAgents::one(conductor.keystore()).await;
-    let props = PolicyProperties { admins: vec![key.clone().into()] };
+    let props = PolicyProperties { admins: vec![key.clone().into()], ..Default::default() };
     let dna = policy_dna(&unique_seed("bench-policy"), &props, false).await;
     let (cell,) = conductor.setup_app_for_agent("ripple", key, [&policy_role(&dna)]).await.unwrap().into_tuple();
     let tools = PublishInput {

@@ -11,6 +11,8 @@
 //!   honest create/claim/checkpoint/release path.
 //! - `warrants`: over the network, peers warrant one break of each kind in every DNA (13 rules, four
 //!   adversary conductors: kitsune2 blocks a peer per DNA space).
+//! - `membrane`: admission by invitation (MP1–MP3) at genesis, and a warrant for an agent that
+//!   skipped it.
 //! - `policy_store::gate`: a version published on one node gates another; decisions written ahead.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
 //! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
@@ -19,6 +21,7 @@ mod agent_registry;
 mod artifact_index;
 mod bench;
 mod manifests;
+mod membrane;
 mod memory_shards;
 mod policy_store;
 mod resource_mesh;

@@ -128,7 +128,7 @@ pub fn mesh_role(dna: &DnaFile) -> (String, DnaFile) {
 
 /// Short buckets so liveness changes within a test.
 pub fn fast_props() -> RegistryProperties {
-    RegistryProperties { heartbeat_bucket_secs: 6, heartbeat_min_interval_secs: 1 }
+    RegistryProperties { heartbeat_bucket_secs: 6, heartbeat_min_interval_secs: 1, ..Default::default() }
 }
 
 pub fn unique_seed(name: &str) -> String {

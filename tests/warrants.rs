@@ -63,7 +63,7 @@ async fn peers_warrant_one_broken_rule_of_each_kind_in_every_dna() {
         SweetConductor::from_config_rendezvous(SweetConductorConfig::rendezvous(true), rendezvous.clone()).await;
     let alice_key = SweetAgents::one(honest.keystore()).await;
     let seed = unique_seed("warrants");
-    let policy_props = PolicyProperties { admins: vec![alice_key.clone().into()] };
+    let policy_props = PolicyProperties { admins: vec![alice_key.clone().into()], ..Default::default() };
     let dnas = |adversary: bool| {
         let (seed, policy_props) = (seed.clone(), policy_props.clone());
         async move {
@@ -158,7 +158,12 @@ async fn synced_adversary(
 /// would. Without it a fresh adversary sometimes exchanged no op at all with the honest node once
 /// earlier adversaries were blocked (seen: "lacks 33 of the 33 published ops"). Only these two
 /// agents: sweettest's `exchange_peer_info` would also hand the newcomer the blocked adversaries.
-async fn introduce(a_conductor: &SweetConductor, a: &SweetCell, b_conductor: &SweetConductor, b: &SweetCell) {
+pub(crate) async fn introduce(
+    a_conductor: &SweetConductor,
+    a: &SweetCell,
+    b_conductor: &SweetConductor,
+    b: &SweetCell,
+) {
     let dna = a.cell_id().dna_hash().clone();
     let own_info = |conductor: &SweetConductor, cell: &SweetCell| {
         let (p2p, dna, agent) = (conductor.holochain_p2p().clone(), dna.clone(), cell.agent_pubkey().to_k2_agent());

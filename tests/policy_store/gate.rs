@@ -33,7 +33,7 @@ async fn my_decisions(conductor: &SweetConductor, cell: &SweetCell) -> Vec<Decis
 async fn a_version_published_on_a_gates_b_and_decisions_are_written_ahead() {
     let mut conductors = SweetConductorBatch::standard(2).await;
     let alice_key = SweetAgents::one(conductors[0].keystore()).await;
-    let props = PolicyProperties { admins: vec![alice_key.clone().into()] };
+    let props = PolicyProperties { admins: vec![alice_key.clone().into()], ..Default::default() };
     let dna = policy_dna(&unique_seed("policy-gate"), &props, false).await;
     seed_compiled_zomes(conductors.iter(), &[&dna]).await;
     let role = policy_role(&dna);

@@ -139,7 +139,7 @@ fn assert_cites(error: &str, rule: &str) {
 async fn every_rule_refuses_a_commit_that_breaks_it() {
     let mut conductor = SweetConductor::standard().await;
     let alice_key = SweetAgents::one(conductor.keystore()).await;
-    let props = PolicyProperties { admins: vec![alice_key.clone().into()] };
+    let props = PolicyProperties { admins: vec![alice_key.clone().into()], ..Default::default() };
     let dna = policy_dna(&unique_seed("policy-rules"), &props, true).await;
     seed_compiled_zomes([&conductor], &[&dna]).await;
     let role = policy_role(&dna);

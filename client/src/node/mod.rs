@@ -352,7 +352,7 @@ mod tests {
     use super::*;
 
     fn timing(bucket: u32, min: u32) -> RegistryProperties {
-        RegistryProperties { heartbeat_bucket_secs: bucket, heartbeat_min_interval_secs: min }
+        RegistryProperties { heartbeat_bucket_secs: bucket, heartbeat_min_interval_secs: min, ..Default::default() }
     }
 
     #[test]

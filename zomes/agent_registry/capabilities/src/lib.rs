@@ -25,6 +25,8 @@ enum CapabilitiesError {
     InvalidAdvert(agent_registry_integrity::RuleViolation),
     #[error("own chain holds an advert action without its entry: {0}")]
     MissingEntry(ActionHash),
+    #[error("this node ({0}) is not a network admin: only the keys in the DNA properties' network_admins invite")]
+    NotNetworkAdmin(AgentPubKey),
 }
 
 impl From<CapabilitiesError> for WasmError {
@@ -117,4 +119,16 @@ fn unlist(me: &AgentPubKey, previous: &NodeAdvert) -> ExternResult<()> {
         }
     }
     Ok(())
+}
+
+/// A network admin's node signs an invitation for `invitee` to the DNAs it names (this network's
+/// cells, which the sidecar lists): the membrane proof the invitee installs with (MP1–MP3).
+#[hdk_extern]
+pub fn sign_invitation(invitation: membrane::Invitation) -> ExternResult<membrane::SignedInvitation> {
+    let me = agent_info()?.agent_initial_pubkey;
+    if !membrane::network_admins()?.contains(&me) {
+        return Err(CapabilitiesError::NotNetworkAdmin(me).into());
+    }
+    let signature = sign(me.clone(), &invitation)?;
+    Ok(membrane::SignedInvitation { invitation, admin: me, signature })
 }

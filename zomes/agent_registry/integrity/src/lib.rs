@@ -39,5 +39,12 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     validation::validate(op)
 }
 
+/// Admission (MP1–MP3, `membrane`): no chain starts on this network without an invitation.
+#[cfg(target_arch = "wasm32")]
+#[hdk_extern]
+pub fn genesis_self_check(data: GenesisSelfCheckData) -> ExternResult<ValidateCallbackResult> {
+    membrane::genesis_self_check(data)
+}
+
 #[cfg(test)]
 mod tests;

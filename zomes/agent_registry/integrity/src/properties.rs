@@ -9,11 +9,13 @@ pub struct RegistryProperties {
     pub heartbeat_bucket_secs: u32,
     /// Minimum spacing between two heartbeats of one node (HB4).
     pub heartbeat_min_interval_secs: u32,
+    /// Who signs invitations (MP1–MP3, read by the `membrane` crate); empty on an open network.
+    pub network_admins: Vec<AgentPubKeyB64>,
 }
 
 impl Default for RegistryProperties {
     fn default() -> Self {
-        Self { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 30 }
+        Self { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 30, network_admins: vec![] }
     }
 }
 

@@ -22,6 +22,10 @@ pub const ADVERT_CREATE_MAX_SEQ: u32 = 1024;
 type Verdict = ExternResult<Result<(), RuleViolation>>;
 
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
+    // The agent's admission (MP1–MP3) is the same rule in every DNA.
+    if let Some(verdict) = membrane::validate_admission(&op)? {
+        return Ok(verdict);
+    }
     let verdict = match op.flattened::<EntryTypes, LinkTypes>()? {
         FlatOp::CreateRecord(record) => match record {
             OpRecord::CreateEntry { app_entry: EntryTypes::NodeAdvert(advert), action: _ } => {
@@ -40,7 +44,8 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
                     None => Ok(Ok(())), // a link of another zome: not ours to judge
                 }
             }
-            // Genesis, cap grants/claims, agent keys and private entries: nothing app-specific.
+            // Genesis, cap grants/claims, agent keys and private entries: nothing app-specific (the
+            // AgentValidationPkg was judged above, by the membrane rules).
             OpRecord::CreatePrivateEntry { .. }
             | OpRecord::CreateAgent { .. }
             | OpRecord::CreateCapClaim { .. }

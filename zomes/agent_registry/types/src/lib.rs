@@ -9,6 +9,8 @@ pub use agent_registry_integrity::{
     MAX_BATCH_SIZE_MAX, MODELS_MAX, MODEL_NAME_MAX, RAM_GB_MAX, STORAGE_GB_MAX, TOKENS_PER_SECOND_MAX,
     VECTOR_SHARDS_MAX, VRAM_GB_MAX,
 };
+/// Admission: what `capabilities.sign_invitation` signs and returns (the membrane proof).
+pub use membrane::{Invitation, SignedInvitation};
 
 /// A version of a node's advert as the DHT holds it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -50,6 +50,13 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     validation::validate(op)
 }
 
+/// Admission (MP1–MP3, `membrane`): no chain starts on this network without an invitation.
+#[cfg(target_arch = "wasm32")]
+#[hdk_extern]
+pub fn genesis_self_check(data: GenesisSelfCheckData) -> ExternResult<ValidateCallbackResult> {
+    membrane::genesis_self_check(data)
+}
+
 /// Whether `action` writes an entry of this zome's type `unit`.
 pub fn is_entry_type(action: &Action, unit: UnitEntryTypes) -> ExternResult<bool> {
     let Some(def) = action.app_entry_def() else {

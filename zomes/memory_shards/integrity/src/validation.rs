@@ -15,6 +15,10 @@ use crate::{is_entry_type, EntryTypes, LinkTypes, UnitEntryTypes};
 type Verdict = ExternResult<Result<(), RuleViolation>>;
 
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
+    // The agent's admission (MP1–MP3) is the same rule in every DNA.
+    if let Some(verdict) = membrane::validate_admission(&op)? {
+        return Ok(verdict);
+    }
     let verdict = match op.flattened::<EntryTypes, LinkTypes>()? {
         FlatOp::CreateRecord(OpRecord::CreateEntry { app_entry, action })
         | FlatOp::CreateEntry(OpEntry::CreateEntry { app_entry, action }) => {

@@ -9,6 +9,8 @@ pub struct PolicyProperties {
     /// Agent keys (`uhCAk…`) allowed to publish and update policy bundles (PB1). Empty means nobody
     /// can: the network runs on the built-in default policies.
     pub admins: Vec<AgentPubKeyB64>,
+    /// Who signs invitations (MP1–MP3, read by the `membrane` crate); empty on an open network.
+    pub network_admins: Vec<AgentPubKeyB64>,
 }
 
 impl PolicyProperties {

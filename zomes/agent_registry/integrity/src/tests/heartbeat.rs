@@ -32,9 +32,12 @@ fn out_of_range_and_junk_tags_break_hb2() {
 
 #[test]
 fn buckets_follow_the_properties() {
-    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 30 };
+    let props =
+        RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 30, ..Default::default() };
     assert_eq!(props.bucket_of(Timestamp::from_micros(299_999_999)), 0);
     assert_eq!(props.bucket_of(Timestamp::from_micros(300_000_000)), 1);
     assert_eq!(props.bucket_of(Timestamp::from_micros(-1)), -1);
-    assert!(RegistryProperties { heartbeat_bucket_secs: 10, heartbeat_min_interval_secs: 10 }.check().is_err());
+    assert!(RegistryProperties { heartbeat_bucket_secs: 10, heartbeat_min_interval_secs: 10, ..Default::default() }
+        .check()
+        .is_err());
 }
