@@ -292,7 +292,7 @@ mod tests {
             &json!({
                 "network": "moon",
                 "agent_name": "has space",
-                "capabilities": { "network": { "region": 7 }, "compute": { "cpu_cores": 9 } },
+                "capabilities": { "network": { "region": 7 }, "compute": { "cpu_cores": "nine", "cores": 9 } },
                 "extra": 1
             }),
         );
@@ -300,8 +300,9 @@ mod tests {
         assert!(text.contains("`network`: must be one of \"mainnet\", \"testnet\", \"local\", got \"moon\""), "{text}");
         assert!(text.contains("`agent_name`: must match"), "{text}");
         assert!(text.contains("`capabilities.network.region`: expected string, got 7"), "{text}");
+        assert!(text.contains("`capabilities.compute.cpu_cores`: expected number, got the string \"nine\""), "{text}");
         assert!(
-            text.contains("`capabilities.compute.cpu_cores`: unknown field; known fields: hardware_class"),
+            text.contains("`capabilities.compute.cores`: unknown field; known fields: hardware_class, cpu_cores"),
             "{text}"
         );
         assert!(text.contains("`extra`: unknown field"), "{text}");
