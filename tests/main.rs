@@ -15,7 +15,9 @@
 //!   skipped it.
 //! - `policy_store::gate`: a version published on one node gates another; decisions written ahead.
 //! - `manifests`: the committed manifests are valid for Holochain 0.7 and match the pins.
-//! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input.
+//! - `sidecar`: the real `ripple` binary: three nodes on a local network, attach mode, bad input,
+//!   and a created network whose nodes join by invitation, each on its own test host (a network
+//!   namespace) when run as root.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
 mod agent_registry;
 mod artifact_index;

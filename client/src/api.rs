@@ -32,6 +32,8 @@ pub struct NodeInfo {
     pub bootstrap_url: Option<url::Url>,
     pub relay_url: Option<url::Url>,
     pub serving_bootstrap: bool,
+    /// The network's admins, on a network that admits by invitation.
+    pub admins: Vec<String>,
     pub started: Instant,
 }
 
@@ -131,6 +133,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/artifacts/{cid}/content", get(artifacts_content))
         .route("/artifacts/{cid}/verify", get(artifacts_verify).post(artifacts_verify_file))
         .route("/artifacts/{cid}/replicas", get(artifacts_replicas))
+        .route("/network/invitations", post(network_invite))
         .route("/policy", get(policy_in_force))
         .route("/policy/publish", post(policy_publish))
         .route("/policy/eval", post(policy_eval))
@@ -352,6 +355,35 @@ async fn resources_allocate(
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::Allocation>, ApiError> {
     Ok(Json(crate::resources::allocate(&s.requester(), &body(request)?, via(&headers)).await.map_err(resource_error)?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    /// The agent key to admit (`uhCAk…`).
+    pub invitee: String,
+}
+
+/// `POST /network/invitations`: a network admin signs an invitation for one agent.
+async fn network_invite(
+    State(s): State<Arc<ApiState>>,
+    request: JsonBody<InviteBody>,
+) -> Result<Json<crate::networks::InvitationFile>, ApiError> {
+    use crate::networks::InviteError;
+    let invitee = crate::config::parse_agent_key("invitee", &body(request)?.invitee)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let info = &s.info;
+    let invitation = crate::networks::invite(&s.mesh, &info.network, &info.network_seed, &info.admins, invitee)
+        .await
+        .map_err(|e| {
+        let status = match e {
+            InviteError::OpenNetwork(_) => StatusCode::BAD_REQUEST,
+            InviteError::NotAdmin { .. } => StatusCode::FORBIDDEN,
+            InviteError::Mesh(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError(status, e.to_string())
+    })?;
+    Ok(Json(invitation))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -55,6 +55,10 @@ pub enum Command {
     /// machine (no conductor, no data dir).
     #[command(subcommand)]
     Bootstrap(BootstrapCommand),
+    /// Networks you run: create one with this node as its admin, invite nodes into it, show the
+    /// network this data dir belongs to.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Start the node: conductor, network, advert, heartbeats and the HTTP API. Stops on Ctrl-C/SIGTERM.
     Up(UpArgs),
     /// Serve the MCP tools (holochain.*) over stdio for an AI agent or IDE. The node starts when a
@@ -375,9 +379,15 @@ pub struct CompiledZome {
 
 #[derive(Debug, Args, Default)]
 pub struct UpArgs {
-    /// Network from networks.json: local, testnet or mainnet [default: local].
+    /// Network from networks.json (local, testnet or mainnet), or a network file from `ripple
+    /// network create` (a path: contains `/` or ends in .json) [default: the network this data dir
+    /// belongs to, else local].
     #[arg(long, env = "RIPPLE_NETWORK")]
     pub network: Option<String>,
+    /// The invitation (`ripple network invite` on an admin's node) that admits this node to a
+    /// network file's network. Needed once, on the first start.
+    #[arg(long, value_name = "FILE")]
+    pub invite: Option<PathBuf>,
     /// Attach to a running conductor's admin websocket (e.g. from `hc sandbox`) instead of embedding one.
     #[arg(long, value_name = "ws://127.0.0.1:PORT")]
     pub admin_url: Option<String>,
@@ -463,6 +473,68 @@ pub struct PeersArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network with this node as its admin and policy admin: a random network seed,
+    /// admission by invitation, and bootstrap+relay served by this node (--listen) or by an existing
+    /// server (--bootstrap). Writes the network file others join with; `ripple up` then runs the
+    /// node. Nothing is installed until then.
+    Create(NetworkCreateArgs),
+    /// Invite a node (admins only; the node must be running): sign an invitation for its agent key,
+    /// which it prints when it first starts with the network file. Writes the invitation file.
+    Invite(NetworkInviteArgs),
+    /// The network this data dir belongs to (no node needed); --out writes its network file again.
+    Show {
+        /// Write the network file for others here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// The network's name: 1-32 characters of [a-z0-9-].
+    pub name: String,
+    /// Serve the network's bootstrap+relay on this address when the node runs, e.g. 10.0.0.1:7790
+    /// or 0.0.0.0:7790 (with --advertise). A fixed port: the network file keeps the URL.
+    #[arg(long, value_name = "ADDR", required_unless_present = "bootstrap", conflicts_with = "bootstrap")]
+    pub listen: Option<SocketAddr>,
+    /// The URL other nodes reach --listen at [default: http://ADDR, when ADDR is not 0.0.0.0/::].
+    #[arg(long, value_name = "URL", requires = "listen")]
+    pub advertise: Option<String>,
+    /// Use an existing kitsune2 bootstrap server (e.g. `ripple bootstrap serve` on a public machine).
+    #[arg(long, value_name = "URL")]
+    pub bootstrap: Option<String>,
+    /// Its relay, when it is not the bootstrap server's URL.
+    #[arg(long, value_name = "URL", requires = "bootstrap")]
+    pub relay: Option<String>,
+    /// Heartbeat bucket in seconds [default: the bundle's, 300]: a node is online while it beat in
+    /// the current or previous bucket. Part of the DNA hash, fixed with the network.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(2..=86_400))]
+    pub heartbeat_bucket: Option<u32>,
+    /// Where to write the network file [default: NAME.network.json in the current directory].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The hApp bundle [default: workdir/ripple.happ].
+    #[arg(long, env = "RIPPLE_HAPP", value_name = "FILE")]
+    pub happ: Option<PathBuf>,
+    /// Keystore passphrase file [default: $RIPPLE_PASSPHRASE, else <data>/passphrase, created here].
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkInviteArgs {
+    /// The invitee's agent key (uhCAk…), as its node printed it.
+    pub agent_key: String,
+    /// Where to write the invitation [default: invitation-<first 12 characters of the key>.json].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BootstrapCommand {
     /// Serve kitsune2 bootstrap and the iroh relay on ADDR until Ctrl-C/SIGTERM; nodes join with
     /// `--bootstrap http://HOST:PORT` (https with --tls-cert/--tls-key).
@@ -504,6 +576,12 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
     if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<crate::manifests::ManifestError>().is_some() {
         return true;
     }
+    if let Some(e) = e.downcast_ref::<crate::networks::NetworkError>() {
+        return e.is_bad_input();
+    }
+    if let Some(UpError::Network(e)) = e.downcast_ref::<UpError>() {
+        return e.is_bad_input();
+    }
     matches!(
         e.downcast_ref::<UpError>(),
         Some(
@@ -516,6 +594,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
                 | UpError::RunFile(RunFileError::AlreadyRunning { .. })
                 | UpError::Conductor(crate::conductor::ConductorError::Passphrase(_))
                 | UpError::Node(crate::node::NodeError::HeartbeatPeriod { .. })
+                | UpError::Mesh(crate::mesh::MeshError::NotInvited { .. })
         )
     )
 }
@@ -571,6 +650,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(ref args) => init(&cli, args, &config_path),
         Command::Bootstrap(BootstrapCommand::Serve(ref args)) => bootstrap_serve(cli.json, args).await,
+        Command::Network(ref command) => network(&cli, command, &data_dir, &config_path).await,
         Command::Up(ref args) => {
             let file = ConfigFile::load(&config_path, cli.config.is_some())?;
             let settings =
@@ -673,6 +753,132 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn network(cli: &Cli, command: &NetworkCommand, data_dir: &Path, config_path: &Path) -> anyhow::Result<()> {
+    use crate::networks::{self, Hosting, NetworkRecord};
+    match command {
+        NetworkCommand::Create(args) => {
+            let file = ConfigFile::load(config_path, cli.config.is_some())?;
+            let hosting = match (&args.listen, &args.bootstrap) {
+                (Some(listen), _) => {
+                    let url = match &args.advertise {
+                        Some(url) => config::parse_url("--advertise", url, &["http", "https"])?,
+                        None if listen.ip().is_unspecified() => {
+                            return Err(ConfigError::Setting(format!(
+                                "--listen {listen} is every interface: say which URL other nodes use with --advertise http://HOST:{}",
+                                listen.port()
+                            ))
+                            .into())
+                        }
+                        None => config::parse_url("--listen", &format!("http://{listen}"), &["http"])?,
+                    };
+                    if listen.port() == 0 {
+                        return Err(ConfigError::Setting(
+                            "--listen needs a fixed port: the network file keeps the URL other nodes use".into(),
+                        )
+                        .into());
+                    }
+                    Hosting::Serve { listen: *listen, url }
+                }
+                (None, Some(bootstrap)) => {
+                    let bootstrap = config::parse_url("--bootstrap", bootstrap, &["http", "https"])?;
+                    let relay = match &args.relay {
+                        Some(relay) => config::parse_url("--relay", relay, &["http", "https"])?,
+                        None => bootstrap.clone(),
+                    };
+                    Hosting::Existing { bootstrap, relay }
+                }
+                (None, None) => unreachable!("clap requires --listen or --bootstrap"),
+            };
+            let request = networks::CreateRequest {
+                name: args.name.clone(),
+                data_dir: data_dir.into(),
+                manifests: Manifests::new(manifests_dir(cli.manifests.as_deref())),
+                happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
+                zome_cache: ZomeCache::new(cli.zome_cache.clone()),
+                passphrase_file: args.passphrase_file.clone().or(file.passphrase_file.clone()),
+                hosting,
+                heartbeat_bucket_secs: args.heartbeat_bucket,
+                out: args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.network.json", args.name))),
+                force: args.force,
+            };
+            let created = networks::create(request, &|line| eprintln!("==> {line}")).await?;
+            print(cli.json, &created, render_created)
+        }
+        NetworkCommand::Invite(args) => {
+            let key = config::parse_agent_key("AGENT_KEY", &args.agent_key)?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "invitation-{}.json",
+                    key.to_string().chars().skip(5).take(12).collect::<String>()
+                ))
+            });
+            let body = crate::api::InviteBody { invitee: key.to_string() };
+            let invitation: networks::InvitationFile = api_json(data_dir, "network/invitations", &body).await?;
+            networks::write_json(&out, &invitation)?;
+            let report =
+                serde_json::json!({ "invitation": out, "network": invitation.network, "invitee": invitation.invitee });
+            print(cli.json, &report, |_| {
+                format!(
+                    "wrote {}: it admits {} to network `{}`.\nOn that node: ripple up --network NETWORK_FILE --invite {}\n",
+                    out.display(),
+                    invitation.invitee,
+                    invitation.network,
+                    out.display()
+                )
+            })
+        }
+        NetworkCommand::Show { out } => {
+            let record = NetworkRecord::load(data_dir)?.ok_or_else(|| {
+                ConfigError::Setting(format!(
+                    "{} belongs to no created network (no {}): it runs a network from networks.json, or none yet",
+                    data_dir.display(),
+                    networks::RECORD_FILE
+                ))
+            })?;
+            if let Some(out) = out {
+                networks::write_json(out, &record.network_file())?;
+                eprintln!("==> wrote {}", out.display());
+            }
+            print(cli.json, &record, render_record)
+        }
+    }
+}
+
+fn render_created(c: &crate::networks::Created) -> String {
+    let serving = match c.serving_bootstrap {
+        Some(addr) => format!("this node serves its bootstrap+relay on {addr} ({}) while it runs", c.bootstrap_url),
+        None => format!("bootstrap {} relay {}", c.bootstrap_url, c.relay_url),
+    };
+    format!(
+        "created network `{}` (seed {})\n  admin: {} (this node)\n  {serving}\n  network file: {}\n\n\
+         Next: `ripple up` runs this node. Another node joins with `ripple up --network {}`, which prints its key;\n\
+         invite it here with `ripple network invite KEY` and start it again with `--invite FILE`.\n",
+        c.network,
+        c.network_seed,
+        c.admin,
+        c.network_file.display(),
+        c.network_file.display()
+    )
+}
+
+fn render_record(r: &crate::networks::NetworkRecord) -> String {
+    let mut out = format!("network `{}` (seed {})\n", r.name, r.network.network_seed);
+    let admission = if r.network.admins.is_empty() { "open".to_string() } else { r.network.admins.join(", ") };
+    out += &format!("  admins: {admission}\n");
+    out += &format!("  bootstrap: {}\n", r.network.bootstrap_url.as_deref().unwrap_or("-"));
+    if let Some(addr) = r.serve_bootstrap {
+        out += &format!("  served by this node on {addr}\n");
+    }
+    out += &format!("  this node: {}\n", r.agent_key.as_deref().unwrap_or("no key yet (start it once)"));
+    let invited = match (&r.invitation, &r.agent_key) {
+        (Some(i), _) => format!("invited by {}", i.admin),
+        (None, Some(key)) if r.network.admins.contains(key) => "an admin".into(),
+        _ => "not invited yet".into(),
+    };
+    out += &format!("  admission: {invited}\n");
+    out
+}
+
 fn init(cli: &Cli, args: &InitArgs, path: &Path) -> anyhow::Result<()> {
     let manifests = Manifests::new(manifests_dir(cli.manifests.as_deref()));
     manifests.network(&args.network)?;
@@ -691,8 +897,13 @@ pub fn resolve_up(
     zome_cache: Option<PathBuf>,
 ) -> Result<UpSettings, anyhow::Error> {
     let manifests = Manifests::new(manifests);
-    let network_name = args.network.clone().or(file.network.clone()).unwrap_or_else(|| "local".into());
-    let network = manifests.network(&network_name)?;
+    let (network, record) = resolve_network(args.network.clone().or(file.network.clone()), data_dir, &manifests)?;
+    if args.invite.is_some() && record.is_none() {
+        return Err(ConfigError::Setting(
+            "--invite admits this node to a created network: pass its network file with --network FILE".into(),
+        )
+        .into());
+    }
 
     let admin_url = args.admin_url.clone().or(file.admin_url.clone());
     let conductor = match admin_url {
@@ -764,6 +975,8 @@ pub fn resolve_up(
         zome_cache: ZomeCache::new(zome_cache),
         api_listen,
         provide: !args.no_provide && file.node.provide.unwrap_or(true),
+        record,
+        invite: args.invite.clone(),
         node: NodeSettings {
             data_dir: data_dir.into(),
             agent_name,
@@ -781,6 +994,45 @@ pub fn resolve_up(
         },
         manifests,
     })
+}
+
+/// The network `up` runs: the data dir's created network if it has one (a `--network` that names
+/// another is refused: one network per data dir), a network file, or an entry of networks.json.
+fn resolve_network(
+    wanted: Option<String>,
+    data_dir: &Path,
+    manifests: &Manifests,
+) -> anyhow::Result<(crate::manifests::Network, Option<crate::networks::NetworkRecord>)> {
+    use crate::networks::{is_file_argument, NetworkError, NetworkFile, NetworkRecord};
+    let record = NetworkRecord::load(data_dir)?;
+    let from_file = |value: &str| NetworkFile::load(Path::new(value));
+    match (wanted, record) {
+        (None, Some(record)) => Ok((record.network(), Some(record))),
+        (Some(wanted), Some(record)) => {
+            let same = if is_file_argument(&wanted) {
+                from_file(&wanted)?.network.network_seed == record.network.network_seed
+            } else {
+                wanted == record.name
+            };
+            if !same {
+                let path = NetworkRecord::path(data_dir);
+                return Err(NetworkError::OtherNetwork { have: record.name, want: wanted, record: path }.into());
+            }
+            Ok((record.network(), Some(record)))
+        }
+        (Some(wanted), None) if is_file_argument(&wanted) => {
+            let file = from_file(&wanted)?;
+            let record = NetworkRecord {
+                name: file.name.clone(),
+                network: file.network.clone(),
+                agent_key: None,
+                invitation: None,
+                serve_bootstrap: None,
+            };
+            Ok((file.network(), Some(record)))
+        }
+        (wanted, None) => Ok((manifests.network(wanted.as_deref().unwrap_or("local"))?, None)),
+    }
 }
 
 fn mcp_http(args: &UpArgs) -> Result<Option<McpHttp>, ConfigError> {

@@ -85,8 +85,9 @@ pub fn init_template(network: &str, agent_name: &str) -> String {
         r#"# Ripple node configuration. Flags and RIPPLE_* environment variables override these keys.
 # Uncomment a key to change it; the values shown are the defaults.
 
-# Which network to join: local (offline, this machine serves bootstrap), testnet or mainnet.
-# The names come from manifests/holochain/networks.json.
+# Which network to join: local (offline, this machine serves bootstrap), testnet or mainnet
+# (names from manifests/holochain/networks.json), or a network file from `ripple network create`
+# (a path). A data dir that created or joined such a network remembers it in network.json.
 network = "{network}"
 
 # Attach to a conductor that is already running (e.g. `hc sandbox`) instead of embedding one.

@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod mcp;
 pub mod mesh;
 pub mod metrics;
+pub mod networks;
 pub mod node;
 pub mod periodic;
 pub mod policy;

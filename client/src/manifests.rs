@@ -27,6 +27,14 @@ pub enum ManifestError {
         differences.join("\n  ")
     )]
     PinMismatch { network: String, bundle: PathBuf, pins: PathBuf, differences: Vec<String> },
+    #[error(
+        "the hApp bundle {bundle} does not match the DNA hashes in network `{network}`'s file:\n  {}\n\
+         The network was created with another build of the ripple hApp: build the one its creator runs.",
+        differences.join("\n  ")
+    )]
+    FilePinMismatch { network: String, bundle: PathBuf, differences: Vec<String> },
+    #[error("network `{network}` cannot be run yet: {needs}")]
+    NotLive { network: String, needs: String },
 }
 
 /// The `manifests/` directory.
@@ -35,8 +43,8 @@ pub struct Manifests {
     pub root: PathBuf,
 }
 
-/// One entry of `networks.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One entry of `networks.json`, or the network of a network file (`ripple network create`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     pub network_seed: String,
@@ -53,6 +61,18 @@ pub struct NetworkSpec {
     /// role is its hash without admins, which checks the wasm; the installed hash adds the admin.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creator_is_policy_admin: bool,
+    /// The network's admins (agent keys), also written into every role's `dna_properties` as
+    /// `network_admins`: a network with admins admits only invited agents (docs/integrity/membrane.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<String>,
+    /// Role → DNA hash, for a network whose pins travel in its network file rather than in
+    /// `dnas/index.json`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dnas: BTreeMap<String, String>,
+    /// Set on a shipped network that cannot be run yet: what it still needs. The sidecar refuses
+    /// it with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_live: Option<String>,
 }
 
 /// A named network.
@@ -126,10 +146,16 @@ impl Manifests {
             .await
             .map_err(|reason| ManifestError::BadBundle { path: bundle.into(), reason })?;
 
+        let in_file = !network.spec.dnas.is_empty();
         let pins_path = self.pins_path();
-        let pins: Pins = serde_json::from_str(&read(&pins_path)?)
-            .map_err(|e| ManifestError::Invalid { path: pins_path.clone(), reason: e.to_string() })?;
-        let pinned = pins.networks.get(&network.name).map(|p| &p.dnas);
+        let pins = if in_file {
+            Some(network.spec.dnas.clone())
+        } else {
+            let pins: Pins = serde_json::from_str(&read(&pins_path)?)
+                .map_err(|e| ManifestError::Invalid { path: pins_path.clone(), reason: e.to_string() })?;
+            pins.networks.get(&network.name).map(|p| p.dnas.clone())
+        };
+        let pinned = pins.as_ref();
         let mut differences = vec![];
         for (role, hash) in &role_hashes {
             match pinned.and_then(|p| p.get(role)) {
@@ -142,6 +168,13 @@ impl Manifests {
             if !role_hashes.contains_key(role) {
                 differences.push(format!("role `{role}`: pinned but missing from the bundle"));
             }
+        }
+        if !differences.is_empty() && in_file {
+            return Err(ManifestError::FilePinMismatch {
+                network: network.name.clone(),
+                bundle: bundle.into(),
+                differences,
+            });
         }
         if !differences.is_empty() {
             return Err(ManifestError::PinMismatch {
@@ -201,6 +234,28 @@ pub async fn role_hashes(
         return Err(format!("network `{}` sets dna_properties for unknown roles {unknown:?}", network.name));
     }
     resolve_role_hashes(bundle, Some(network.spec.network_seed.clone()), overrides).await
+}
+
+/// Each role's DNA properties as the bundle ships them (`null` when it sets none): what a network
+/// that overrides a role's properties must carry over, since an override replaces them whole.
+pub async fn bundle_role_properties(bytes: &bytes::Bytes) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let bundle = AppBundle::unpack(bytes.as_ref()).map_err(|e| e.to_string())?;
+    let resolution = bundle.resolve_cells(Default::default(), Default::default()).await.map_err(|e| e.to_string())?;
+    let mut properties = BTreeMap::new();
+    for (role, assignment) in &resolution.role_assignments {
+        let Some(primary) = assignment.as_primary() else { continue };
+        let dna = resolution
+            .dnas_to_register
+            .iter()
+            .find(|(dna, _)| dna.dna_hash() == primary.dna_hash())
+            .ok_or_else(|| format!("role `{role}`: its DNA is missing from the resolution"))?;
+        let yaml = YamlProperties::try_from(dna.0.dna_def().modifiers.properties.clone())
+            .map_err(|e| format!("role `{role}`: DNA properties are not YAML: {e:?}"))?
+            .into_inner();
+        let json = serde_json::to_value(yaml).map_err(|e| format!("role `{role}`: DNA properties: {e}"))?;
+        properties.insert(role.clone(), json);
+    }
+    Ok(properties)
 }
 
 async fn resolve_role_hashes(

@@ -13,7 +13,7 @@ use holochain_client::{
 use holochain_types::app::{AppBundleSource, InstallAppPayload, RoleSettings};
 use holochain_types::prelude::{
     AppStatus, GrantConstraint, GrantZomeCallCapabilityGrant, GrantZomeCallCapabilityPayload, GrantedFunctions,
-    ZomeCallGrant, CAP_SECRET_BYTES,
+    MembraneProof, ZomeCallGrant, CAP_SECRET_BYTES,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -50,6 +50,22 @@ pub enum MeshError {
          another ripple-local network; use another --data for this one"
     )]
     OtherPolicyAdmin { network: String, installed: String, given: String },
+    #[error(
+        "network `{network}` admits only invited agents. This node's agent key is {agent}: ask a network admin \
+         to run `ripple network invite {agent}`, then start this node again with --invite FILE"
+    )]
+    NotInvited { network: String, agent: AgentPubKey },
+}
+
+/// How this node joins a network that admits by invitation (a created network).
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// The key to install with, generated before the install so that it could be invited.
+    pub agent_key: Option<AgentPubKey>,
+    /// The invitation's membrane proof, given to every role.
+    pub proof: Option<MembraneProof>,
+    /// The network admits only invited agents and this key is not one of its admins.
+    pub needs_invitation: bool,
 }
 
 /// Who publishes policy on a network whose creator is its admin (`creator_is_policy_admin`).
@@ -134,6 +150,7 @@ impl Mesh {
         bundle: &CheckedBundle,
         network: &Network,
         policy_admin: &PolicyAdmin,
+        admission: &Admission,
         metrics: Arc<Metrics>,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Self, MeshError> {
@@ -158,8 +175,13 @@ impl Mesh {
                         return Err(MeshError::PolicyAdminUnknown { network: network.name.clone() })
                     }
                 };
+                let agent_key = agent_key.or(admission.agent_key.clone());
+                if let (true, None, Some(agent)) = (admission.needs_invitation, &admission.proof, &agent_key) {
+                    return Err(MeshError::NotInvited { network: network.name.clone(), agent: agent.clone() });
+                }
                 progress("installing the ripple hApp (first start: genesis of each cell)");
-                let roles_settings = role_settings(network, admin_key.as_ref())?;
+                let roles = bundle.role_hashes.keys();
+                let roles_settings = role_settings(network, admin_key.as_ref(), roles, admission.proof.as_ref())?;
                 let info = still_waiting(
                     "install_app",
                     progress,
@@ -551,32 +573,43 @@ async fn installed_policy_admin(
     Ok(properties.admins.first().cloned().map(AgentPubKey::from))
 }
 
-fn role_settings(
+/// The install's per-role settings: the network's property overrides, and the membrane proof
+/// (the same invitation, naming every DNA) for each of `roles`.
+fn role_settings<'a>(
     network: &Network,
     policy_admin: Option<&AgentPubKey>,
+    roles: impl Iterator<Item = &'a String>,
+    proof: Option<&MembraneProof>,
 ) -> Result<Option<HashMap<String, RoleSettings>>, MeshError> {
     let admin = policy_admin.map(|key| key.to_string());
-    let modifiers = network
+    let mut modifiers = network
         .role_modifiers(admin.as_deref())
         .map_err(|reason| MeshError::Conductor { step: "install_app", reason })?;
-    if modifiers.is_empty() {
+    let roles: Vec<String> = match proof {
+        Some(_) => roles.cloned().collect(),
+        None => modifiers.keys().cloned().collect(),
+    };
+    if roles.is_empty() {
         return Ok(None);
     }
-    Ok(Some(
-        modifiers
-            .into_iter()
-            .map(|(role, modifiers)| {
-                (
-                    role,
-                    RoleSettings::Provisioned {
-                        membrane_proof: None,
-                        modifiers: Some(modifiers),
-                        init_properties: None,
-                    },
-                )
-            })
-            .collect(),
-    ))
+    let settings = roles
+        .into_iter()
+        .map(|role| {
+            let settings = RoleSettings::Provisioned {
+                membrane_proof: proof.cloned(),
+                modifiers: modifiers.remove(&role),
+                init_properties: None,
+            };
+            (role, settings)
+        })
+        .collect::<Vec<_>>();
+    Ok(Some(settings.into_iter().collect()))
+}
+
+/// A new agent key in the conductor's keystore, for a node that must be invited before it installs.
+pub async fn generate_agent_key(admin_port: u16) -> Result<AgentPubKey, MeshError> {
+    let admin = connect_admin(admin_port, WebsocketConfig::CLIENT_DEFAULT.default_request_timeout).await?;
+    admin.generate_agent_pub_key().await.map_err(step("generate_agent_pub_key"))
 }
 
 fn decode_agent_info(signed: &str) -> Option<kitsune2_api::AgentInfo> {

@@ -16,8 +16,9 @@ use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
 use crate::inference::policy::InferencePolicies;
 use crate::inference::InferenceService;
 use crate::manifests::CheckedBundle;
-use crate::mesh::{Mesh, MeshError, PolicyAdmin};
+use crate::mesh::{Admission, Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
+use crate::networks::{InvitationFile, NetworkRecord};
 use crate::node::declared::Declared;
 use crate::node::{NodeAgent, NodeSettings};
 use crate::policy::journal::{AuditJournal, AUDIT_JOURNAL_DIR};
@@ -215,11 +216,13 @@ impl Runtime {
             (None, None) => PolicyAdmin::Create,
             (None, Some(_)) => PolicyAdmin::Unknown,
         };
+        let admission = admission(conductor, progress).await?;
         let mesh = Mesh::join(
             conductor.admin_port,
             &conductor.bundle,
             &conductor.settings.network,
             &policy_admin,
+            &admission,
             self.metrics.clone(),
             progress,
         )
@@ -358,6 +361,11 @@ impl Runtime {
         let mut settings = self.base.clone();
         if let Some(name) = &choice.network {
             if *name != settings.network.name {
+                if let Some(record) = &settings.record {
+                    let (have, want) = (record.name.clone(), name.clone());
+                    let record = NetworkRecord::path(&settings.data_dir);
+                    return Err(crate::networks::NetworkError::OtherNetwork { have, want, record }.into());
+                }
                 settings.network = settings.manifests.network(name)?;
                 // The configured bootstrap and policy admin belong to the configured network.
                 settings.bootstrap = None;
@@ -376,6 +384,10 @@ impl Runtime {
     async fn start(&self, settings: UpSettings, progress: &(dyn Fn(&str) + Sync)) -> Result<Conductor, UpError> {
         let network = &settings.network;
         // Checks that need no writes.
+        if let Some(needs) = &network.spec.not_live {
+            let network = network.name.clone();
+            return Err(crate::manifests::ManifestError::NotLive { network, needs: needs.clone() }.into());
+        }
         RunFile::ensure_not_running(&settings.data_dir)?;
         progress(&format!("checking {} against the pins of network `{}`", settings.happ.display(), network.name));
         let bundle = settings.manifests.check_bundle(&settings.happ, network).await?;
@@ -386,6 +398,17 @@ impl Runtime {
         let api_listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await
             .map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
+        // The creator of a network serves its bootstrap+relay at the address it was created with.
+        let serve_at = settings.record.as_ref().and_then(|r| r.serve_bootstrap);
+        let created_bootstrap = match (serve_at, &settings.conductor) {
+            (Some(addr), ConductorChoice::Embedded { .. }) => {
+                let server =
+                    LocalBootstrap::start(addr).await.map_err(|source| UpError::BootstrapBind { addr, source })?;
+                progress(&format!("serving network `{}`'s bootstrap+relay on {addr}", network.name));
+                Some(server)
+            }
+            _ => None,
+        };
         let urls = network_urls(&settings).await?;
         if let ConductorChoice::Attach { admin_url } = &settings.conductor {
             if settings.bootstrap.is_some() {
@@ -412,6 +435,7 @@ impl Runtime {
         let urls = urls.or_else(|| {
             local_bootstrap.as_ref().map(|b| NetworkUrls { bootstrap: b.url.clone(), relay: b.url.clone() })
         });
+        let local_bootstrap = local_bootstrap.or(created_bootstrap);
 
         let (embedded, admin_port, admin_url, passphrase_note) = match &settings.conductor {
             ConductorChoice::Embedded { passphrase_file, passphrase_env } => {
@@ -462,6 +486,7 @@ impl Runtime {
             bootstrap_url: urls.as_ref().map(|u| u.bootstrap.clone()),
             relay_url: urls.as_ref().map(|u| u.relay.clone()),
             serving_bootstrap: local_bootstrap.is_some(),
+            admins: network.spec.admins.clone(),
             started: self.started,
         };
         Ok(Conductor {
@@ -499,6 +524,34 @@ async fn stop_conductor(c: Conductor) {
         }
     }
     drop(c.local_bootstrap);
+}
+
+/// How this node is admitted to a created network: the key it joins with (generated now on its
+/// first start, and kept in the data dir's network record before anything is installed) and its
+/// invitation (`--invite`, checked and kept in the record). Shipped networks need neither.
+async fn admission(conductor: &mut Conductor, progress: &(dyn Fn(&str) + Sync)) -> Result<Admission, UpError> {
+    let settings = &mut conductor.settings;
+    let Some(record) = settings.record.as_mut() else { return Ok(Admission::default()) };
+    let agent = match record.agent_key()? {
+        Some(key) => key,
+        None => {
+            let key = crate::mesh::generate_agent_key(conductor.admin_port).await?;
+            progress(&format!("this node's agent key on network `{}` is {key}", record.name));
+            record.agent_key = Some(key.to_string());
+            record.save(&settings.data_dir)?;
+            key
+        }
+    };
+    if let Some(path) = settings.invite.take() {
+        let invitation = InvitationFile::load_for(&path, &record.network(), &agent)?;
+        progress(&format!("joining with the invitation signed by {}", invitation.admin));
+        record.invitation = Some(invitation);
+        record.save(&settings.data_dir)?;
+    }
+    let proof = record.invitation.as_ref().map(|i| i.membrane_proof()).transpose().map_err(|reason| {
+        crate::networks::NetworkError::BadInvitation { path: NetworkRecord::path(&settings.data_dir), reason }
+    })?;
+    Ok(Admission { needs_invitation: record.needs_invitation(&agent), agent_key: Some(agent), proof })
 }
 
 /// Bootstrap and relay for the embedded conductor: `None` means "serve ripple-local's ourselves".

@@ -26,6 +26,8 @@ pub enum UpError {
     Node(#[from] crate::node::NodeError),
     #[error(transparent)]
     RunFile(#[from] crate::runfile::RunFileError),
+    #[error(transparent)]
+    Network(#[from] crate::networks::NetworkError),
     #[error("bootstrap server {url} is unreachable ({reason}). {hint}")]
     BootstrapUnreachable { url: String, reason: String, hint: String },
     #[error("{0}")]
@@ -66,6 +68,10 @@ pub struct UpSettings {
     pub node: NodeSettings,
     /// Answer allocation requests addressed to this node (the provider loop).
     pub provide: bool,
+    /// The created network this data dir belongs to, or the network file it is joining.
+    pub record: Option<crate::networks::NetworkRecord>,
+    /// `--invite FILE`: the invitation that admits this node to `record`'s network.
+    pub invite: Option<PathBuf>,
 }
 
 /// The line `ripple up --json` prints when the node is ready (and the human summary's source).

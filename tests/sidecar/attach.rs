@@ -17,6 +17,7 @@ async fn the_sidecar_attaches_to_a_running_conductor_and_installs_once() {
         network: "e2e".into(),
         extra: vec!["--admin-url".into(), format!("ws://127.0.0.1:{port}")],
         env: vec![],
+        host: None,
     };
 
     let node = Sidecar::start(launch());

@@ -140,6 +140,35 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     args[6] = busy_addr;
     check(&data, Case { what: "API port in use", args, expect: vec!["cannot serve the HTTP API on"] });
 
+    let create = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> =
+            vec!["--data".into(), data.display().to_string(), "network".into(), "create".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    for (what, args, expect) in [
+        (
+            "a shipped network that is not live",
+            base(&["--network", "testnet"]),
+            "network `testnet` cannot be run yet: its bootstrap and relay hosts",
+        ),
+        (
+            "a network file that is not there",
+            base(&["--network", "./nowhere/lab.json"]),
+            "cannot read ./nowhere/lab.json",
+        ),
+        (
+            "an invitation to a shipped network",
+            base(&["--network", "e2e", "--invite", "invitation.json"]),
+            "--invite admits this node to a created network",
+        ),
+        ("a network name with capitals", create(&["Lab", "--listen", "127.0.0.1:7790"]), "network name `Lab` must be"),
+        ("every interface without a URL", create(&["lab", "--listen", "0.0.0.0:7790"]), "--advertise http://HOST:7790"),
+        ("a random port", create(&["lab", "--listen", "127.0.0.1:0"]), "--listen needs a fixed port"),
+    ] {
+        check(&data, Case { what, args, expect: vec![expect] });
+    }
+
     // No node running: status says so, with its own exit code.
     let (code, _, err) = ripple(&["--data", &data.display().to_string(), "status"]);
     assert_eq!(code, 3, "{err}");

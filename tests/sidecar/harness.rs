@@ -27,7 +27,7 @@ pub fn happ() -> PathBuf {
     repo_root().join("workdir/ripple.happ")
 }
 
-/// A scratch directory removed when dropped.
+/// A scratch directory removed when dropped (kept, for its logs, with `RIPPLE_KEEP_TEST_DIRS=1`).
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -45,6 +45,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("RIPPLE_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -82,6 +86,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
         )]
         .into(),
         creator_is_policy_admin: true,
+        ..NetworkSpec::default()
     };
     networks.insert(name.into(), serde_json::to_value(&spec).unwrap());
     std::fs::write(dir.join("holochain/networks.json"), serde_json::to_string_pretty(&networks).unwrap()).unwrap();
@@ -112,6 +117,8 @@ pub struct Launch {
     pub extra: Vec<String>,
     /// Extra environment for the process (e.g. a crash hook).
     pub env: Vec<(String, String)>,
+    /// Run on this test host (a network namespace of a [`Lan`]) instead of this machine.
+    pub host: Option<String>,
 }
 
 impl Launch {
@@ -124,6 +131,7 @@ impl Launch {
             network: network.into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: vec![],
+            host: None,
         }
     }
 }
@@ -132,7 +140,7 @@ impl Sidecar {
     /// Starts `ripple up --json` and waits for its ready line.
     pub fn start(launch: Launch) -> Sidecar {
         let stderr_log = launch.data.with_extension(format!("{}.log", launch.name));
-        let mut cmd = Command::new(ripple_bin());
+        let mut cmd = on_host(launch.host.as_deref());
         cmd.arg("--data")
             .arg(&launch.data)
             .arg("--manifests")
@@ -290,9 +298,26 @@ where
     }
 }
 
+/// `ripple`, on a test host when `host` names one.
+fn on_host(host: Option<&str>) -> Command {
+    match host {
+        Some(host) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", host]).arg(ripple_bin());
+            cmd
+        }
+        None => Command::new(ripple_bin()),
+    }
+}
+
 /// Runs `ripple ARGS` to completion: (exit code, stdout, stderr).
 pub fn ripple(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(ripple_bin()).args(args).env_remove("RIPPLE_PASSPHRASE").output().expect("run ripple");
+    ripple_on(None, args)
+}
+
+/// Runs `ripple ARGS` to completion on a test host (or here): (exit code, stdout, stderr).
+pub fn ripple_on(host: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let out = on_host(host).args(args).env_remove("RIPPLE_PASSPHRASE").output().expect("run ripple");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -453,4 +478,70 @@ impl Drop for LlamaServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Test hosts: Linux network namespaces on a bridge this test owns, each with its own IP
+/// (10.213.0.N/24) and its own loopback, as separate machines on one LAN would have. Traffic stays
+/// between them; the bridge has no address on this machine. Removed when dropped.
+pub struct Lan {
+    bridge: String,
+    pub hosts: Vec<Host>,
+}
+
+pub struct Host {
+    /// The namespace, for `Launch::host` and `ripple_on`.
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl Lan {
+    /// `n` hosts, or why they cannot be made here (namespaces need root and iproute2;
+    /// `RIPPLE_TEST_HOSTS=off` declines them).
+    pub fn new(n: usize) -> Result<Lan, String> {
+        if std::env::var("RIPPLE_TEST_HOSTS").is_ok_and(|v| v == "off") {
+            return Err("RIPPLE_TEST_HOSTS=off".into());
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("network namespaces need root".into());
+        }
+        // Interface names are at most 15 bytes; the pid keeps concurrent test processes apart.
+        let tag = std::process::id() % 100_000;
+        let lan = Lan { bridge: format!("rbr{tag}"), hosts: vec![] };
+        ip(&["link", "add", &lan.bridge, "type", "bridge"])?;
+        let mut lan = lan;
+        ip(&["link", "set", &lan.bridge, "up"])?;
+        for i in 1..=n {
+            let host = Host { name: format!("rpl{tag}h{i}"), ip: std::net::Ipv4Addr::new(10, 213, 0, i as u8) };
+            let (outside, inside) = (format!("rv{tag}h{i}"), format!("rv{tag}i{i}"));
+            ip(&["netns", "add", &host.name])?;
+            lan.hosts.push(host);
+            let host = lan.hosts.last().unwrap();
+            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside])?;
+            ip(&["link", "set", &inside, "netns", &host.name])?;
+            ip(&["link", "set", &outside, "master", &lan.bridge])?;
+            ip(&["link", "set", &outside, "up"])?;
+            ip(&["-n", &host.name, "addr", "add", &format!("{}/24", host.ip), "dev", &inside])?;
+            ip(&["-n", &host.name, "link", "set", &inside, "up"])?;
+            ip(&["-n", &host.name, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            let _ = ip(&["netns", "del", &host.name]); // takes its veth pair along
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
 }

@@ -54,6 +54,7 @@ async fn an_interrupted_first_start_stops_cleanly_and_the_next_start_carries_on(
         network: "e2e".into(),
         extra: vec![],
         env: vec![],
+        host: None,
     });
     assert!(node.status().await.node.advert.is_some());
     assert!(node.terminate().success());

@@ -40,6 +40,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         network: "e2e".into(),
         extra: [extra, vec!["--vector-shards".into(), "16".into()]].concat(),
         env: vec![],
+        host: None,
     };
 
     let a = Sidecar::start(launch("node-a", vec!["--mcp-http".into(), "127.0.0.1:0".into()]));
@@ -55,6 +56,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     // node-c will crash right after it records an allowed allocation, before allocating.
     let crashing = Launch {
         env: vec![(ripple::policy::service::CRASH_AFTER_DECISION_ENV.into(), "resources.allocate".into())],
+        host: None,
         ..launch("node-c", join())
     };
     let c = Sidecar::start(crashing);

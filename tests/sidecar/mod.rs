@@ -11,4 +11,5 @@ mod inference;
 mod interrupt;
 pub(crate) mod mcp;
 pub(crate) mod mesh;
+mod networks;
 mod resources;
