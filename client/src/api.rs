@@ -2,6 +2,7 @@
 //! The CLI's `status`, `peers` and `advert` commands are clients of it.
 // The OpenAI API (`/v1/…`) is a surface of its own, beside the node's API, over the same state.
 mod openai;
+mod peer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub policy: Arc<crate::policy::PolicyService>,
     pub shards: Arc<crate::shards::ShardService>,
     pub inference: Arc<crate::inference::InferenceService>,
+    /// Checks other nodes' requests to this one.
+    pub peer: crate::peer::Verifier,
 }
 
 /// `/status`: the spec's `holochain.join_mesh` outputs, plus diagnostics and the node agent's state.
@@ -156,8 +159,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/inference/unload", post(inference_unload))
         .merge(openai::router())
         .merge(crate::ui::router())
+        // Nodes on this machine reach each other's peer routes here, signed like any peer.
+        .merge(peer::router())
         .layer(axum::middleware::from_fn(crate::local_http::only_this_machine))
         .with_state(state)
+}
+
+/// What the peer listener (`--peer-listen`) serves: the peer routes and nothing else. Other
+/// machines reach it, so it has no operator route; every request is signed by a member.
+pub fn peer_router(state: Arc<ApiState>) -> Router {
+    peer::router().with_state(state)
 }
 
 pub async fn status_report(s: &ApiState) -> Result<StatusReport, ApiError> {

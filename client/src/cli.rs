@@ -430,6 +430,14 @@ pub struct UpArgs {
     /// shard loop claims up to this many). 0 holds none [default: 0].
     #[arg(long, value_name = "N")]
     pub vector_shards: Option<u32>,
+    /// Serve the peer routes other machines' nodes call (artifact bytes; signed by members, decided
+    /// by the `peer.request` policy) on ADDR, e.g. 10.0.0.2:7781. Without it, only nodes on this
+    /// machine can fetch from this one.
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The URL other nodes reach --peer-listen at [default: http://ADDR, when ADDR is not 0.0.0.0/::].
+    #[arg(long, value_name = "URL")]
+    pub peer_url: Option<String>,
     /// Also serve the MCP tools over streamable HTTP at http://ADDR/mcp (loopback only).
     #[arg(long, value_name = "ADDR")]
     pub mcp_http: Option<SocketAddr>,
@@ -590,6 +598,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
                 | UpError::BootstrapUnreachable { .. }
                 | UpError::ApiBind { .. }
                 | UpError::McpBind { .. }
+                | UpError::PeerBind { .. }
                 | UpError::BootstrapBind { .. }
                 | UpError::RunFile(RunFileError::AlreadyRunning { .. })
                 | UpError::Conductor(crate::conductor::ConductorError::Passphrase(_))
@@ -977,6 +986,7 @@ pub fn resolve_up(
         provide: !args.no_provide && file.node.provide.unwrap_or(true),
         record,
         invite: args.invite.clone(),
+        peer: peer_listen(args.peer_listen.or(file.peer_listen), args.peer_url.clone().or(file.peer_url.clone()))?,
         node: NodeSettings {
             data_dir: data_dir.into(),
             agent_name,
@@ -994,6 +1004,32 @@ pub fn resolve_up(
         },
         manifests,
     })
+}
+
+/// `--peer-listen` and the URL it is reached at.
+fn peer_listen(listen: Option<SocketAddr>, url: Option<String>) -> Result<Option<crate::up::PeerListen>, ConfigError> {
+    let Some(listen) = listen else {
+        return match url {
+            Some(_) => Err(ConfigError::Setting("--peer-url is where --peer-listen is reached: give both".into())),
+            None => Ok(None),
+        };
+    };
+    if listen.port() == 0 {
+        return Err(ConfigError::Setting(format!(
+            "--peer-listen {listen}: give a fixed port; other nodes find this one at the URL it advertises"
+        )));
+    }
+    let url = match url {
+        Some(url) => config::parse_url("--peer-url", &url, &["http", "https"])?,
+        None if listen.ip().is_unspecified() => {
+            return Err(ConfigError::Setting(format!(
+            "--peer-listen {listen} is every interface: say which URL other nodes use with --peer-url http://HOST:{}",
+            listen.port()
+        )))
+        }
+        None => config::parse_url("--peer-listen", &format!("http://{listen}"), &["http"])?,
+    };
+    Ok(Some(crate::up::PeerListen { listen, url }))
 }
 
 /// The network `up` runs: the data dir's created network if it has one (a `--network` that names

@@ -34,6 +34,8 @@ pub struct ConfigFile {
     pub passphrase_file: Option<PathBuf>,
     pub happ: Option<PathBuf>,
     pub api_listen: Option<SocketAddr>,
+    pub peer_listen: Option<SocketAddr>,
+    pub peer_url: Option<String>,
     pub node: NodeConfig,
 }
 
@@ -109,6 +111,12 @@ network = "{network}"
 
 # Loopback HTTP API: /health /status /peers /metrics.
 # api_listen = "{DEFAULT_API_LISTEN}"
+
+# The peer routes other machines' nodes call (artifact bytes), signed by members of the network.
+# Off by default: then only nodes on this machine fetch from this one.
+# peer_listen = "10.0.0.2:7781"
+# The URL other nodes use for it, when peer_listen is 0.0.0.0 (default: http://<peer_listen>).
+# peer_url = "http://gpu-box-01.lan:7781"
 
 [node]
 agent_name = "{agent_name}"

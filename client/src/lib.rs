@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod networks;
 pub mod node;
+pub mod peer;
 pub mod periodic;
 pub mod policy;
 pub mod resources;

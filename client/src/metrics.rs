@@ -39,6 +39,8 @@ pub struct Metrics {
     zome_calls: Mutex<BTreeMap<String, Histogram>>,
     /// By `tool="…"` label.
     mcp_calls: Mutex<BTreeMap<String, Histogram>>,
+    /// Authentication of other nodes' requests to this one (one series).
+    peer_auth: Mutex<BTreeMap<String, Histogram>>,
 }
 
 /// Point-in-time values that are read when `/metrics` is scraped.
@@ -65,6 +67,12 @@ impl Metrics {
     pub fn observe_mcp_call(&self, tool: &str, took: Duration, ok: bool) {
         if let Ok(mut calls) = self.mcp_calls.lock() {
             calls.entry(format!("tool=\"{tool}\"")).or_default().observe(took, ok);
+        }
+    }
+
+    pub fn observe_peer_auth(&self, took: Duration, ok: bool) {
+        if let Ok(mut checks) = self.peer_auth.lock() {
+            checks.entry("check=\"signature\"".into()).or_default().observe(took, ok);
         }
     }
 
@@ -125,6 +133,10 @@ impl Metrics {
                 "MCP tool calls",
                 &calls,
             );
+        }
+        if let Ok(checks) = self.peer_auth.lock() {
+            let (help, what) = ("Checks of peer requests' signature, freshness and nonce", "Refused peer requests");
+            histograms(&mut out, "ripple_peer_auth", help, what, &checks);
         }
         out
     }

@@ -76,6 +76,7 @@ struct Conductor {
     admin_port: u16,
     info: NodeInfo,
     api_listener: Option<tokio::net::TcpListener>,
+    peer_listener: Option<tokio::net::TcpListener>,
     passphrase_note: Option<String>,
 }
 
@@ -90,6 +91,8 @@ struct Running {
     audit_journal: tokio::task::JoinHandle<()>,
     shard_loop: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The peer listener's server, with `--peer-listen`.
+    peer_api: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     run_file: RunFile,
 }
 
@@ -247,8 +250,12 @@ impl Runtime {
             .map_err(|e| UpError::Setting(e.to_string()))?;
         let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone(), journal)
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
+        // Where peers fetch this node's replicas: its peer listener, else (nodes on one machine)
+        // the loopback API, which serves the same signed peer routes.
+        let endpoint = conductor.settings.peer.as_ref().map_or(api_url.clone(), |p| p.url.to_string());
+        let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
         let artifacts =
-            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, api_url.clone(), policy.clone());
+            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, endpoint, peers, policy.clone());
         let memory_policy =
             MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone());
@@ -280,6 +287,7 @@ impl Runtime {
             policy: policy.clone(),
             shards: shards.clone(),
             inference,
+            peer: crate::peer::Verifier::new(conductor.info.network_seed.clone()),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
@@ -290,6 +298,16 @@ impl Runtime {
                     let _ = api_stop.changed().await;
                 })
                 .await
+        });
+        let peer_api = conductor.peer_listener.take().map(|listener| {
+            let (router, mut stop) = (api::peer_router(state.clone()), stop_rx.clone());
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            })
         });
         let provider = tokio::spawn(resources.run(stop_rx.clone()));
         let replication = tokio::spawn(artifacts.run(stop_rx.clone()));
@@ -307,6 +325,7 @@ impl Runtime {
             audit_journal,
             shard_loop,
             api,
+            peer_api,
             run_file,
         });
 
@@ -346,6 +365,9 @@ impl Runtime {
                 }
             }
             let _ = running.api.await;
+            if let Some(peer_api) = running.peer_api {
+                let _ = peer_api.await;
+            }
             running.run_file.remove();
         }
         if let Some(conductor) = stage.conductor.take() {
@@ -398,6 +420,12 @@ impl Runtime {
         let api_listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await
             .map_err(|source| UpError::ApiBind { addr: settings.api_listen, source })?;
+        let peer_listener = match settings.peer.as_ref().map(|p| p.listen) {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| UpError::PeerBind { addr, source })?)
+            }
+            None => None,
+        };
         // The creator of a network serves its bootstrap+relay at the address it was created with.
         let serve_at = settings.record.as_ref().and_then(|r| r.serve_bootstrap);
         let created_bootstrap = match (serve_at, &settings.conductor) {
@@ -497,6 +525,7 @@ impl Runtime {
             admin_port,
             info,
             api_listener: Some(api_listener),
+            peer_listener,
             passphrase_note,
         })
     }

@@ -36,6 +36,8 @@ pub enum UpError {
     Interrupted,
     #[error("cannot serve the HTTP API on {addr}: {source}")]
     ApiBind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve the peer routes on {addr}: {source}")]
+    PeerBind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot serve MCP over HTTP on {addr}: {source}")]
     McpBind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start ripple-local's bootstrap server on {addr}: {source}")]
@@ -72,6 +74,15 @@ pub struct UpSettings {
     pub record: Option<crate::networks::NetworkRecord>,
     /// `--invite FILE`: the invitation that admits this node to `record`'s network.
     pub invite: Option<PathBuf>,
+    /// `--peer-listen`: where other machines' nodes reach this one's peer routes.
+    pub peer: Option<PeerListen>,
+}
+
+/// The peer listener: the address it binds and the URL other nodes use for it.
+#[derive(Debug, Clone)]
+pub struct PeerListen {
+    pub listen: SocketAddr,
+    pub url: url::Url,
 }
 
 /// The line `ripple up --json` prints when the node is ready (and the human summary's source).

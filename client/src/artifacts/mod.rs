@@ -32,8 +32,6 @@ pub const ROLE: &str = "artifact_index";
 const LOCAL_FIRST_BYTE: Duration = Duration::from_secs(30);
 /// An unpinned CID may still be in the daemon's cache; an absent one never answers (offline).
 const CACHE_PROBE: Duration = Duration::from_secs(2);
-/// Connecting to a replica's sidecar.
-const PEER_CONNECT: Duration = Duration::from_secs(5);
 const GB: u64 = 1_000_000_000;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ArtifactError>> + Send>>;
@@ -185,9 +183,10 @@ pub struct ArtifactService {
     node: Arc<NodeAgent>,
     kubo: Option<Kubo>,
     policy: StoragePolicy,
-    /// This node's HTTP API, where peers fetch the bytes of its replicas.
+    /// Where peers fetch the bytes of this node's replicas (its peer routes' base URL).
     endpoint: String,
-    http: reqwest::Client,
+    /// Fetches replicas from other nodes, signed.
+    peers: crate::peer::PeerClient,
     gate: Mutex<RepairGate>,
     state: Mutex<ReplicationState>,
     /// Serialises this node's artifact_index writes: concurrent calls would race for the chain head.
@@ -202,21 +201,17 @@ impl ArtifactService {
         node: Arc<NodeAgent>,
         policy: StoragePolicy,
         endpoint: String,
+        peers: crate::peer::PeerClient,
         policy_gate: Arc<crate::policy::PolicyService>,
     ) -> Arc<Self> {
         let kubo = node.settings().sources.ipfs_api_url.clone().map(Kubo::new);
-        let http = reqwest::Client::builder()
-            .connect_timeout(PEER_CONNECT)
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
         Arc::new(Self {
             mesh,
             node,
             kubo,
             policy,
             endpoint,
-            http,
+            peers,
             gate: Default::default(),
             state: Default::default(),
             chain: Default::default(),
@@ -365,11 +360,15 @@ impl ArtifactService {
         let mut tried = vec![];
         for replica in replicas.iter().filter(|r| r.live && r.holder != self.mesh.agent) {
             let Some(endpoint) = &replica.claim.endpoint else { continue };
-            let url = format!("{}/artifacts/{cid}/content?local=true", endpoint.trim_end_matches('/'));
-            let response = match self.http.get(&url).send().await {
+            let url = format!("{}/peer/v1/artifacts/{cid}", endpoint.trim_end_matches('/'));
+            let response = match self.peers.get(&url).await {
                 Ok(r) if r.status().is_success() => r,
                 Ok(r) => {
-                    tried.push(format!("{url} answered {}", r.status()));
+                    let status = r.status();
+                    // The holder says why (`{"error": …}`): a refusal by its policy, a missing pin.
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    let why = body["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                    tried.push(format!("{url} answered {status}{why}"));
                     continue;
                 }
                 Err(e) => {

@@ -25,6 +25,11 @@ const DEFAULTS: &[(&str, &str, Option<&str>)] = &[
         include_str!("../../../manifests/policies/inference.merge.rego"),
         Some(include_str!("../../../manifests/policies/inference.merge.json")),
     ),
+    (
+        "peer.request",
+        include_str!("../../../manifests/policies/peer.request.rego"),
+        Some(include_str!("../../../manifests/policies/peer.request.json")),
+    ),
 ];
 
 /// The default policies as version 0 sources.

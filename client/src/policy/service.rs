@@ -22,6 +22,8 @@ use crate::mesh::{Mesh, MeshError};
 /// Test hook: `RIPPLE_CRASH_AFTER_DECISION=ACTION` aborts the process right after a Decision
 /// allowing ACTION is committed and before the action runs, the crash the write-ahead order is for.
 pub const CRASH_AFTER_DECISION_ENV: &str = "RIPPLE_CRASH_AFTER_DECISION";
+/// The package that decides other nodes' requests to this one.
+pub const PEER_REQUEST: &str = "peer.request";
 
 /// How often a node looks for newly published versions.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -211,16 +213,7 @@ impl PolicyService {
         args: &serde_json::Value,
         extra: &[(&str, serde_json::Value)],
     ) -> Result<Permit, GateError> {
-        let mut input = json!({
-            "action": action,
-            "via": via,
-            "node": self.mesh.agent.to_string(),
-            "network": self.network,
-            "args": args,
-        });
-        for (key, value) in extra {
-            input[*key] = value.clone();
-        }
+        let input = self.gate_input(action, via, args, extra);
         let result = self.gate.pass(action, &input).await;
         if let (Ok(permit), Some(crash)) = (&result, &self.crash_after_decision) {
             if crash == action {
@@ -246,6 +239,45 @@ impl PolicyService {
             }
         }
         result
+    }
+
+    /// What a gate's packages see: the action, how it arrived, this node, the network and the
+    /// arguments, plus `extra` fields.
+    fn gate_input(
+        &self,
+        action: &str,
+        via: &str,
+        args: &serde_json::Value,
+        extra: &[(&str, serde_json::Value)],
+    ) -> serde_json::Value {
+        let mut input = json!({
+            "action": action,
+            "via": via,
+            "node": self.mesh.agent.to_string(),
+            "network": self.network,
+            "args": args,
+        });
+        for (key, value) in extra {
+            input[*key] = value.clone();
+        }
+        input
+    }
+
+    /// Decides another node's request to this one (`peer.request`, after its authentication).
+    /// An allowed request is not recorded: it is the data plane's hot path. A denial goes through
+    /// [`Self::gate`], so it is committed as a Decision and audited like any other.
+    pub async fn decide_peer_request(&self, caller: &str, route: &str, resource: &str) -> Result<(), GateError> {
+        let args = json!({ "route": route, "resource": resource });
+        let extra = [("caller", json!(caller))];
+        let input = self.gate_input(PEER_REQUEST, "peer", &args, &extra);
+        let verdict = self
+            .gates
+            .evaluate(PEER_REQUEST, &input)
+            .map_err(|source| GateError::Policy { action: PEER_REQUEST.into(), source })?;
+        if verdict.allowed {
+            return Ok(());
+        }
+        self.gate(PEER_REQUEST, "peer", &args, &extra).await.map(|_| ())
     }
 
     /// Evaluates `package` for `input` without recording anything (`ripple policy eval`).

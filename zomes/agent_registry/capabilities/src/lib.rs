@@ -27,6 +27,8 @@ enum CapabilitiesError {
     MissingEntry(ActionHash),
     #[error("this node ({0}) is not a network admin: only the keys in the DNA properties' network_admins invite")]
     NotNetworkAdmin(AgentPubKey),
+    #[error("not a peer request: only messages that start with the peer-request context are signed")]
+    NotPeerRequest,
 }
 
 impl From<CapabilitiesError> for WasmError {
@@ -131,4 +133,15 @@ pub fn sign_invitation(invitation: membrane::Invitation) -> ExternResult<membran
     }
     let signature = sign(me.clone(), &invitation)?;
     Ok(membrane::SignedInvitation { invitation, admin: me, signature })
+}
+
+/// The sidecar signs its requests to other nodes' sidecars with this node's agent key (raw
+/// Ed25519 over `message`), which the receiver checks against the caller's key. Only messages in
+/// the peer-request context are signed, so this cannot sign anything else in the agent's name.
+#[hdk_extern]
+pub fn sign_peer_request(message: Vec<u8>) -> ExternResult<Signature> {
+    if !message.starts_with(agent_registry_types::PEER_REQUEST_CONTEXT) {
+        return Err(CapabilitiesError::NotPeerRequest.into());
+    }
+    sign_raw(agent_info()?.agent_initial_pubkey, message)
 }

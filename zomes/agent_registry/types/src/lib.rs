@@ -12,6 +12,10 @@ pub use agent_registry_integrity::{
 /// Admission: what `capabilities.sign_invitation` signs and returns (the membrane proof).
 pub use membrane::{Invitation, SignedInvitation};
 
+/// Every message `capabilities.sign_peer_request` signs starts with this, so a signature made for
+/// a peer request can never pass for one over an invitation, an action or any other statement.
+pub const PEER_REQUEST_CONTEXT: &[u8] = b"ripple-peer-request-v1\n";
+
 /// A version of a node's advert as the DHT holds it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AdvertRecord {
