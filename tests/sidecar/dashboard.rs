@@ -105,7 +105,7 @@ async fn the_dashboard_lists_the_mesh_and_shows_a_node_going_offline() {
     // The other pages read their DNAs; the policies page follows node-a's own commits live: the
     // Decision of an allocation appears without a reload.
     let policies = tell(json!({"open": "policies", "ready": "bundle-table"}));
-    assert_eq!(policies["rows"], json!(4), "node-a published the four default packages: {policies}");
+    assert_eq!(policies["rows"], json!(5), "node-a published the five default packages: {policies}");
     let a_data = tmp.path().join("node-a");
     let (code, _, err) =
         ripple(&["--data", a_data.to_str().unwrap(), "allocate", "compute", "--cpu", "1", "--duration", "60"]);

@@ -272,5 +272,14 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let (code, _, err) = run(&member_data, &m, &["network", "invite", &stranger_key]);
     assert_ne!(code, 0);
     assert!(err.contains("is not an admin of network `lab`"), "{err}");
+
+    // A restart needs neither the file nor the invitation: the data dir remembers both.
+    assert!(member.terminate().success());
+    let member = Sidecar::start(Launch {
+        host: member_data.host.clone(),
+        ..Launch::node(tmp.path(), &manifests, "lab", "member", &["--peer-listen", &member_peer])
+    });
+    assert_eq!(member.agent(), member_key, "the same key after a restart");
+    assert!(!member.ready.installed_now, "installed once");
     drop((admin, member));
 }
