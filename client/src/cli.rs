@@ -769,23 +769,7 @@ async fn network(cli: &Cli, command: &NetworkCommand, data_dir: &Path, config_pa
             let file = ConfigFile::load(config_path, cli.config.is_some())?;
             let hosting = match (&args.listen, &args.bootstrap) {
                 (Some(listen), _) => {
-                    let url = match &args.advertise {
-                        Some(url) => config::parse_url("--advertise", url, &["http", "https"])?,
-                        None if listen.ip().is_unspecified() => {
-                            return Err(ConfigError::Setting(format!(
-                                "--listen {listen} is every interface: say which URL other nodes use with --advertise http://HOST:{}",
-                                listen.port()
-                            ))
-                            .into())
-                        }
-                        None => config::parse_url("--listen", &format!("http://{listen}"), &["http"])?,
-                    };
-                    if listen.port() == 0 {
-                        return Err(ConfigError::Setting(
-                            "--listen needs a fixed port: the network file keeps the URL other nodes use".into(),
-                        )
-                        .into());
-                    }
+                    let url = advertised_url(("--listen", *listen), ("--advertise", args.advertise.as_deref()))?;
                     Hosting::Serve { listen: *listen, url }
                 }
                 (None, Some(bootstrap)) => {
@@ -1014,22 +998,29 @@ fn peer_listen(listen: Option<SocketAddr>, url: Option<String>) -> Result<Option
             None => Ok(None),
         };
     };
+    let url = advertised_url(("--peer-listen", listen), ("--peer-url", url.as_deref()))?;
+    Ok(Some(crate::up::PeerListen { listen, url }))
+}
+
+/// The URL other nodes reach a listener at: `url` if given, else `http://LISTEN`, which needs a
+/// concrete address. Either way a fixed port, since other nodes keep the URL.
+fn advertised_url(
+    (listen_flag, listen): (&str, SocketAddr),
+    (url_flag, url): (&str, Option<&str>),
+) -> Result<url::Url, ConfigError> {
     if listen.port() == 0 {
         return Err(ConfigError::Setting(format!(
-            "--peer-listen {listen}: give a fixed port; other nodes find this one at the URL it advertises"
+            "{listen_flag} needs a fixed port: other nodes keep the URL it is reached at ({listen})"
         )));
     }
-    let url = match url {
-        Some(url) => config::parse_url("--peer-url", &url, &["http", "https"])?,
-        None if listen.ip().is_unspecified() => {
-            return Err(ConfigError::Setting(format!(
-            "--peer-listen {listen} is every interface: say which URL other nodes use with --peer-url http://HOST:{}",
+    match url {
+        Some(url) => config::parse_url(url_flag, url, &["http", "https"]),
+        None if listen.ip().is_unspecified() => Err(ConfigError::Setting(format!(
+            "{listen_flag} {listen} is every interface: say which URL other nodes use with {url_flag} http://HOST:{}",
             listen.port()
-        )))
-        }
-        None => config::parse_url("--peer-listen", &format!("http://{listen}"), &["http"])?,
-    };
-    Ok(Some(crate::up::PeerListen { listen, url }))
+        ))),
+        None => config::parse_url(listen_flag, &format!("http://{listen}"), &["http"]),
+    }
 }
 
 /// The network `up` runs: the data dir's created network if it has one (a `--network` that names

@@ -50,8 +50,11 @@ pub enum NetworkError {
 impl NetworkError {
     /// Bad input (the operator can fix it) as opposed to a failure while running.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Self::Write { .. } | Self::Mesh(_))
-            && !matches!(self, Self::Conductor(e) if !matches!(e, crate::conductor::ConductorError::Passphrase(_)))
+        match self {
+            Self::Write { .. } | Self::Mesh(_) => false,
+            Self::Conductor(e) => matches!(e, crate::conductor::ConductorError::Passphrase(_)),
+            _ => true,
+        }
     }
 }
 

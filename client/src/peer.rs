@@ -60,7 +60,8 @@ pub fn message(
     out
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds, as requests carry it.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -126,7 +127,8 @@ pub enum PeerClientError {
 /// replay is refused as stale instead.
 pub struct Verifier {
     network_seed: String,
-    seen: Mutex<HashMap<String, i64>>,
+    /// Nonces seen (caller/nonce → request time), and when they were last pruned.
+    seen: Mutex<(HashMap<String, i64>, i64)>,
     members: Mutex<HashMap<AgentPubKey, Instant>>,
 }
 
@@ -179,9 +181,14 @@ impl Verifier {
         if skew_ms.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
             return Err(PeerAuthError::Stale { skew_ms });
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let forget_before = now_ms - 2 * MAX_SKEW.as_millis() as i64;
-        seen.retain(|_, at| *at >= forget_before);
+        let mut guard = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (seen, pruned_at) = &mut *guard;
+        // Pruned once per skew window, not per request: a nonce past twice the skew is stale anyway.
+        let window = MAX_SKEW.as_millis() as i64;
+        if now_ms - *pruned_at > window {
+            seen.retain(|_, at| *at >= now_ms - 2 * window);
+            *pruned_at = now_ms;
+        }
         if seen.insert(format!("{agent_text}/{nonce}"), time_ms).is_some() {
             return Err(PeerAuthError::Replayed);
         }

@@ -47,10 +47,8 @@ async fn admit(
     resource: &str,
 ) -> Result<String, ApiError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let started = std::time::Instant::now();
-    let checked = s.peer.check(headers, method.as_str(), path, b"", now_ms);
+    let checked = s.peer.check(headers, method.as_str(), path, b"", crate::peer::now_ms());
     s.metrics.observe_peer_auth(started.elapsed(), checked.is_ok());
     let caller = checked.map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.to_string()))?;
     s.peer.check_member(&s.mesh, &caller).await.map_err(|e| match e {
