@@ -980,6 +980,7 @@ pub fn resolve_up(
             heartbeat_secs: args.heartbeat_secs.or(node.heartbeat_secs),
             advert_refresh: Duration::from_secs(advert_refresh_secs.into()),
             sources,
+            peer_endpoint: None,
             max_batch_size: node.max_batch_size.unwrap_or(1),
             tokens_per_second: node.tokens_per_second.unwrap_or(0),
             vector_shards: args.vector_shards.or(node.vector_shards).unwrap_or(0),

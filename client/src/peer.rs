@@ -66,6 +66,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Sends signed requests to other nodes' sidecars.
+#[derive(Clone)]
 pub struct PeerClient {
     mesh: Arc<Mesh>,
     network_seed: String,
@@ -86,30 +87,44 @@ impl PeerClient {
         Self { mesh, network_seed, http }
     }
 
-    /// A signed GET of `url` (a peer route of another node's sidecar).
-    pub async fn get(&self, url: &str) -> Result<reqwest::Response, PeerClientError> {
-        let parsed = url::Url::parse(url).map_err(|e| PeerClientError::Url(format!("{url}: {e}")))?;
-        let path_and_query = match parsed.query() {
-            Some(q) => format!("{}?{q}", parsed.path()),
-            None => parsed.path().to_string(),
+    /// The headers that sign a `method` request to `url` with `body`, made with this node's agent
+    /// key through the conductor's keystore. Each call draws a new nonce: sign every send.
+    pub async fn sign(
+        &self,
+        method: &str,
+        url: &url::Url,
+        body: &[u8],
+    ) -> Result<reqwest::header::HeaderMap, PeerClientError> {
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
         };
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| PeerClientError::Url(format!("no randomness for a nonce: {e}")))?;
         let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let time_ms = now_ms();
-        let message = message(&self.network_seed, "GET", &path_and_query, time_ms, &nonce, b"");
+        let message = message(&self.network_seed, method, &path_and_query, time_ms, &nonce, body);
         let signature: holochain_types::prelude::Signature =
             self.mesh.call(PRIMARY_ROLE, "capabilities", "sign_peer_request", &message).await?;
-        let signature = base64::engine::general_purpose::STANDARD.encode(signature.0);
-        self.http
-            .get(parsed)
-            .header(HEADER_AGENT, self.mesh.agent.to_string())
-            .header(HEADER_TIME, time_ms.to_string())
-            .header(HEADER_NONCE, nonce)
-            .header(HEADER_SIGNATURE, signature)
-            .send()
-            .await
-            .map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut put = |name: &'static str, value: String| {
+            // Base64, hex, digits and an agent key: always valid header values.
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        put(HEADER_AGENT, self.mesh.agent.to_string());
+        put(HEADER_TIME, time_ms.to_string());
+        put(HEADER_NONCE, nonce);
+        put(HEADER_SIGNATURE, base64::engine::general_purpose::STANDARD.encode(signature.0));
+        Ok(headers)
+    }
+
+    /// A signed GET of `url` (a peer route of another node's sidecar).
+    pub async fn get(&self, url: &str) -> Result<reqwest::Response, PeerClientError> {
+        let parsed = url::Url::parse(url).map_err(|e| PeerClientError::Url(format!("{url}: {e}")))?;
+        let headers = self.sign("GET", &parsed, b"").await?;
+        self.http.get(parsed).headers(headers).send().await.map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
     }
 }
 

@@ -231,9 +231,6 @@ impl Runtime {
         )
         .await?;
         let mesh = Arc::new(mesh);
-        progress("publishing this node's advert and first heartbeat");
-        let node = NodeAgent::start(mesh.clone(), node_settings).await?;
-
         let listener = conductor
             .api_listener
             .take()
@@ -241,6 +238,13 @@ impl Runtime {
         let api_listen = conductor.settings.api_listen;
         let api_addr = listener.local_addr().map_err(|source| UpError::ApiBind { addr: api_listen, source })?;
         let api_url = format!("http://{api_addr}");
+        // Where peers reach this node's peer routes (replicas, inference): its peer listener, else
+        // (nodes on one machine) the loopback API, which serves the same signed routes.
+        let endpoint = conductor.settings.peer.as_ref().map_or(api_url.clone(), |p| p.url.to_string());
+        node_settings.peer_endpoint = Some(endpoint.trim_end_matches('/').to_string());
+
+        progress("publishing this node's advert and first heartbeat");
+        let node = NodeAgent::start(mesh.clone(), node_settings).await?;
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
@@ -250,18 +254,15 @@ impl Runtime {
             .map_err(|e| UpError::Setting(e.to_string()))?;
         let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone(), journal)
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
-        // Where peers fetch this node's replicas: its peer listener, else (nodes on one machine)
-        // the loopback API, which serves the same signed peer routes.
-        let endpoint = conductor.settings.peer.as_ref().map_or(api_url.clone(), |p| p.url.to_string());
         let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
         let artifacts =
-            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, endpoint, peers, policy.clone());
+            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, endpoint, peers.clone(), policy.clone());
         let memory_policy =
             MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone());
         let inference_policies =
             InferencePolicies::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let inference = InferenceService::new(mesh.clone(), node.clone(), inference_policies, policy.clone());
+        let inference = InferenceService::new(mesh.clone(), node.clone(), inference_policies, policy.clone(), peers);
         if mesh.installed_now {
             let admins = policy.admins().await?;
             if admins.contains(&mesh.agent) {

@@ -438,19 +438,25 @@ pub struct LlamaServer {
     pub url: String,
     pub port: u16,
     args: Vec<String>,
+    host: Option<String>,
 }
 
 impl LlamaServer {
     /// `args` as the launcher takes them (`--alias NAME`, `--temp`, `--seed`, `--delay MODEL=MS`,
     /// `--gallery ID` for LocalAI's model management).
     pub fn start(args: &[&str]) -> LlamaServer {
-        Self::start_on(free_port(), args.iter().map(|s| s.to_string()).collect())
+        Self::start_on(None, free_port(), args.iter().map(|s| s.to_string()).collect())
     }
 
-    fn start_on(port: u16, args: Vec<String>) -> LlamaServer {
+    /// The same on a test host (`Lan`), bound to that host's loopback: only its own node reaches it.
+    pub fn start_on_host(host: Option<&str>, args: &[&str]) -> LlamaServer {
+        Self::start_on(host.map(String::from), free_port(), args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_on(host: Option<String>, port: u16, args: Vec<String>) -> LlamaServer {
         let python = clients_dir().join(".venv/bin/python");
         assert!(python.is_file(), "the test clients' venv is missing: run `cargo xtask clients`");
-        let mut child = Command::new(python)
+        let mut child = on_host(host.as_deref(), python)
             .arg(clients_dir().join("llama_server.py"))
             .args(["--port", &port.to_string()])
             .args(&args)
@@ -463,7 +469,7 @@ impl LlamaServer {
         BufReader::new(stdout).read_line(&mut line).expect("read the READY line");
         let url =
             line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("llama server {args:?}: {line:?}")).into();
-        LlamaServer { child, url, port, args }
+        LlamaServer { child, url, port, args, host }
     }
 
     /// The process dies at once, as a crashed server would (connections reset mid-answer).
@@ -475,7 +481,7 @@ impl LlamaServer {
     /// Starts the same server again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Self::start_on(self.port, std::mem::take(&mut self.args));
+        *self = Self::start_on(self.host.take(), self.port, std::mem::take(&mut self.args));
     }
 }
 

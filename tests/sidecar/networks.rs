@@ -142,8 +142,13 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     };
     let (admin_peer, member_peer) = (peer_listen(0), peer_listen(1));
 
+    // The admin's inference server listens on its own host's loopback only: the mesh reaches it
+    // through the admin's sidecar.
+    let llama = LlamaServer::start_on_host(admin_data.host.as_deref(), &["--alias", "smol-lab", "--temp", "0"]);
+    assert!(llama.url.starts_with("http://127.0.0.1:"), "{}", llama.url);
+
     // It runs with no flags but the shared harness's, serving the network's bootstrap+relay.
-    let admin_extra = ["--ipfs-api-url", &ipfs[0].api_url, "--peer-listen", &admin_peer];
+    let admin_extra = ["--ipfs-api-url", &ipfs[0].api_url, "--peer-listen", &admin_peer, "--localai-url", &llama.url];
     let admin = Sidecar::start(Launch {
         host: admin_data.host.clone(),
         ..Launch::node(tmp.path(), &manifests, &file_arg, "admin", &admin_extra)
@@ -225,6 +230,25 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let source = got["source"].as_str().unwrap_or_default();
     assert!(source.contains(&format!("replica of {admin_key} at http://{admin_peer}")), "{got}");
 
+    // Inference on the member's host is answered by the admin's loopback-only server, through the
+    // admin's peer listener (the advert names the sidecar, not the server).
+    let answer = eventually("the member sees the admin's model", Duration::from_secs(120), || async {
+        let (code, out, err) = run(
+            &member_data,
+            &m,
+            &["infer", "--model", "smol-lab", "--max-tokens", "16", "What is the capital of France?"],
+        );
+        if code != 0 {
+            return Err(err);
+        }
+        serde_json::from_str::<serde_json::Value>(&out).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(answer["answered_by"]["agent"], admin_key.as_str(), "{answer}");
+    assert_eq!(answer["answered_by"]["endpoint"], format!("http://{admin_peer}"), "{answer}");
+    assert!(answer["failed_attempts"].as_array().unwrap().is_empty(), "{answer}");
+    assert!(!answer["response"].as_str().unwrap_or_default().is_empty(), "{answer}");
+
     // The admin's peer listener lets no stranger in, and serves nothing but the peer routes.
     let path = format!("/peer/v1/artifacts/{cid}");
     let url = format!("http://{admin_peer}{path}");
@@ -281,5 +305,5 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     });
     assert_eq!(member.agent(), member_key, "the same key after a restart");
     assert!(!member.ready.installed_now, "installed once");
-    drop((admin, member));
+    drop((admin, member, llama));
 }

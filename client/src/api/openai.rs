@@ -66,6 +66,16 @@ async fn forward(State(s): Shared, path: &'static str, body: Body) -> Response {
             return openai_error(e.status(), e.message());
         }
     };
+    let mut response = relay(upstream);
+    if let Ok(value) = HeaderValue::from_str(&format!("{} {}", server.name, server.agent)) {
+        response.headers_mut().insert(SERVED_BY_HEADER, value);
+    }
+    response
+}
+
+/// An upstream response passed on as it arrives: status, content type and body, chunk by chunk (a
+/// streamed answer streams through).
+pub(super) fn relay(upstream: reqwest::Response) -> Response {
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::OK);
     let content_type =
         upstream.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
@@ -82,9 +92,6 @@ async fn forward(State(s): Shared, path: &'static str, body: Body) -> Response {
     *response.status_mut() = status;
     if let Some(value) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&format!("{} {}", server.name, server.agent)) {
-        response.headers_mut().insert(SERVED_BY_HEADER, value);
     }
     response
 }

@@ -1,23 +1,35 @@
-//! The routes other nodes' sidecars call (`/peer/v1/…`), served on the peer listener
+//! The routes other nodes' sidecars call (`/peer/v1/…`): artifact bytes, and this node's inference
+//! server (so a LocalAI bound to loopback serves the mesh). Served on the peer listener
 //! (`--peer-listen`) and, for nodes on one machine, on the loopback API too. Each request is
 //! authenticated (`crate::peer`: signature, freshness, replay, membership) and then decided by this
 //! node's `peer.request` policy before the route runs.
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use serde_json::Value;
 
-use super::{artifact_error, gate_error, ApiError, ApiState};
+use super::{artifact_error, gate_error, inference_error, ApiError, ApiState};
+use crate::inference::openai::TRACE_HEADER;
 use crate::peer::{PeerAuthError, PeerCheckError};
 
 /// The bytes of an artifact this node holds (its own IPFS only: a peer asks the holders).
 pub const ARTIFACT_ROUTE: &str = "artifacts.content";
 
+/// The OpenAI API paths a peer may ask this node's inference server for, with their policy route
+/// names. Model management is not among them: that is this node's operator's.
+const INFERENCE_ROUTES: [(&str, &str); 3] = [
+    ("chat/completions", "inference.chat"),
+    ("completions", "inference.completions"),
+    ("embeddings", "inference.embeddings"),
+];
+
 pub fn router() -> Router<Arc<ApiState>> {
-    Router::new().route("/peer/v1/artifacts/{cid}", get(artifact))
+    Router::new().route("/peer/v1/artifacts/{cid}", get(artifact)).route("/peer/v1/inference/{*path}", post(inference))
 }
 
 async fn artifact(
@@ -27,7 +39,7 @@ async fn artifact(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = admit(&s, &method, &uri, &headers, ARTIFACT_ROUTE, &cid).await?;
+    let caller = admit(&s, &method, &uri, &headers, b"", ARTIFACT_ROUTE, &cid).await?;
     let (stream, _) = s.artifacts.open(&cid, true).await.map_err(artifact_error)?;
     tracing::debug!("serving {cid} to peer {caller}");
     Ok((
@@ -37,18 +49,52 @@ async fn artifact(
         .into_response())
 }
 
-/// Authenticates a bodiless peer request and asks the policy; the caller's key when both pass.
+/// A peer's OpenAI API request (`chat/completions`, `completions`, `embeddings`) for this node's
+/// own inference server; the answer, streamed or not, goes back as the server gives it. The
+/// policy sees the route and the model.
+async fn inference(
+    State(s): State<Arc<ApiState>>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some((path, route)) = INFERENCE_ROUTES.iter().find(|(p, _)| *p == path) else {
+        let served: Vec<&str> = INFERENCE_ROUTES.iter().map(|(p, _)| *p).collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no peer inference route `{path}`: peers may ask for {}", served.join(", ")),
+        ));
+    };
+    // Authenticated before parsing: a stranger learns nothing about what this node accepts.
+    let request: Result<Value, _> = serde_json::from_slice(&body);
+    let model = request.as_ref().ok().and_then(|v| v["model"].as_str()).unwrap_or_default().to_string();
+    let caller = admit(&s, &method, &uri, &headers, &body, route, &model).await?;
+    let request = request
+        .ok()
+        .filter(|v| v.is_object() && !model.is_empty())
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "the body must be a JSON object naming a `model`".into()))?;
+    let trace_id = headers.get(TRACE_HEADER).and_then(|v| v.to_str().ok());
+    tracing::debug!("answering {path} for {model} to peer {caller}");
+    let upstream = s.inference.serve_peer(path, &request, trace_id).await.map_err(inference_error)?;
+    Ok(super::openai::relay(upstream))
+}
+
+/// Authenticates a peer request (its signature covers `body`) and asks the policy; the caller's
+/// key when both pass.
 async fn admit(
     s: &ApiState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    body: &[u8],
     route: &str,
     resource: &str,
 ) -> Result<String, ApiError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let started = std::time::Instant::now();
-    let checked = s.peer.check(headers, method.as_str(), path, b"", crate::peer::now_ms());
+    let checked = s.peer.check(headers, method.as_str(), path, body, crate::peer::now_ms());
     s.metrics.observe_peer_auth(started.elapsed(), checked.is_ok());
     let caller = checked.map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.to_string()))?;
     s.peer.check_member(&s.mesh, &caller).await.map_err(|e| match e {

@@ -280,6 +280,8 @@ pub struct InferenceService {
     policy: Arc<PolicyService>,
     policies: InferencePolicies,
     http: reqwest::Client,
+    /// Signs the requests that go to other nodes' sidecars.
+    peers: crate::peer::PeerClient,
     /// The last routing view and when it was read.
     view: tokio::sync::Mutex<Option<(Instant, Arc<Vec<PeerRecord>>)>>,
 }
@@ -290,9 +292,24 @@ impl InferenceService {
         node: Arc<NodeAgent>,
         policies: InferencePolicies,
         policy: Arc<PolicyService>,
+        peers: crate::peer::PeerClient,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Arc::new(Self { mesh, node, policy, policies, http, view: Default::default() })
+        Arc::new(Self { mesh, node, policy, policies, http, peers, view: Default::default() })
+    }
+
+    /// How to reach `server`: this node's own inference server directly, another node's through
+    /// that node's sidecar (its advertised endpoint), never its raw LocalAI port.
+    fn backend(&self, server: &Server) -> Result<Backend, BackendError> {
+        let unreachable = |reason| BackendError::Unreachable { url: server.endpoint.clone(), reason };
+        if server.is_self {
+            let url = self.node.settings().sources.localai_url.ok_or_else(|| {
+                unreachable("this node advertises a model but has no localai_url any more".to_string())
+            })?;
+            Backend::local(self.http.clone(), url.as_str()).map_err(unreachable)
+        } else {
+            Backend::peer(self.http.clone(), &server.endpoint, self.peers.clone()).map_err(unreachable)
+        }
     }
 
     pub fn policies(&self) -> &InferencePolicies {
@@ -360,10 +377,8 @@ impl InferenceService {
                 break;
             }
             let started = Instant::now();
-            let outcome = match Backend::local(self.http.clone(), &server.endpoint) {
-                Ok(backend) => backend.chat(&server.model, prompt, options, left, trace_id).await,
-                Err(reason) => Err(BackendError::Unreachable { url: server.endpoint.clone(), reason }),
-            };
+            let outcome =
+                async { self.backend(server)?.chat(&server.model, prompt, options, left, trace_id).await }.await;
             let latency_ms = millis(started.elapsed());
             match outcome {
                 Ok(completion) => return Ok((completion, server.clone(), latency_ms, attempts)),
@@ -691,7 +706,13 @@ impl InferenceService {
         let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
         let mut last_error = format!("no online node serves `{model}`");
         for server in &servers {
-            let Ok(backend) = Backend::local(self.http.clone(), &server.endpoint) else { continue };
+            let backend = match self.backend(server) {
+                Ok(backend) => backend,
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
             match backend.embeddings(&server.model, &texts, Duration::from_secs(30)).await {
                 Ok(vectors) => {
                     for (a, v) in answers.iter_mut().zip(vectors) {
@@ -831,6 +852,24 @@ impl InferenceService {
         })
     }
 
+    /// Another node's request for this node's inference server (`POST /peer/v1/inference/PATH`,
+    /// already authenticated and allowed): passed on as it is, the response left unread so a
+    /// streamed answer streams back.
+    pub async fn serve_peer(
+        &self,
+        path: &str,
+        body: &Value,
+        trace_id: Option<&str>,
+    ) -> Result<reqwest::Response, InferenceError> {
+        let backend = self.own_backend()?;
+        let url = backend.api_url(path);
+        let send = backend.send(reqwest::Method::POST, &url, Some(body), None, trace_id);
+        match tokio::time::timeout(SINGLE_TIMEOUT, send).await {
+            Ok(outcome) => outcome.map_err(InferenceError::Backend),
+            Err(_) => Err(InferenceError::Backend(BackendError::Timeout { url, after: SINGLE_TIMEOUT })),
+        }
+    }
+
     /// The OpenAI API routed over the mesh (`POST /v1/chat/completions`, `/v1/completions`,
     /// `/v1/embeddings`): the request goes as it is to the best node serving `body.model`, the next
     /// one if that fails before answering. Returns the answering server's response unread, so a
@@ -842,7 +881,13 @@ impl InferenceService {
         let trace_id = new_trace_id();
         let mut attempts = Vec::new();
         for server in &servers {
-            let Ok(backend) = Backend::local(self.http.clone(), &server.endpoint) else { continue };
+            let backend = match self.backend(server) {
+                Ok(backend) => backend,
+                Err(e) => {
+                    attempts.push(Attempt::of(server, &e, 0));
+                    continue;
+                }
+            };
             let mut body = body.clone();
             body["model"] = json!(server.model);
             let url = backend.api_url(path);

@@ -24,6 +24,12 @@ pub enum BackendError {
     LoadFailed { url: String, model: String, reason: String },
     #[error("{url} answered something that is not an OpenAI-compatible response: {reason}")]
     BadResponse { url: String, reason: String },
+    /// Another node's sidecar turned this node away (401/403): its policy or its membership check.
+    #[error("{url} refused this node ({status}): {body}")]
+    Refused { url: String, status: u16, body: String },
+    /// This node could not sign a request to a peer (its own conductor): no other peer would do better.
+    #[error("cannot sign the request to {url}: {reason}")]
+    Unsigned { url: String, reason: String },
 }
 
 impl BackendError {
@@ -32,22 +38,39 @@ impl BackendError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BackendError::Status { status, .. } => *status >= 500 || matches!(status, 404 | 408 | 429),
-            BackendError::NotSupported { .. } | BackendError::LoadFailed { .. } => false,
+            BackendError::NotSupported { .. } | BackendError::LoadFailed { .. } | BackendError::Unsigned { .. } => {
+                false
+            }
             _ => true,
         }
     }
 }
 
 /// One OpenAI-compatible server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Backend {
-    /// Where `chat/completions` etc. hang: `<endpoint>/v1/` for LocalAI, the provider's base URL.
+    /// Where `chat/completions` etc. hang: `<endpoint>/v1/` for LocalAI, the provider's base URL,
+    /// `<sidecar>/peer/v1/inference/` for another node.
     api: url::Url,
-    /// LocalAI's root, for model management; none for cloud providers.
+    /// LocalAI's root, for model management; none for cloud providers and other nodes.
     root: Option<url::Url>,
-    api_key: Option<String>,
+    auth: Auth,
     http: reqwest::Client,
 }
+
+/// How requests to a server prove who sends them.
+#[derive(Clone)]
+enum Auth {
+    /// This node's own LocalAI.
+    None,
+    /// A cloud provider's API key.
+    Bearer(String),
+    /// Another node's sidecar: every request signed with this node's agent key.
+    Peer(crate::peer::PeerClient),
+}
+
+/// The route prefix on a node's sidecar under which other nodes reach its inference server.
+pub const PEER_INFERENCE_PATH: &str = "/peer/v1/inference/";
 
 /// A LocalAI model-management job (`/models/jobs/{id}`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -84,6 +107,12 @@ pub struct Completion {
     pub usage: Option<Value>,
 }
 
+/// Where a node's inference routes hang on its sidecar at `endpoint`.
+fn peer_api(endpoint: &str) -> Result<url::Url, String> {
+    let sidecar = url::Url::parse(endpoint).map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+    sidecar.join(PEER_INFERENCE_PATH).map_err(|e| e.to_string())
+}
+
 fn with_slash(mut url: url::Url) -> url::Url {
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
@@ -97,12 +126,18 @@ impl Backend {
     pub fn local(http: reqwest::Client, endpoint: &str) -> Result<Self, String> {
         let root = with_slash(url::Url::parse(endpoint).map_err(|e| format!("endpoint `{endpoint}`: {e}"))?);
         let api = root.join("v1/").map_err(|e| e.to_string())?;
-        Ok(Self { api, root: Some(root), api_key: None, http })
+        Ok(Self { api, root: Some(root), auth: Auth::None, http })
+    }
+
+    /// Another node's inference server, through that node's sidecar at `endpoint` (its advertised
+    /// peer URL): signed requests, and no model management (that is its operator's).
+    pub fn peer(http: reqwest::Client, endpoint: &str, peers: crate::peer::PeerClient) -> Result<Self, String> {
+        Ok(Self { api: peer_api(endpoint)?, root: None, auth: Auth::Peer(peers), http })
     }
 
     /// A cloud provider at its OpenAI-compatible base URL (`…/v1`).
     pub fn cloud(http: reqwest::Client, base_url: &url::Url, api_key: &str) -> Self {
-        Self { api: with_slash(base_url.clone()), root: None, api_key: Some(api_key.into()), http }
+        Self { api: with_slash(base_url.clone()), root: None, auth: Auth::Bearer(api_key.into()), http }
     }
 
     /// The server's root (LocalAI) or API base URL (cloud providers), for messages.
@@ -123,15 +158,30 @@ impl Backend {
         timeout: Option<Duration>,
         trace_id: Option<&str>,
     ) -> Result<reqwest::Response, BackendError> {
-        let mut request = self.http.request(method, url);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+        let body = match body {
+            Some(body) => serde_json::to_vec(body)
+                .map_err(|e| BackendError::BadResponse { url: url.into(), reason: format!("request body: {e}") })?,
+            None => Vec::new(),
+        };
+        let mut request = self.http.request(method.clone(), url);
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(key) => request = request.bearer_auth(key),
+            Auth::Peer(peers) => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| BackendError::Unreachable { url: url.into(), reason: e.to_string() })?;
+                let headers = peers
+                    .sign(method.as_str(), &parsed, &body)
+                    .await
+                    .map_err(|e| BackendError::Unsigned { url: url.into(), reason: e.to_string() })?;
+                request = request.headers(headers);
+            }
         }
         if let Some(trace) = trace_id {
             request = request.header(TRACE_HEADER, trace);
         }
-        if let Some(body) = body {
-            request = request.json(body);
+        if !body.is_empty() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
@@ -141,8 +191,12 @@ impl Backend {
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
-        Err(BackendError::Status { url: url.into(), status: status.as_u16(), body: error_text(&text) })
+        let (url, status, body) =
+            (url.to_string(), status.as_u16(), error_text(&response.text().await.unwrap_or_default()));
+        match (&self.auth, status) {
+            (Auth::Peer(_), 401 | 403) => Err(BackendError::Refused { url, status, body }),
+            _ => Err(BackendError::Status { url, status, body }),
+        }
     }
 
     async fn json(
@@ -364,6 +418,18 @@ mod tests {
         assert_eq!(cloud.api_url("chat/completions"), "https://api.example.com/v1/chat/completions");
         assert!(matches!(cloud.management("models/apply", "loading"), Err(BackendError::NotSupported { .. })));
         assert!(Backend::local(reqwest::Client::new(), "not a url").is_err());
+    }
+
+    #[test]
+    fn another_node_is_asked_through_its_sidecars_peer_routes() {
+        for endpoint in ["http://10.0.0.2:7781", "http://10.0.0.2:7781/", "http://10.0.0.2:7781/v1"] {
+            let api = peer_api(endpoint).unwrap().join("chat/completions").unwrap();
+            assert_eq!(api.as_str(), "http://10.0.0.2:7781/peer/v1/inference/chat/completions", "{endpoint}");
+        }
+        assert!(peer_api("10.0.0.2:7781").is_err(), "an advert's endpoint without a scheme");
+        let refused = BackendError::Refused { url: "u".into(), status: 403, body: "closed".into() };
+        assert!(refused.is_retryable(), "one node's refusal does not end the query");
+        assert!(!BackendError::Unsigned { url: "u".into(), reason: "conductor".into() }.is_retryable());
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct NodeSettings {
     pub heartbeat_secs: Option<u32>,
     pub advert_refresh: Duration,
     pub sources: ProbeSources,
+    /// Where other nodes' sidecars reach this one's peer routes (its peer listener, or the loopback
+    /// API for nodes on one machine): the inference endpoint the advert names, since peers ask this
+    /// node's sidecar, never its LocalAI port. Set when the API is bound.
+    pub peer_endpoint: Option<String>,
     pub max_batch_size: u32,
     pub tokens_per_second: u32,
     pub vector_shards: u32,
@@ -339,7 +343,7 @@ pub fn build_advert(settings: &NodeSettings, probe: &Probe, availability: Availa
             models_loaded: probe.models_loaded.clone(),
             max_batch_size: settings.max_batch_size,
             tokens_per_second: settings.tokens_per_second,
-            endpoint: settings.sources.localai_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
+            endpoint: settings.sources.localai_url.as_ref().and(settings.peer_endpoint.clone()),
         },
         memory: Memory { vector_shards: settings.vector_shards, redis_memory_gb: settings.redis_memory_gb },
         network: Network { bandwidth_mbps: settings.bandwidth_mbps, region: settings.region.clone() },
