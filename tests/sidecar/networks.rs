@@ -8,19 +8,6 @@ use std::time::Duration;
 use super::harness::*;
 use crate::support::repo_root;
 
-/// A node's data dir and the host it runs on.
-struct Node {
-    data: std::path::PathBuf,
-    host: Option<String>,
-}
-
-/// `ripple ARGS` for `node` with the test manifests: (exit code, stdout, stderr).
-fn run(node: &Node, manifests: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--data", node.data.to_str().unwrap(), "--manifests", manifests.to_str().unwrap(), "--json"];
-    full.extend_from_slice(args);
-    ripple_on(node.host.as_deref(), &full)
-}
-
 fn json(what: &str, (code, out, err): (i32, String, String)) -> serde_json::Value {
     assert_eq!(code, 0, "{what}: exit {code}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: {e}: {out}"))
@@ -28,13 +15,13 @@ fn json(what: &str, (code, out, err): (i32, String, String)) -> serde_json::Valu
 
 /// The first start of a node on an invitation network without an invitation: refused (exit 2)
 /// before it installs, with the key it must be invited by. Returns that key.
-fn refused_first_start(data: &Node, manifests: &std::path::Path, file: &str) -> String {
+fn refused_first_start(data: &HostNode, manifests: &std::path::Path, file: &str) -> String {
     let happ = happ();
     let args = ["up", "--network", file, "--api", "127.0.0.1:0", "--happ", happ.to_str().unwrap()];
-    let (code, _, err) = run(data, manifests, &args);
+    let (code, _, err) = data.run(manifests, &args);
     assert_eq!(code, 2, "an uninvited node is bad input: {err}");
     assert!(err.contains("network `lab` admits only invited agents"), "{err}");
-    let record = json("network show", run(data, manifests, &["network", "show"]));
+    let record = json("network show", data.run(manifests, &["network", "show"]));
     let key = record["agent_key"].as_str().expect("the key it was refused with is kept").to_string();
     assert!(err.contains(&format!("ripple network invite {key}")), "the refusal names the key to invite: {err}");
     assert!(record["invitation"].is_null());
@@ -42,7 +29,7 @@ fn refused_first_start(data: &Node, manifests: &std::path::Path, file: &str) -> 
 }
 
 /// GET `url` from `node`'s host with `headers`, as another machine would: (status, body).
-fn http_get(node: &Node, url: &str, headers: &[(&str, String)]) -> (u16, String) {
+fn http_get(node: &HostNode, url: &str, headers: &[(&str, String)]) -> (u16, String) {
     const SCRIPT: &str = "import json, sys, urllib.request, urllib.error\n\
 req = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))\n\
 try:\n    r = urllib.request.urlopen(req, timeout=30); print(r.status); print(len(r.read()))\n\
@@ -86,7 +73,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let file_arg = file.to_str().unwrap().to_string();
     let happ = happ();
     let lan = Lan::new(3).map_err(|why| eprintln!("no test hosts ({why}): every node runs on this machine's loopback"));
-    let node = |i: usize, name: &str| Node {
+    let node = |i: usize, name: &str| HostNode {
         data: tmp.path().join(name),
         host: lan.as_ref().ok().map(|lan| lan.hosts[i].name.clone()),
     };
@@ -99,8 +86,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let admin_data = node(0, "admin");
     let created = json(
         "network create",
-        run(
-            &admin_data,
+        admin_data.run(
             &m,
             &[
                 "network",
@@ -125,7 +111,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     for role in ["agent_registry", "resource_mesh", "policy_store", "artifact_index", "memory_shards"] {
         assert_eq!(network["network"]["dna_properties"][role]["network_admins"], serde_json::json!([admin_key]));
     }
-    let again = run(&admin_data, &m, &["network", "create", "lab2", "--listen", &listen, "--out", "/dev/null"]);
+    let again = admin_data.run(&m, &["network", "create", "lab2", "--listen", &listen, "--out", "/dev/null"]);
     assert_eq!(again.0, 2, "one network per data dir: {}", again.2);
     assert!(again.2.contains("belongs to network `lab`"), "{}", again.2);
 
@@ -156,7 +142,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert_eq!(admin.agent(), admin_key);
     assert!(admin.ready.status.diagnostics.serving_bootstrap);
     let exported = tmp.path().join("exported.json");
-    run(&admin_data, &m, &["network", "show", "--out", exported.to_str().unwrap()]);
+    admin_data.run(&m, &["network", "show", "--out", exported.to_str().unwrap()]);
     assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(&file).unwrap(), "show --out writes the same file");
 
     // A member: refused first and told its key, invited, then joins and is seen.
@@ -165,15 +151,14 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let invitation = tmp.path().join("member-invitation.json");
     let invited = json(
         "network invite",
-        run(&admin_data, &m, &["network", "invite", &member_key, "--out", invitation.to_str().unwrap()]),
+        admin_data.run(&m, &["network", "invite", &member_key, "--out", invitation.to_str().unwrap()]),
     );
     assert_eq!(invited["invitee"], member_key.as_str());
 
     // A stranger with the member's invitation: refused before it installs.
     let stranger_data = node(2, "stranger");
     let stranger_key = refused_first_start(&stranger_data, &m, &file_arg);
-    let (code, _, err) = run(
-        &stranger_data,
+    let (code, _, err) = stranger_data.run(
         &m,
         &[
             "up",
@@ -197,12 +182,12 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
         ..Launch::node(tmp.path(), &manifests, &file_arg, "member", &member_extra)
     });
     assert_eq!(member.agent(), member_key);
-    let record = json("network show", run(&member_data, &m, &["network", "show"]));
+    let record = json("network show", member_data.run(&m, &["network", "show"]));
     assert_eq!(record["invitation"]["admin"], admin_key.as_str(), "the invitation is kept for restarts");
     // Each sees the other, across hosts: the bootstrap+relay on the admin's address carries them.
     for (from, to) in [(&admin_data, &member_key), (&member_data, &admin_key)] {
         eventually("a node sees the other's advert", Duration::from_secs(240), || async {
-            let (code, out, err) = run(from, &m, &["peers"]);
+            let (code, out, err) = from.run(&m, &["peers"]);
             let peers: Vec<serde_json::Value> = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
             let agents: Vec<&str> = peers.iter().filter_map(|p| p["agent_pubkey"].as_str()).collect();
             agents.contains(&to.as_str()).then_some(()).ok_or(format!("{agents:?}"))
@@ -215,11 +200,11 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let content = pseudo_random_bytes(2 << 20, 24);
     let file = tmp.path().join("weights.bin");
     std::fs::write(&file, &content).unwrap();
-    let added = json("artifact add", run(&admin_data, &m, &["artifact", "add", file.to_str().unwrap()]));
+    let added = json("artifact add", admin_data.run(&m, &["artifact", "add", file.to_str().unwrap()]));
     let cid = added["cid"].as_str().unwrap().to_string();
     let out = tmp.path().join("fetched.bin");
     let got = eventually("the member fetches the artifact", Duration::from_secs(120), || async {
-        let (code, out_json, err) = run(&member_data, &m, &["artifact", "get", &cid, "-o", out.to_str().unwrap()]);
+        let (code, out_json, err) = member_data.run(&m, &["artifact", "get", &cid, "-o", out.to_str().unwrap()]);
         if code != 0 {
             return Err(err);
         }
@@ -233,11 +218,8 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     // Inference on the member's host is answered by the admin's loopback-only server, through the
     // admin's peer listener (the advert names the sidecar, not the server).
     let answer = eventually("the member sees the admin's model", Duration::from_secs(120), || async {
-        let (code, out, err) = run(
-            &member_data,
-            &m,
-            &["infer", "--model", "smol-lab", "--max-tokens", "16", "What is the capital of France?"],
-        );
+        let (code, out, err) = member_data
+            .run(&m, &["infer", "--model", "smol-lab", "--max-tokens", "16", "What is the capital of France?"]);
         if code != 0 {
             return Err(err);
         }
@@ -277,23 +259,23 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let data = tmp.path().join("closed.json");
     std::fs::write(&data, r#"{"blocked_callers": [], "closed_routes": ["artifacts.content"]}"#).unwrap();
     let publish = ["policy", "publish", rego.to_str().unwrap(), "--data-json", data.to_str().unwrap()];
-    json("policy publish", run(&admin_data, &m, &publish));
+    json("policy publish", admin_data.run(&m, &publish));
     let second = tmp.path().join("second.bin");
     std::fs::write(&second, pseudo_random_bytes(1 << 16, 25)).unwrap();
-    let added = json("artifact add", run(&admin_data, &m, &["artifact", "add", second.to_str().unwrap()]));
+    let added = json("artifact add", admin_data.run(&m, &["artifact", "add", second.to_str().unwrap()]));
     let second_cid = added["cid"].as_str().unwrap().to_string();
     let refused = eventually("the closed route refuses the member", Duration::from_secs(60), || async {
-        let (code, _, err) = run(&member_data, &m, &["artifact", "get", &second_cid, "-o", "/dev/null"]);
+        let (code, _, err) = member_data.run(&m, &["artifact", "get", &second_cid, "-o", "/dev/null"]);
         (code != 0 && err.contains("403")).then_some(err.clone()).ok_or(format!("exit {code}: {err}"))
     })
     .await;
     assert!(refused.contains("does not serve artifacts.content to peers"), "{refused}");
-    let decisions = json("policy decisions", run(&admin_data, &m, &["policy", "decisions", "--node", &admin_key]));
+    let decisions = json("policy decisions", admin_data.run(&m, &["policy", "decisions", "--node", &admin_key]));
     let denied = decisions.as_array().unwrap().iter().any(|d| d["action"] == "peer.request" && d["allowed"] == false);
     assert!(denied, "the denial is a recorded Decision: {decisions}");
 
     // Only admins invite.
-    let (code, _, err) = run(&member_data, &m, &["network", "invite", &stranger_key]);
+    let (code, _, err) = member_data.run(&m, &["network", "invite", &stranger_key]);
     assert_ne!(code, 0);
     assert!(err.contains("is not an admin of network `lab`"), "{err}");
 

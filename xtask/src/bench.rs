@@ -24,6 +24,10 @@ pub enum Suite {
     Shards,
     /// moe_query wall time vs the slowest single model in the same run (goal ≤ 1.2×), reducer overhead.
     Inference,
+    /// The peer data plane between two test hosts (root: network namespaces): a 64 MB artifact get
+    /// vs the holder's IPFS directly (goal ≤ 1.3×), inference overhead over the remote server
+    /// (goal ≤ 15 ms), a peer request's check (goal ≤ 0.5 ms).
+    Net,
     /// The test suite itself, from the runs `cargo xtask test` recorded: the newest full cold and
     /// warm runs' minutes by step, and the ten slowest tests. Runs nothing.
     Ci,
@@ -40,6 +44,7 @@ impl Suite {
             Suite::Policy => "policy",
             Suite::Shards => "shards",
             Suite::Inference => "inference",
+            Suite::Net => "net",
             Suite::Ci => "ci",
         }
     }
@@ -59,6 +64,9 @@ impl Suite {
             Suite::Inference => {
                 "the `ripple` binary (release) with its embedded Holochain 0.7.1 conductor and llama.cpp servers (xllamacpp) on loopback"
             }
+            Suite::Net => {
+                "two `ripple` nodes (release, embedded Holochain 0.7.1) on two test hosts, with js-ipfs 0.66.1 daemons and a llama.cpp server (xllamacpp)"
+            }
             Suite::Ci => "`cargo xtask test` as `.ci/run` runs it (tests on the release build)",
         }
     }
@@ -74,10 +82,10 @@ pub async fn run(ws: &Workspace, suite: Suite) -> anyhow::Result<()> {
         return record(ws, suite, &body);
     }
     crate::build::build(ws).await?;
-    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards | Suite::Inference) {
+    if matches!(suite, Suite::Node | Suite::Mcp | Suite::Artifacts | Suite::Shards | Suite::Inference | Suite::Net) {
         ws.build_sidecar()?;
     }
-    if matches!(suite, Suite::Artifacts | Suite::Inference) {
+    if matches!(suite, Suite::Artifacts | Suite::Inference | Suite::Net) {
         crate::clients::install(ws)?;
     }
     let name = suite.name();

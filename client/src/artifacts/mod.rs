@@ -30,8 +30,13 @@ use replication::{grace_windows, responsible, Candidate, RepairGate, StoragePoli
 pub const ROLE: &str = "artifact_index";
 /// A pinned CID starts streaming at once; allow for a busy daemon.
 const LOCAL_FIRST_BYTE: Duration = Duration::from_secs(30);
-/// An unpinned CID may still be in the daemon's cache; an absent one never answers (offline).
-const CACHE_PROBE: Duration = Duration::from_secs(2);
+/// An unpinned CID may still be in the daemon's cache. Kubo says at once when it is not; js-ipfs
+/// never answers for an absent block, so this bounds the wait (replicas are asked meanwhile).
+const CACHE_PROBE: Duration = Duration::from_millis(500);
+/// Why bytes are not served from this node's own IPFS.
+const NOT_LOCAL: &str = "not in this node's IPFS";
+/// Chunks a fetched artifact's cache copy may lag behind its reader.
+const CACHE_LAG_CHUNKS: usize = 16;
 const GB: u64 = 1_000_000_000;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ArtifactError>> + Send>>;
@@ -342,52 +347,160 @@ impl ArtifactService {
         if kubo.is_pinned(cid).await? {
             return Ok((boxed(kubo.cat(cid, LOCAL_FIRST_BYTE).await?), "this node's IPFS (pinned)".into()));
         }
-        if let Ok(stream) = kubo.cat(cid, CACHE_PROBE).await {
-            return Ok((boxed(stream), "this node's IPFS (cache)".into()));
-        }
+        let cached = |stream| Ok((boxed(stream), "this node's IPFS (cache)".to_string()));
+        let probe = kubo.cat(cid, CACHE_PROBE);
         if local_only {
-            return Err(ArtifactError::Unavailable { cid: cid.into(), tried: vec!["not in this node's IPFS".into()] });
+            return match probe.await {
+                Ok(stream) => cached(stream),
+                Err(_) => Err(ArtifactError::Unavailable { cid: cid.into(), tried: vec![NOT_LOCAL.into()] }),
+            };
         }
-        let source = self.fetch_from_replicas(cid, AddMode::Cache).await?;
-        Ok((boxed(kubo.cat(cid, LOCAL_FIRST_BYTE).await?), source))
+        // The cache probe and the replicas at once: a daemon that lacks the block may take the
+        // whole probe window to say so (js-ipfs never does), and a cached block answers in ms.
+        let remote = self.open_from_replicas(kubo, cid);
+        tokio::pin!(probe, remote);
+        tokio::select! {
+            biased;
+            probed = &mut probe => match probed {
+                Ok(stream) => cached(stream),
+                Err(_) => remote.await,
+            },
+            fetched = &mut remote => match fetched {
+                Ok(opened) => Ok(opened),
+                Err(e) => probe.await.map_or(Err(e), cached),
+            },
+        }
+    }
+
+    /// The bytes of `cid` from the first live replica on another node that serves them, cached
+    /// here as they are read.
+    async fn open_from_replicas(&self, kubo: &Kubo, cid: &str) -> Result<(ByteStream, String), ArtifactError> {
+        let mut tried = vec![NOT_LOCAL.to_string()];
+        for candidate in self.replica_urls(cid).await? {
+            match self.ask_replica(&candidate).await {
+                Ok(response) => {
+                    let peer = Box::pin(response.bytes_stream().map_err(std::io::Error::other));
+                    return Ok((Self::cache_while_reading(kubo.clone(), cid, peer), candidate.source()));
+                }
+                Err(why) => tried.push(why),
+            }
+        }
+        Err(ArtifactError::Unavailable { cid: cid.into(), tried })
+    }
+
+    /// Passes a replica's bytes on as they arrive while adding them to this node's IPFS (a cache),
+    /// at the pace of the slower of the two. The stream ends with an error when the bytes' content
+    /// address is not `cid` (their reader also checks the registered sha256); failing to cache is
+    /// only logged.
+    fn cache_while_reading(
+        kubo: Kubo,
+        cid: &str,
+        peer: impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+    ) -> ByteStream {
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CACHE_LAG_CHUNKS);
+        let copies = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+        let cache = kubo.clone();
+        let add = tokio::spawn(async move { cache.add(copies, AddMode::Cache, |_| {}).await });
+        let state = (peer, Some(tx), Some(add), kubo, cid.to_string());
+        Box::pin(futures::stream::unfold(Some(state), |state| async move {
+            let (mut peer, tx, add, kubo, cid) = state?;
+            match peer.next().await {
+                Some(Ok(chunk)) => {
+                    // A closed channel means the cache copy failed; reading goes on without it.
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(Ok(chunk.clone())).await;
+                    }
+                    Some((Ok(chunk), Some((peer, tx, add, kubo, cid))))
+                }
+                Some(Err(e)) => {
+                    let reason = format!("the replica's answer broke off: {e}");
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(Err(std::io::Error::other(reason.clone()))).await;
+                    }
+                    Some((Err(ArtifactError::Io { what: format!("{cid} from a replica"), reason }), None))
+                }
+                None => {
+                    drop(tx);
+                    let added = add?.await;
+                    match added {
+                        Ok(Ok(added)) if added.cid == cid => None,
+                        Ok(Ok(added)) => {
+                            let _ = kubo.pin_rm(&added.cid).await;
+                            let reason = format!(
+                                "the replica served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong",
+                                added.cid, added.sha256
+                            );
+                            Some((Err(ArtifactError::Io { what: format!("{cid} from a replica"), reason }), None))
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!("artifacts: {cid} was read from a replica but not cached here: {e}");
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!("artifacts: caching {cid} stopped: {e}");
+                            None
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
+    /// The peer routes of `cid`'s live replicas on other nodes, as the replicas list them.
+    async fn replica_urls(&self, cid: &str) -> Result<Vec<ReplicaUrl>, ArtifactError> {
+        let replicas: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
+        Ok(replicas
+            .iter()
+            .filter(|r| r.live && r.holder != self.mesh.agent)
+            .filter_map(|r| {
+                let endpoint = r.claim.endpoint.as_ref()?.trim_end_matches('/').to_string();
+                let url = format!("{endpoint}/peer/v1/artifacts/{cid}");
+                Some(ReplicaUrl { holder: r.holder.to_string(), endpoint, url })
+            })
+            .collect())
+    }
+
+    /// A signed GET of a replica's peer route, or why it did not serve the bytes.
+    async fn ask_replica(&self, replica: &ReplicaUrl) -> Result<reqwest::Response, String> {
+        let url = &replica.url;
+        match self.peers.get(url).await {
+            Ok(r) if r.status().is_success() => Ok(r),
+            Ok(r) => {
+                let status = r.status();
+                // The holder says why (`{"error": …}`): a refusal by its policy, a missing pin.
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let why = body["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                Err(format!("{url} answered {status}{why}"))
+            }
+            Err(e) => Err(format!("{url}: {e}")),
+        }
     }
 
     /// Copies `cid` from the first live replica that serves bytes with that content address into
     /// this node's IPFS (`mode`: cache or pin). Returns which replica it was.
     async fn fetch_from_replicas(&self, cid: &str, mode: AddMode) -> Result<String, ArtifactError> {
         let kubo = self.kubo()?;
-        let replicas: Vec<ReplicaRecord> = self.mesh.call(ROLE, "replication", "get_replicas_for_cid", &cid).await?;
         let mut tried = vec![];
-        for replica in replicas.iter().filter(|r| r.live && r.holder != self.mesh.agent) {
-            let Some(endpoint) = &replica.claim.endpoint else { continue };
-            let url = format!("{}/peer/v1/artifacts/{cid}", endpoint.trim_end_matches('/'));
-            let response = match self.peers.get(&url).await {
-                Ok(r) if r.status().is_success() => r,
-                Ok(r) => {
-                    let status = r.status();
-                    // The holder says why (`{"error": …}`): a refusal by its policy, a missing pin.
-                    let body: serde_json::Value = r.json().await.unwrap_or_default();
-                    let why = body["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
-                    tried.push(format!("{url} answered {status}{why}"));
-                    continue;
-                }
-                Err(e) => {
-                    tried.push(format!("{url}: {e}"));
+        for replica in self.replica_urls(cid).await? {
+            let response = match self.ask_replica(&replica).await {
+                Ok(response) => response,
+                Err(why) => {
+                    tried.push(why);
                     continue;
                 }
             };
             let stream = response.bytes_stream().map_err(std::io::Error::other);
             match kubo.add(stream, mode, |_| {}).await {
-                Ok(added) if added.cid == cid => return Ok(format!("replica of {} at {endpoint}", replica.holder)),
+                Ok(added) if added.cid == cid => return Ok(replica.source()),
                 Ok(added) => {
                     // Not what was asked for: drop it and say so.
                     let _ = kubo.pin_rm(&added.cid).await;
                     tried.push(format!(
-                        "{url} served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong, ignored",
-                        added.cid, added.sha256
+                        "{} served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong, ignored",
+                        replica.url, added.cid, added.sha256
                     ));
                 }
-                Err(e) => tried.push(format!("{url}: {e}")),
+                Err(e) => tried.push(format!("{}: {e}", replica.url)),
             }
         }
         Err(ArtifactError::Unavailable { cid: cid.into(), tried })
@@ -421,7 +534,15 @@ impl ArtifactService {
         };
         let (mut hasher, mut size, mut inline) = (sha2::Sha256::new(), 0u64, Vec::new());
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    if let Some(tmp) = &tmp {
+                        let _ = std::fs::remove_file(tmp); // nothing half-written stays behind
+                    }
+                    return Err(e);
+                }
+            };
             hasher.update(&chunk);
             size += chunk.len() as u64;
             match &mut file {
@@ -834,6 +955,20 @@ pub fn check_cid(cid: &str) -> Result<(), ArtifactError> {
         Ok(())
     } else {
         Err(ArtifactError::BadInput(format!("`{cid}` is not a CID (CIDv0 Qm… or CIDv1 b…/z…)")))
+    }
+}
+
+/// A live replica's peer route for one artifact.
+struct ReplicaUrl {
+    holder: String,
+    endpoint: String,
+    url: String,
+}
+
+impl ReplicaUrl {
+    /// Where the bytes came from, as `get` reports it.
+    fn source(&self) -> String {
+        format!("replica of {} at {}", self.holder, self.endpoint)
     }
 }
 
