@@ -1,6 +1,9 @@
 //! Networks operators create: `ripple network create` makes one with this node as admin,
 //! `ripple network invite` admits a node by its key, and `ripple up --network FILE --invite FILE`
 //! joins. A node without an invitation, or with someone else's, is refused before it installs.
+//! Across the hosts: artifact bytes and inference (a llama.cpp server on the admin's loopback) go
+//! through the sidecars' signed peer routes, an allocation is granted by the other host's node,
+//! and the peer listener refuses unsigned, stale, replayed, forged and non-member requests.
 //! Each node runs on its own test host (a network namespace with its own IP and loopback) where
 //! this machine allows it, else all on this machine's loopback.
 use std::time::Duration;
@@ -46,13 +49,13 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// Peer-request headers signed by a fresh key that has never joined the network.
-fn stranger_headers(seed: &str, path: &str, nonce: &str) -> Vec<(&'static str, String)> {
+/// Peer-request headers signed by a fresh key that has never joined the network, `age_ms` old.
+fn stranger_headers(seed: &str, path: &str, nonce: &str, age_ms: i64) -> Vec<(&'static str, String)> {
     use base64::Engine;
     let (mut public, mut secret) = ([0u8; 32], [0u8; 64]);
     sodoken::sign::keypair(&mut public, &mut secret).unwrap();
     let agent = holochain::prelude::AgentPubKey::from_raw_32(public.to_vec());
-    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let time = ripple::peer::now_ms() - age_ms;
     let mut signature = [0u8; 64];
     let message = ripple::peer::message(seed, "GET", path, time, nonce, b"");
     sodoken::sign::sign_detached(&mut signature, &message, &secret).unwrap();
@@ -231,6 +234,21 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(answer["failed_attempts"].as_array().unwrap().is_empty(), "{answer}");
     assert!(!answer["response"].as_str().unwrap_or_default().is_empty(), "{answer}");
 
+    // An allocation across hosts: the member asks twice for all of a machine's cores; its own
+    // node takes the first, and the admin's provider grants the second through the DHT.
+    let cores = eventually("the member sees both offers", Duration::from_secs(120), || async {
+        let (code, out, err) = member_data.run(&m, &["available"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+        let online: Vec<&serde_json::Value> = rows.iter().filter(|r| r["state"] == "online").collect();
+        (online.len() == 2).then(|| online[0]["offered"]["cpu_cores"].to_string()).ok_or(format!("{rows:?}"))
+    })
+    .await;
+    let allocate = ["allocate", "compute", "--cpu", &cores, "--duration", "600"];
+    let own = json("allocate", member_data.run(&m, &allocate));
+    assert_eq!(own["node_name"], "member", "{own}");
+    let remote = json("allocate", member_data.run(&m, &allocate));
+    assert_eq!(remote["node_name"], "admin", "granted on the admin's host: {remote}");
+
     // The admin's peer listener lets no stranger in, and serves nothing but the peer routes.
     let path = format!("/peer/v1/artifacts/{cid}");
     let url = format!("http://{admin_peer}{path}");
@@ -238,18 +256,22 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let (status, body) = http_get(&member_data, &url, &[]);
     assert_eq!(status, 401, "unsigned: {body}");
     assert!(body.contains("without the `ripple-agent` header"), "{body}");
-    let stranger = stranger_headers(seed, &path, "0123456789abcdef0123456789abcdef");
+    let stranger = stranger_headers(seed, &path, "0123456789abcdef0123456789abcdef", 0);
     let (status, body) = http_get(&member_data, &url, &stranger);
     assert_eq!(status, 403, "signed by a non-member: {body}");
     assert!(body.contains("is not a member of this network"), "{body}");
     let (status, body) = http_get(&member_data, &url, &stranger);
     assert_eq!(status, 401, "the same request again: {body}");
     assert!(body.contains("replay"), "{body}");
-    let mut forged = stranger_headers(seed, "/peer/v1/artifacts/another", "fedcba9876543210fedcba9876543210");
+    let mut forged = stranger_headers(seed, "/peer/v1/artifacts/another", "fedcba9876543210fedcba9876543210", 0);
     forged[0].1 = member_key.clone();
     let (status, body) = http_get(&member_data, &url, &forged);
     assert_eq!(status, 401, "a member's name on another key's signature: {body}");
     assert!(body.contains("signature does not verify"), "{body}");
+    let stale = stranger_headers(seed, &path, "00000000000000000000000000000001", 60_000);
+    let (status, body) = http_get(&member_data, &url, &stale);
+    assert_eq!(status, 401, "signed a minute ago: {body}");
+    assert!(body.contains("is stale"), "{body}");
     let (status, _) = http_get(&member_data, &format!("http://{admin_peer}/status"), &[]);
     assert_eq!(status, 404, "no operator route on the peer listener");
 
