@@ -400,28 +400,22 @@ impl ArtifactService {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CACHE_LAG_CHUNKS);
         let copies = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
         let cache = kubo.clone();
-        let add = tokio::spawn(async move { cache.add(copies, AddMode::Cache, |_| {}).await });
-        let state = (peer, Some(tx), Some(add), kubo, cid.to_string());
-        Box::pin(futures::stream::unfold(Some(state), |state| async move {
-            let (mut peer, tx, add, kubo, cid) = state?;
+        let task = tokio::spawn(async move { cache.add(copies, AddMode::Cache, |_| {}).await });
+        let copy = CacheCopy { task: Some(task), tx: Some(tx) };
+        Box::pin(futures::stream::unfold(Some((peer, copy, kubo, cid.to_string())), |state| async move {
+            let (mut peer, mut copy, kubo, cid) = state?;
             match peer.next().await {
                 Some(Ok(chunk)) => {
-                    // A closed channel means the cache copy failed; reading goes on without it.
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(Ok(chunk.clone())).await;
-                    }
-                    Some((Ok(chunk), Some((peer, tx, add, kubo, cid))))
+                    copy.send(Ok(chunk.clone())).await;
+                    Some((Ok(chunk), Some((peer, copy, kubo, cid))))
                 }
                 Some(Err(e)) => {
                     let reason = format!("the replica's answer broke off: {e}");
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(Err(std::io::Error::other(reason.clone()))).await;
-                    }
+                    copy.send(Err(std::io::Error::other(reason.clone()))).await;
                     Some((Err(ArtifactError::Io { what: format!("{cid} from a replica"), reason }), None))
                 }
                 None => {
-                    drop(tx);
-                    let added = add?.await;
+                    let added = copy.finish().await?;
                     match added {
                         Ok(Ok(added)) if added.cid == cid => None,
                         Ok(Ok(added)) => {
@@ -955,6 +949,38 @@ pub fn check_cid(cid: &str) -> Result<(), ArtifactError> {
         Ok(())
     } else {
         Err(ArtifactError::BadInput(format!("`{cid}` is not a CID (CIDv0 Qm… or CIDv1 b…/z…)")))
+    }
+}
+
+/// The copy of a replica's bytes into this node's IPFS, fed as the reader reads. Dropped before
+/// `finish` (the reader went away, or the read failed), the add is aborted, so no truncated file
+/// ends up in IPFS.
+struct CacheCopy {
+    task: Option<tokio::task::JoinHandle<Result<kubo::Added, KuboError>>>,
+    tx: Option<tokio::sync::mpsc::Sender<std::io::Result<Bytes>>>,
+}
+
+impl CacheCopy {
+    /// Feeds the copy; a copy that already failed is left behind (reading goes on without it).
+    async fn send(&mut self, chunk: std::io::Result<Bytes>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(chunk).await;
+        }
+    }
+
+    /// Ends the input and waits for the add.
+    async fn finish(mut self) -> Option<Result<Result<kubo::Added, KuboError>, tokio::task::JoinError>> {
+        self.tx = None;
+        Some(self.task.take()?.await)
+    }
+}
+
+impl Drop for CacheCopy {
+    fn drop(&mut self) {
+        // Abort first: the sender, dropped after this, would otherwise end the input cleanly.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
