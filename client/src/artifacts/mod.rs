@@ -399,15 +399,14 @@ impl ArtifactService {
     ) -> ByteStream {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CACHE_LAG_CHUNKS);
         let copies = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
-        let cache = kubo.clone();
-        let task = tokio::spawn(async move { cache.add(copies, AddMode::Cache, |_| {}).await });
+        let task = tokio::spawn(async move { kubo.add(copies, AddMode::Cache, |_| {}).await });
         let copy = CacheCopy { task: Some(task), tx: Some(tx) };
-        Box::pin(futures::stream::unfold(Some((peer, copy, kubo, cid.to_string())), |state| async move {
-            let (mut peer, mut copy, kubo, cid) = state?;
+        Box::pin(futures::stream::unfold(Some((peer, copy, cid.to_string())), |state| async move {
+            let (mut peer, mut copy, cid) = state?;
             match peer.next().await {
                 Some(Ok(chunk)) => {
                     copy.send(Ok(chunk.clone())).await;
-                    Some((Ok(chunk), Some((peer, copy, kubo, cid))))
+                    Some((Ok(chunk), Some((peer, copy, cid))))
                 }
                 Some(Err(e)) => {
                     let reason = format!("the replica's answer broke off: {e}");
@@ -418,12 +417,9 @@ impl ArtifactService {
                     let added = copy.finish().await?;
                     match added {
                         Ok(Ok(added)) if added.cid == cid => None,
+                        // Unpinned, so nothing to undo: the daemon's GC drops the wrong blocks.
                         Ok(Ok(added)) => {
-                            let _ = kubo.pin_rm(&added.cid).await;
-                            let reason = format!(
-                                "the replica served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong",
-                                added.cid, added.sha256
-                            );
+                            let reason = not_the_cid("the replica", &added, &cid);
                             Some((Err(ArtifactError::Io { what: format!("{cid} from a replica"), reason }), None))
                         }
                         Ok(Err(e)) => {
@@ -489,10 +485,7 @@ impl ArtifactService {
                 Ok(added) => {
                     // Not what was asked for: drop it and say so.
                     let _ = kubo.pin_rm(&added.cid).await;
-                    tried.push(format!(
-                        "{} served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong, ignored",
-                        replica.url, added.cid, added.sha256
-                    ));
+                    tried.push(format!("{}, ignored", not_the_cid(&replica.url, &added, cid)));
                 }
                 Err(e) => tried.push(format!("{}: {e}", replica.url)),
             }
@@ -982,6 +975,11 @@ impl Drop for CacheCopy {
             task.abort();
         }
     }
+}
+
+/// What a replica that served other bytes than `cid` is told it did.
+fn not_the_cid(who: &str, added: &kubo::Added, cid: &str) -> String {
+    format!("{who} served bytes whose CID is {} (sha256 {}), not {cid}: tampered or wrong", added.cid, added.sha256)
 }
 
 /// A live replica's peer route for one artifact.
