@@ -148,6 +148,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/shards/map", get(shards_map))
         .route("/shards/claims", get(shards_claims))
         .route("/shards/checkpoints", post(shards_checkpoint))
+        .route("/shards/checkpoints/snapshot", post(shards_checkpoint_snapshot))
+        .route("/shards/snapshot", get(shards_snapshot))
         .route("/inference/models", get(inference_models))
         .route(
             "/inference/policy",
@@ -433,8 +435,12 @@ async fn resources_usage(State(s): State<Arc<ApiState>>) -> Result<Json<resource
 /// Bad input is 400, an unknown or unobtainable CID 404, no IPFS here 409, IPFS or the conductor
 /// failing 502.
 fn artifact_error(e: crate::artifacts::ArtifactError) -> ApiError {
+    artifact_failure(&e)
+}
+
+fn artifact_failure(e: &crate::artifacts::ArtifactError) -> ApiError {
     use crate::artifacts::ArtifactError;
-    let status = match &e {
+    let status = match e {
         ArtifactError::BadInput(_) | ArtifactError::Io { .. } => StatusCode::BAD_REQUEST,
         ArtifactError::NotRegistered(_) | ArtifactError::Unavailable { .. } => StatusCode::NOT_FOUND,
         ArtifactError::NoIpfs => StatusCode::CONFLICT,
@@ -502,7 +508,7 @@ async fn artifacts_content(
     Ok((
         [
             (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/octet-stream")),
-            (header::HeaderName::from_static("x-ripple-source"), source),
+            (header::HeaderName::from_static(SOURCE_HEADER), source),
         ],
         axum::body::Body::from_stream(stream),
     )
@@ -562,6 +568,7 @@ fn shard_error(e: crate::shards::ShardError) -> ApiError {
         ShardError::Conflict(_) => StatusCode::CONFLICT,
         ShardError::Mesh(_) => StatusCode::BAD_GATEWAY,
         ShardError::Gate(e) => return gate_error(e),
+        ShardError::Snapshot(e) => return artifact_failure(e),
     };
     ApiError(status, e.to_string())
 }
@@ -637,6 +644,55 @@ async fn shards_checkpoint(
 ) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
     let request = body(request)?;
     Ok(Json(s.shards.checkpoint(&request, via(&headers)).await.map_err(shard_error)?))
+}
+
+/// `POST /shards/checkpoints/snapshot?shard=…&vector_count=…[&sequence=…][&collection=…]`: a
+/// checkpoint whose snapshot is the body's bytes, stored and offered to peers by this node.
+async fn shards_checkpoint_snapshot(
+    State(s): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    request: Result<Query<crate::shards::CheckpointRequest>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Body,
+) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
+    let Query(request) = request.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    Ok(Json(s.shards.checkpoint_with_snapshot(request, stream, via(&headers)).await.map_err(shard_error)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotQuery {
+    shard: u32,
+    collection: Option<String>,
+}
+
+/// The checkpoint a `GET /shards/snapshot` answer's bytes belong to (JSON).
+pub const CHECKPOINT_HEADER: &str = "x-ripple-checkpoint";
+/// Where the bytes of `GET /artifacts/{cid}/content` and `GET /shards/snapshot` came from.
+pub const SOURCE_HEADER: &str = "x-ripple-source";
+
+/// `GET /shards/snapshot?shard=…[&collection=…]`: the bytes of the shard's winning snapshot.
+async fn shards_snapshot(
+    State(s): State<Arc<ApiState>>,
+    q: Result<Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let (checkpoint, stream, source) =
+        s.shards.snapshot(q.collection.as_deref(), q.shard).await.map_err(shard_error)?;
+    let header_value =
+        |v: String| axum::http::HeaderValue::from_str(&v).unwrap_or(axum::http::HeaderValue::from_static("?"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static(SOURCE_HEADER), header_value(source)),
+            (
+                header::HeaderName::from_static(CHECKPOINT_HEADER),
+                header_value(serde_json::to_string(&checkpoint).unwrap_or_default()),
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// Statuses of inference failures: bad input 400, nothing serves the model 404, no consensus 409,

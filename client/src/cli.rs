@@ -200,15 +200,33 @@ pub enum ShardsCommand {
         /// Vectors in the replica.
         #[arg(long)]
         vectors: u64,
-        /// The IPFS CID of the replica's snapshot.
-        #[arg(long)]
+        /// The IPFS CID of the replica's snapshot (stored by the vector store itself).
+        #[arg(long, conflicts_with = "snapshot_file")]
         snapshot: Option<String>,
+        /// A file holding the replica's snapshot: stored in this node's IPFS and offered to the
+        /// other replicas through this node's peer route (`shards snapshot` fetches it); the
+        /// snapshot this replica offered before is released.
+        #[arg(long, value_name = "FILE")]
+        snapshot_file: Option<PathBuf>,
         /// The replica's write sequence [default: one after its last checkpoint].
         #[arg(long)]
         sequence: Option<u64>,
         /// The collection [default: the mesh's only one].
         #[arg(long)]
         collection: Option<String>,
+    },
+    /// Fetch the snapshot of SHARD's winning checkpoint (what a replica behind it syncs from),
+    /// from this node's IPFS or through its holder's peer route; its CID is checked.
+    Snapshot {
+        #[arg(long)]
+        shard: u32,
+        /// The collection [default: the mesh's only one].
+        #[arg(long)]
+        collection: Option<String>,
+        /// Where to write the bytes (`-`: standard output) [default: shard-SHARD.snapshot, or
+        /// COLLECTION.shard-SHARD.snapshot with --collection, in the current directory].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -1430,7 +1448,7 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
                     .collect()
             })
         }
-        ShardsCommand::Checkpoint { shard, vectors, snapshot, sequence, collection } => {
+        ShardsCommand::Checkpoint { shard, vectors, snapshot, snapshot_file, sequence, collection } => {
             let request = CheckpointRequest {
                 collection: collection.clone(),
                 shard: *shard,
@@ -1438,11 +1456,66 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
                 snapshot_cid: snapshot.clone(),
                 sequence: *sequence,
             };
-            let written: CheckpointView = api_json(data_dir, "shards/checkpoints", &request).await?;
+            let written: CheckpointView = match snapshot_file {
+                None => api_json(data_dir, "shards/checkpoints", &request).await?,
+                Some(path) => {
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))?;
+                    let run = RunFile::read(data_dir)?;
+                    let response = reqwest::Client::new()
+                        .post(format!("{}/shards/checkpoints/snapshot", run.api_url))
+                        .query(&request)
+                        .header(crate::api::VIA_HEADER, "cli")
+                        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+                        .send()
+                        .await?;
+                    decode(response).await?
+                }
+            };
             print(json, &written, |c| {
+                let snapshot = c.snapshot_cid.as_ref().map(|cid| format!(", snapshot {cid}")).unwrap_or_default();
                 format!(
-                    "checkpoint of shard {} replica {}: sequence {}, {} vectors ({})\n",
+                    "checkpoint of shard {} replica {}: sequence {}, {} vectors{snapshot} ({})\n",
                     c.shard, c.replica, c.sequence, c.vector_count, c.checkpoint_id
+                )
+            })
+        }
+        ShardsCommand::Snapshot { shard, collection, output } => {
+            let run = RunFile::read(data_dir)?;
+            let mut query = vec![("shard", shard.to_string())];
+            query.extend(collection.iter().map(|c| ("collection", c.clone())));
+            let response =
+                reqwest::Client::new().get(format!("{}/shards/snapshot", run.api_url)).query(&query).send().await?;
+            if !response.status().is_success() {
+                let _: serde_json::Value = decode(response).await?;
+                unreachable!("decode fails on an error status");
+            }
+            let header =
+                |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let source = header(crate::api::SOURCE_HEADER);
+            let checkpoint: CheckpointView = serde_json::from_str(&header(crate::api::CHECKPOINT_HEADER))
+                .map_err(|e| anyhow::anyhow!("the node's answer names no checkpoint: {e}"))?;
+            let to_stdout = output.as_deref() == Some(Path::new("-"));
+            let named = collection.as_ref().map(|c| format!("{c}.")).unwrap_or_default();
+            let target = output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(safe_file_name(&format!("{named}shard-{shard}.snapshot"))));
+            let (sha256, size) = write_checked(response, if to_stdout { None } else { Some(&target) }).await?;
+            if to_stdout {
+                return Ok(()); // the bytes are the output
+            }
+            let report = serde_json::json!({ "checkpoint": checkpoint, "sha256": sha256, "size": size,
+                "source": source, "written_to": target.display().to_string() });
+            print(json, &report, |_| {
+                format!(
+                    "wrote {} ({}, snapshot {} of shard {} at sequence {} by {}) from {source}\n",
+                    target.display(),
+                    human_bytes(size),
+                    checkpoint.snapshot_cid.as_deref().unwrap_or_default(),
+                    checkpoint.shard,
+                    checkpoint.sequence,
+                    short(&checkpoint.holder)
                 )
             })
         }
@@ -1982,8 +2055,12 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
                 let _: serde_json::Value = decode(response).await?;
                 unreachable!("decode fails on an error status");
             }
-            let source =
-                response.headers().get("x-ripple-source").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let source = response
+                .headers()
+                .get(crate::api::SOURCE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let to_stdout = output.as_deref() == Some(Path::new("-"));
             let target = output.clone().unwrap_or_else(|| PathBuf::from(safe_file_name(&registered.name)));
             let (sha256, size) = write_checked(response, if to_stdout { None } else { Some(&target) }).await?;
@@ -2132,14 +2209,23 @@ async fn write_checked(response: reqwest::Response, target: Option<&Path>) -> an
         None => Box::new(tokio::io::stdout()),
     };
     let mut stream = response.bytes_stream();
-    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-        let chunk = chunk?;
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        out.write_all(&chunk).await?;
+    let copied: anyhow::Result<()> = async {
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+        }
+        Ok(out.flush().await?)
     }
-    out.flush().await?;
+    .await;
     drop(out);
+    if let Err(e) = copied {
+        if let Some(tmp) = &tmp {
+            let _ = std::fs::remove_file(tmp); // nothing half-written is left behind
+        }
+        return Err(e);
+    }
     let sha256 = crate::artifacts::kubo::hex(&hasher.finalize());
     if let (Some(tmp), Some(target)) = (tmp, target) {
         std::fs::rename(&tmp, target)?;

@@ -259,7 +259,7 @@ impl Runtime {
             ArtifactService::new(mesh.clone(), node.clone(), storage_policy, endpoint, peers.clone(), policy.clone());
         let memory_policy =
             MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone());
+        let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone(), artifacts.clone());
         let inference_policies =
             InferencePolicies::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let inference = InferenceService::new(mesh.clone(), node.clone(), inference_policies, policy.clone(), peers);

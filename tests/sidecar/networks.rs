@@ -1,15 +1,17 @@
 //! Networks operators create: `ripple network create` makes one with this node as admin,
 //! `ripple network invite` admits a node by its key, and `ripple up --network FILE --invite FILE`
 //! joins. A node without an invitation, or with someone else's, is refused before it installs.
-//! Across the hosts: artifact bytes and inference (a llama.cpp server on the admin's loopback) go
-//! through the sidecars' signed peer routes, an allocation is granted by the other host's node,
-//! and the peer listener refuses unsigned, stale, replayed, forged and non-member requests.
+//! Across three hosts: artifact bytes, shard snapshots and inference (a llama.cpp server on the
+//! admin's loopback) go through the sidecars' signed peer routes, an allocation is granted by
+//! another host's node, every node routes shard keys alike, and the peer listener refuses
+//! unsigned, stale, replayed, forged and non-member requests.
 //! Each node runs on its own test host (a network namespace with its own IP and loopback) where
 //! this machine allows it, else all on this machine's loopback.
 use std::time::Duration;
 
 use super::harness::*;
 use crate::support::repo_root;
+use ripple::shards::{MapReport, RouteView};
 
 fn json(what: &str, (code, out, err): (i32, String, String)) -> serde_json::Value {
     assert_eq!(code, 0, "{what}: exit {code}: {err}");
@@ -72,6 +74,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let tmp = TempDir::new("networks");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
     let m = manifests.root.clone();
+    edit_policy(&manifests, "memory_policy.yaml", &[("scan_interval_seconds: 15", "scan_interval_seconds: 3")]);
     let file = tmp.path().join("lab.network.json");
     let file_arg = file.to_str().unwrap().to_string();
     let happ = happ();
@@ -120,7 +123,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
 
     // Each node has its own IPFS daemon on its own host's loopback, offline: the daemons cannot
     // reach each other, so artifact bytes can only cross through the sidecars' peer routes.
-    let ipfs: Vec<Ipfs> = [&admin_data, &node(1, "member")]
+    let ipfs: Vec<Ipfs> = [&admin_data, &node(1, "member"), &node(2, "third")]
         .iter()
         .enumerate()
         .map(|(i, n)| Ipfs::start_on(tmp.path(), &format!("ipfs-{i}"), n.host.as_deref()))
@@ -129,7 +132,10 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
         Ok(lan) => format!("{}:7781", lan.hosts[i].ip),
         Err(()) => format!("127.0.0.1:{}", free_port()),
     };
-    let (admin_peer, member_peer) = (peer_listen(0), peer_listen(1));
+    let (admin_peer, member_peer, third_peer) = (peer_listen(0), peer_listen(1), peer_listen(2));
+    // Every node has room for shard replicas, more than the collection below needs: placement fills
+    // shards one after another, so with no room to spare a shard may find only one holder.
+    let shard_room = ["--vector-shards", "6"];
 
     // The admin's inference server listens on its own host's loopback only: the mesh reaches it
     // through the admin's sidecar.
@@ -137,10 +143,14 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(llama.url.starts_with("http://127.0.0.1:"), "{}", llama.url);
 
     // It runs with no flags but the shared harness's, serving the network's bootstrap+relay.
-    let admin_extra = ["--ipfs-api-url", &ipfs[0].api_url, "--peer-listen", &admin_peer, "--localai-url", &llama.url];
+    let admin_extra = [
+        &["--ipfs-api-url", &ipfs[0].api_url, "--peer-listen", &admin_peer, "--localai-url", &llama.url],
+        &shard_room[..],
+    ]
+    .concat();
     let admin = Sidecar::start(Launch {
         host: admin_data.host.clone(),
-        ..Launch::node(tmp.path(), &manifests, &file_arg, "admin", &admin_extra)
+        ..Launch::node(tmp.path(), &manifests, &file_arg, "admin", &admin_extra[..])
     });
     assert_eq!(admin.agent(), admin_key);
     assert!(admin.ready.status.diagnostics.serving_bootstrap);
@@ -158,10 +168,10 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     );
     assert_eq!(invited["invitee"], member_key.as_str());
 
-    // A stranger with the member's invitation: refused before it installs.
-    let stranger_data = node(2, "stranger");
-    let stranger_key = refused_first_start(&stranger_data, &m, &file_arg);
-    let (code, _, err) = stranger_data.run(
+    // A third machine with the member's invitation: refused before it installs.
+    let third_data = node(2, "third");
+    let third_key = refused_first_start(&third_data, &m, &file_arg);
+    let (code, _, err) = third_data.run(
         &m,
         &[
             "up",
@@ -176,47 +186,81 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
         ],
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("it invites {member_key}, not this node ({stranger_key})")), "{err}");
+    assert!(err.contains(&format!("it invites {member_key}, not this node ({third_key})")), "{err}");
 
     let invite_arg = invitation.to_str().unwrap();
-    let member_extra = ["--invite", invite_arg, "--ipfs-api-url", &ipfs[1].api_url, "--peer-listen", &member_peer];
+    let member_extra =
+        [&["--invite", invite_arg, "--ipfs-api-url", &ipfs[1].api_url, "--peer-listen", &member_peer], &shard_room[..]]
+            .concat();
     let member = Sidecar::start(Launch {
         host: member_data.host.clone(),
-        ..Launch::node(tmp.path(), &manifests, &file_arg, "member", &member_extra)
+        ..Launch::node(tmp.path(), &manifests, &file_arg, "member", &member_extra[..])
     });
     assert_eq!(member.agent(), member_key);
     let record = json("network show", member_data.run(&m, &["network", "show"]));
     assert_eq!(record["invitation"]["admin"], admin_key.as_str(), "the invitation is kept for restarts");
-    // Each sees the other, across hosts: the bootstrap+relay on the admin's address carries them.
-    for (from, to) in [(&admin_data, &member_key), (&member_data, &admin_key)] {
-        eventually("a node sees the other's advert", Duration::from_secs(240), || async {
+
+    // Its own invitation lets the third machine in.
+    let third_invitation = tmp.path().join("third-invitation.json");
+    admin_data.run(&m, &["network", "invite", &third_key, "--out", third_invitation.to_str().unwrap()]);
+    let third_extra = [
+        &[
+            "--invite",
+            third_invitation.to_str().unwrap(),
+            "--ipfs-api-url",
+            &ipfs[2].api_url,
+            "--peer-listen",
+            &third_peer,
+        ],
+        &shard_room[..],
+    ]
+    .concat();
+    let third = Sidecar::start(Launch {
+        host: third_data.host.clone(),
+        ..Launch::node(tmp.path(), &manifests, &file_arg, "third", &third_extra[..])
+    });
+    assert_eq!(third.agent(), third_key);
+
+    // Each sees the others, across hosts: the bootstrap+relay on the admin's address carries them.
+    let everyone = [(&admin_data, &admin_key), (&member_data, &member_key), (&third_data, &third_key)];
+    for (from, _) in everyone {
+        eventually("a node sees the others' adverts", Duration::from_secs(240), || async {
             let (code, out, err) = from.run(&m, &["peers"]);
             let peers: Vec<serde_json::Value> = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
             let agents: Vec<&str> = peers.iter().filter_map(|p| p["agent_pubkey"].as_str()).collect();
-            agents.contains(&to.as_str()).then_some(()).ok_or(format!("{agents:?}"))
+            let all = everyone.iter().all(|(_, key)| agents.contains(&key.as_str()));
+            all.then_some(()).ok_or(format!("{agents:?}"))
         })
         .await;
     }
 
-    // An artifact added on the admin's host is fetched on the member's from the admin's peer
-    // listener, signed by the member and checked by the admin.
+    // An artifact added on the admin's host is fetched on the third's from the admin's peer
+    // listener, signed by the third node and checked by the admin.
     let content = pseudo_random_bytes(2 << 20, 24);
     let file = tmp.path().join("weights.bin");
     std::fs::write(&file, &content).unwrap();
     let added = json("artifact add", admin_data.run(&m, &["artifact", "add", file.to_str().unwrap()]));
     let cid = added["cid"].as_str().unwrap().to_string();
     let out = tmp.path().join("fetched.bin");
-    let got = eventually("the member fetches the artifact", Duration::from_secs(120), || async {
-        let (code, out_json, err) = member_data.run(&m, &["artifact", "get", &cid, "-o", out.to_str().unwrap()]);
+    let got = eventually("the third node fetches the artifact", Duration::from_secs(120), || async {
+        let (code, out_json, err) = third_data.run(&m, &["artifact", "get", &cid, "-o", out.to_str().unwrap()]);
         if code != 0 {
             return Err(err);
         }
         serde_json::from_str::<serde_json::Value>(&out_json).map_err(|e| e.to_string())
     })
     .await;
-    assert_eq!(std::fs::read(&out).unwrap(), content, "the member wrote the admin's bytes");
+    assert_eq!(std::fs::read(&out).unwrap(), content, "the third node wrote the admin's bytes");
     let source = got["source"].as_str().unwrap_or_default();
     assert!(source.contains(&format!("replica of {admin_key} at http://{admin_peer}")), "{got}");
+    // Verifying reads the admin's chain from its authorities, which a node that just joined may
+    // not reach yet.
+    eventually("the third node verifies the artifact", Duration::from_secs(90), || async {
+        let (code, out, err) = third_data.run(&m, &["artifact", "verify", &cid]);
+        let report: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+        (report["ok"] == true).then_some(()).ok_or(format!("{report}"))
+    })
+    .await;
 
     // Inference on the member's host is answered by the admin's loopback-only server, through the
     // admin's peer listener (the advert names the sidecar, not the server).
@@ -234,20 +278,105 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(answer["failed_attempts"].as_array().unwrap().is_empty(), "{answer}");
     assert!(!answer["response"].as_str().unwrap_or_default().is_empty(), "{answer}");
 
+    // A collection sharded over the three hosts: every node routes a key to the same holders.
+    let nodes = [
+        (&admin_data, &admin_key, &admin_peer),
+        (&member_data, &member_key, &member_peer),
+        (&third_data, &third_key, &third_peer),
+    ];
+    json("shards create", member_data.run(&m, &["shards", "create", "notes", "--shards", "6", "--replicas", "2"]));
+    let placed = eventually("every shard on its two placed hosts", Duration::from_secs(180), || async {
+        let (code, out, err) = third_data.run(&m, &["shards", "map", "notes"]);
+        let report: MapReport = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+        let held = report.shards.iter().all(|s| s.holders.iter().map(|h| &h.agent).eq(s.placed.iter()));
+        (report.eligible_nodes == 3 && report.live_replicas == 12 && held)
+            .then_some(report.clone())
+            .ok_or(format!("{report:?}"))
+    })
+    .await;
+    eventually("every host to route keys alike", Duration::from_secs(60), || async {
+        let mut seen = std::collections::BTreeSet::new();
+        for (data, _, _) in nodes {
+            let mut routes = vec![];
+            for key in ["alpha", "beta", "gamma", "delta"] {
+                let (code, out, err) = data.run(&m, &["shards", "route", key, "--collection", "notes"]);
+                let route: RouteView = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+                let holders: Vec<String> = route.holders.iter().map(|h| h.agent.clone()).collect();
+                if holders != placed.shards[route.shard as usize].placed {
+                    return Err(format!("{key}: {holders:?}, placed {:?}", placed.shards[route.shard as usize].placed));
+                }
+                routes.push((route.shard, holders));
+            }
+            seen.insert(routes);
+        }
+        (seen.len() == 1).then_some(()).ok_or(format!("{seen:?}"))
+    })
+    .await;
+
+    // A replica's snapshot reaches a host without that shard through the holder's peer route;
+    // the holder's next snapshot replaces it.
+    let row = placed.shards.iter().find(|s| !s.placed.contains(&third_key)).expect("a shard the third does not hold");
+    let (holder_data, holder_key, holder_peer) = *nodes.iter().find(|(_, key, _)| **key == row.placed[0]).unwrap();
+    let shard = row.shard.to_string();
+    let snapshot = tmp.path().join("snapshot-1.bin");
+    std::fs::write(&snapshot, pseudo_random_bytes(1 << 20, 26)).unwrap();
+    let checkpoint = ["shards", "checkpoint", "--collection", "notes", "--shard", &shard, "--vectors", "500"];
+    let first = json(
+        "shards checkpoint",
+        holder_data.run(&m, &[&checkpoint[..], &["--snapshot-file", snapshot.to_str().unwrap()]].concat()),
+    );
+    let first_cid = first["snapshot_cid"].as_str().unwrap().to_string();
+    // A node without the replica is refused before it sends a byte; a shard beyond the map is named.
+    let (code, _, err) =
+        third_data.run(&m, &[&checkpoint[..], &["--snapshot-file", snapshot.to_str().unwrap()]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("this node holds no replica of shard {shard} of `notes`")), "{err}");
+    let (code, _, err) = third_data.run(&m, &["shards", "snapshot", "--collection", "notes", "--shard", "6"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("shard 6 is beyond `notes`'s 6 shards (0-5)"), "{err}");
+    let synced = tmp.path().join("synced.bin");
+    let fetched = eventually("the third node fetches the snapshot", Duration::from_secs(120), || async {
+        let args = ["shards", "snapshot", "--collection", "notes", "--shard", &shard, "-o", synced.to_str().unwrap()];
+        let (code, out, err) = third_data.run(&m, &args);
+        let fetched: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+        (fetched["checkpoint"]["snapshot_cid"] == first_cid.as_str())
+            .then_some(fetched.clone())
+            .ok_or(format!("{fetched}"))
+    })
+    .await;
+    assert_eq!(std::fs::read(&synced).unwrap(), std::fs::read(&snapshot).unwrap(), "the holder's bytes");
+    assert_eq!(fetched["checkpoint"]["holder"], holder_key.as_str(), "{fetched}");
+    let source = fetched["source"].as_str().unwrap_or_default();
+    assert!(source.contains(&format!("replica of {holder_key} at http://{holder_peer}")), "{fetched}");
+    std::fs::write(&snapshot, pseudo_random_bytes(1 << 20, 28)).unwrap();
+    let second = json(
+        "shards checkpoint",
+        holder_data.run(&m, &[&checkpoint[..], &["--snapshot-file", snapshot.to_str().unwrap()]].concat()),
+    );
+    assert_eq!(second["sequence"], 2, "{second}");
+    assert_ne!(second["snapshot_cid"], first_cid.as_str());
+    eventually("the replaced snapshot withdrawn", Duration::from_secs(60), || async {
+        let (code, out, err) = holder_data.run(&m, &["artifact", "replicas", &first_cid]);
+        let report: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+        (report["live"] == 0).then_some(()).ok_or(format!("{report}"))
+    })
+    .await;
+
     // An allocation across hosts: the member asks twice for all of a machine's cores; its own
-    // node takes the first, and the admin's provider grants the second through the DHT.
-    let cores = eventually("the member sees both offers", Duration::from_secs(120), || async {
+    // node takes the first, and another host's provider grants the second through the DHT.
+    let cores = eventually("the member sees every offer", Duration::from_secs(120), || async {
         let (code, out, err) = member_data.run(&m, &["available"]);
         let rows: Vec<serde_json::Value> = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
         let online: Vec<&serde_json::Value> = rows.iter().filter(|r| r["state"] == "online").collect();
-        (online.len() == 2).then(|| online[0]["offered"]["cpu_cores"].to_string()).ok_or(format!("{rows:?}"))
+        (online.len() == 3).then(|| online[0]["offered"]["cpu_cores"].to_string()).ok_or(format!("{rows:?}"))
     })
     .await;
     let allocate = ["allocate", "compute", "--cpu", &cores, "--duration", "600"];
     let own = json("allocate", member_data.run(&m, &allocate));
     assert_eq!(own["node_name"], "member", "{own}");
     let remote = json("allocate", member_data.run(&m, &allocate));
-    assert_eq!(remote["node_name"], "admin", "granted on the admin's host: {remote}");
+    let elsewhere = ["admin", "third"].map(serde_json::Value::from);
+    assert!(elsewhere.contains(&remote["node_name"]), "granted on another host: {remote}");
 
     // The admin's peer listener lets no stranger in, and serves nothing but the peer routes.
     let path = format!("/peer/v1/artifacts/{cid}");
@@ -274,6 +403,10 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(body.contains("is stale"), "{body}");
     let (status, _) = http_get(&member_data, &format!("http://{admin_peer}/status"), &[]);
     assert_eq!(status, 404, "no operator route on the peer listener");
+    // The operator API, on the admin's loopback, answers no page that rebinds a foreign name to it.
+    let (status, body) = http_get(&admin_data, &admin.api("status"), &[("Host", "rebind.example:80".into())]);
+    assert_eq!(status, 403, "a foreign Host: {body}");
+    assert!(body.contains("rebind.example"), "{body}");
 
     // The admin's policy closes the route: the member's next fetch is refused, a recorded Decision.
     let rego = tmp.path().join("peer.request.rego");
@@ -297,7 +430,7 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     assert!(denied, "the denial is a recorded Decision: {decisions}");
 
     // Only admins invite.
-    let (code, _, err) = member_data.run(&m, &["network", "invite", &stranger_key]);
+    let (code, _, err) = member_data.run(&m, &["network", "invite", &third_key]);
     assert_ne!(code, 0);
     assert!(err.contains("is not an admin of network `lab`"), "{err}");
 
@@ -309,5 +442,5 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     });
     assert_eq!(member.agent(), member_key, "the same key after a restart");
     assert!(!member.ready.installed_now, "installed once");
-    drop((admin, member, llama));
+    drop((admin, member, third, llama));
 }

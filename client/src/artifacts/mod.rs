@@ -639,6 +639,38 @@ impl ArtifactService {
     }
 
     /// Creates or renews this node's lease on `cid`. The caller holds `chain`.
+    /// Stores `content` in this node's IPFS unpinned: bytes a caller may still decide not to keep
+    /// (the daemon collects them) or to `offer`.
+    pub async fn stage<S>(&self, content: S) -> Result<kubo::Added, ArtifactError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        Ok(self.kubo()?.add(content, AddMode::Cache, |_| {}).await?)
+    }
+
+    /// Pins `cid` (already in this node's IPFS) and claims this node's replica of it, so peers
+    /// fetch it through this node's peer route like any artifact, without a registration (shard
+    /// snapshots). The lease is renewed while the pin stays.
+    pub async fn offer(&self, cid: &str) -> Result<ReplicaRecord, ArtifactError> {
+        self.kubo()?.pin_add(cid).await?;
+        let _chain = self.chain.lock().await;
+        self.claim(cid).await
+    }
+
+    /// Undoes `offer` for bytes nobody registered: unpins them and drops this node's claim. A
+    /// registered artifact stays held (its replication is the storage policy's).
+    pub async fn withdraw(&self, cid: &str) -> Result<(), ArtifactError> {
+        match self.info(cid).await {
+            Err(ArtifactError::NotRegistered(_)) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.kubo()?.pin_rm(cid).await?;
+        let _chain = self.chain.lock().await;
+        let _: bool = self.mesh.call(ROLE, "replication", "drop_replica", &cid).await?;
+        Ok(())
+    }
+
     async fn claim(&self, cid: &str) -> Result<ReplicaRecord, ArtifactError> {
         let input = ClaimReplicaInput {
             cid: cid.into(),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use agent_registry_types::{Availability, DiscoveryQuery, PeerRecord};
 use memory_shards_types::*;
 
+use crate::artifacts::ArtifactService;
 use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
 use crate::node::NodeAgent;
 use crate::policy::PolicyService;
@@ -39,6 +40,9 @@ pub enum ShardError {
     /// Boxed: a denial carries its whole verdict.
     #[error(transparent)]
     Gate(#[from] Box<crate::policy::GateError>),
+    /// Storing or fetching a snapshot's bytes.
+    #[error(transparent)]
+    Snapshot(#[from] crate::artifacts::ArtifactError),
 }
 
 /// A collection's map, for people and scripts.
@@ -172,6 +176,8 @@ pub struct ShardService {
     node: Arc<NodeAgent>,
     policy: MemoryPolicy,
     policy_gate: Arc<PolicyService>,
+    /// Snapshot bytes are stored, offered and fetched as content-addressed artifacts.
+    artifacts: Arc<ArtifactService>,
     state: Mutex<ShardLoopState>,
     /// Releases proposed by `plan`, by claim, since when: done once the settle window has passed.
     handover: Mutex<HashMap<ActionHash, Instant>>,
@@ -185,12 +191,14 @@ impl ShardService {
         node: Arc<NodeAgent>,
         policy: MemoryPolicy,
         policy_gate: Arc<PolicyService>,
+        artifacts: Arc<ArtifactService>,
     ) -> Arc<Self> {
         Arc::new(Self {
             mesh,
             node,
             policy,
             policy_gate,
+            artifacts,
             state: Default::default(),
             handover: Default::default(),
             chain: Default::default(),
@@ -383,6 +391,91 @@ impl ShardService {
 
     /// Records how far this node's replica of a shard has synced. Gated (`memory.checkpoint`).
     pub async fn checkpoint(&self, request: &CheckpointRequest, via: &str) -> Result<CheckpointView, ShardError> {
+        let claim = self.replica_claim(request).await?;
+        let args = serde_json::to_value(request).unwrap_or_default();
+        self.policy_gate.gate("memory.checkpoint", via, &args, &[]).await.map_err(Box::new)?;
+        let input = CheckpointInput {
+            claim_id: claim.claim_id.clone(),
+            sequence: request.sequence,
+            vector_count: request.vector_count,
+            snapshot_cid: request.snapshot_cid.clone(),
+        };
+        let _chain = self.chain.lock().await;
+        let written: CheckpointRecord = self.mesh.call(ROLE, "sync", "checkpoint", &input).await.map_err(|e| {
+            match e {
+                // The zome's own refusal (a sequence that does not rise) is the caller's to fix.
+                MeshError::ZomeCall { reason, .. } if reason.contains("is not after") => ShardError::Conflict(reason),
+                other => ShardError::Mesh(other),
+            }
+        })?;
+        Ok(checkpoint_view(&written))
+    }
+
+    /// A checkpoint with the replica's snapshot bytes: they are stored in this node's IPFS, the
+    /// checkpoint names their CID, and this node offers them to its peers (pinned, with a replica
+    /// claim), so a replica behind it fetches them through this node's peer route. The snapshot
+    /// this replica offered before is withdrawn. Bad input and a node without the replica are
+    /// refused before any byte is stored; bytes whose checkpoint is refused are not kept.
+    pub async fn checkpoint_with_snapshot<S>(
+        &self,
+        mut request: CheckpointRequest,
+        snapshot: S,
+        via: &str,
+    ) -> Result<CheckpointView, ShardError>
+    where
+        S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    {
+        if request.snapshot_cid.is_some() {
+            return Err(ShardError::BadInput("give the snapshot's bytes or its CID, not both".into()));
+        }
+        let claim = self.replica_claim(&request).await?;
+        let previous: Vec<CheckpointRecord> =
+            self.mesh.call(ROLE, "sync", "get_checkpoints", &vec![claim.claim_id.clone()]).await?;
+        let added = self.artifacts.stage(snapshot).await?;
+        request.snapshot_cid = Some(added.cid.clone());
+        let written = self.checkpoint(&request, via).await?;
+        self.artifacts.offer(&added.cid).await?;
+        let replaced = previous.iter().filter_map(|c| c.checkpoint.snapshot_cid.as_ref()).filter(|c| **c != added.cid);
+        for cid in replaced {
+            if let Err(e) = self.artifacts.withdraw(cid).await {
+                tracing::warn!("keeping the replaced snapshot {cid} of shard {}: {e}", request.shard);
+            }
+        }
+        Ok(written)
+    }
+
+    /// The bytes of a shard's winning snapshot (`last_write_wins` among its live replicas), from
+    /// this node's IPFS or from the holder's peer route, with the checkpoint that names them and
+    /// where they came from. The bytes' content address is checked against the CID as they pass.
+    pub async fn snapshot(
+        &self,
+        collection: Option<&str>,
+        shard: u32,
+    ) -> Result<(CheckpointView, crate::artifacts::ByteStream, String), ShardError> {
+        let report = self.report(collection).await?;
+        let name = &report.map.collection;
+        let row = report.shards.iter().find(|s| s.shard == shard).ok_or_else(|| {
+            ShardError::BadInput(format!(
+                "shard {shard} is beyond `{name}`'s {} shards (0-{})",
+                report.map.shard_count,
+                report.map.shard_count - 1
+            ))
+        })?;
+        let checkpoint = row.checkpoint.clone().ok_or_else(|| {
+            ShardError::NotFound(format!("no live replica of shard {shard} of `{name}` has recorded a checkpoint"))
+        })?;
+        let cid = checkpoint.snapshot_cid.clone().ok_or_else(|| {
+            ShardError::NotFound(format!(
+                "the winning checkpoint of shard {shard} of `{name}` (sequence {}, by {}) names no snapshot",
+                checkpoint.sequence, checkpoint.holder
+            ))
+        })?;
+        let (bytes, source) = self.artifacts.open(&cid, false).await?;
+        Ok((checkpoint, bytes, source))
+    }
+
+    /// This node's live claim on the shard a checkpoint is for, after checking the request.
+    async fn replica_claim(&self, request: &CheckpointRequest) -> Result<ClaimRecord, ShardError> {
         if let Some(cid) = &request.snapshot_cid {
             if !is_cid(cid) {
                 return Err(ShardError::BadInput(format!("snapshot `{cid}` is not a CIDv0 or CIDv1")));
@@ -412,23 +505,7 @@ impl ShardService {
                 if shards.is_empty() { "none".to_string() } else { format!("shards {}", shards.join(", ")) }
             )));
         };
-        let args = serde_json::to_value(request).unwrap_or_default();
-        self.policy_gate.gate("memory.checkpoint", via, &args, &[]).await.map_err(Box::new)?;
-        let input = CheckpointInput {
-            claim_id: claim.claim_id.clone(),
-            sequence: request.sequence,
-            vector_count: request.vector_count,
-            snapshot_cid: request.snapshot_cid.clone(),
-        };
-        let _chain = self.chain.lock().await;
-        let written: CheckpointRecord = self.mesh.call(ROLE, "sync", "checkpoint", &input).await.map_err(|e| {
-            match e {
-                // The zome's own refusal (a sequence that does not rise) is the caller's to fix.
-                MeshError::ZomeCall { reason, .. } if reason.contains("is not after") => ShardError::Conflict(reason),
-                other => ShardError::Mesh(other),
-            }
-        })?;
-        Ok(checkpoint_view(&written))
+        Ok((*claim).clone())
     }
 
     async fn claims_on(&self, map: &MapRecord) -> Result<Vec<ClaimRecord>, ShardError> {
