@@ -315,7 +315,9 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
 
     // A replica's snapshot reaches a host without that shard through the holder's peer route;
     // the holder's next snapshot replaces it.
-    let row = placed.shards.iter().find(|s| !s.placed.contains(&third_key)).expect("a shard the third does not hold");
+    // Every shard has two holders among the three hosts: the asker is the host without it.
+    let row = &placed.shards[0];
+    let (asker_data, _, _) = *nodes.iter().find(|(_, key, _)| !row.placed.contains(*key)).unwrap();
     let (holder_data, holder_key, holder_peer) = *nodes.iter().find(|(_, key, _)| **key == row.placed[0]).unwrap();
     let shard = row.shard.to_string();
     let snapshot = tmp.path().join("snapshot-1.bin");
@@ -328,16 +330,16 @@ async fn a_created_network_admits_only_the_nodes_its_admin_invites() {
     let first_cid = first["snapshot_cid"].as_str().unwrap().to_string();
     // A node without the replica is refused before it sends a byte; a shard beyond the map is named.
     let (code, _, err) =
-        third_data.run(&m, &[&checkpoint[..], &["--snapshot-file", snapshot.to_str().unwrap()]].concat());
+        asker_data.run(&m, &[&checkpoint[..], &["--snapshot-file", snapshot.to_str().unwrap()]].concat());
     assert_ne!(code, 0);
     assert!(err.contains(&format!("this node holds no replica of shard {shard} of `notes`")), "{err}");
-    let (code, _, err) = third_data.run(&m, &["shards", "snapshot", "--collection", "notes", "--shard", "6"]);
+    let (code, _, err) = asker_data.run(&m, &["shards", "snapshot", "--collection", "notes", "--shard", "6"]);
     assert_ne!(code, 0);
     assert!(err.contains("shard 6 is beyond `notes`'s 6 shards (0-5)"), "{err}");
     let synced = tmp.path().join("synced.bin");
-    let fetched = eventually("the third node fetches the snapshot", Duration::from_secs(120), || async {
+    let fetched = eventually("a host without the shard fetches its snapshot", Duration::from_secs(120), || async {
         let args = ["shards", "snapshot", "--collection", "notes", "--shard", &shard, "-o", synced.to_str().unwrap()];
-        let (code, out, err) = third_data.run(&m, &args);
+        let (code, out, err) = asker_data.run(&m, &args);
         let fetched: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
         (fetched["checkpoint"]["snapshot_cid"] == first_cid.as_str())
             .then_some(fetched.clone())
