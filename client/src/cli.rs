@@ -1459,18 +1459,8 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
             let written: CheckpointView = match snapshot_file {
                 None => api_json(data_dir, "shards/checkpoints", &request).await?,
                 Some(path) => {
-                    let file = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))?;
-                    let run = RunFile::read(data_dir)?;
-                    let response = reqwest::Client::new()
-                        .post(format!("{}/shards/checkpoints/snapshot", run.api_url))
-                        .query(&request)
-                        .header(crate::api::VIA_HEADER, "cli")
-                        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
-                        .send()
-                        .await?;
-                    decode(response).await?
+                    let upload = post_file(data_dir, "shards/checkpoints/snapshot", path).await?;
+                    decode(upload.query(&request).header(crate::api::VIA_HEADER, "cli").send().await?).await?
                 }
             };
             print(json, &written, |c| {
@@ -1482,19 +1472,11 @@ async fn shards(command: &ShardsCommand, data_dir: &Path, json: bool) -> anyhow:
             })
         }
         ShardsCommand::Snapshot { shard, collection, output } => {
-            let run = RunFile::read(data_dir)?;
             let mut query = vec![("shard", shard.to_string())];
             query.extend(collection.iter().map(|c| ("collection", c.clone())));
-            let response =
-                reqwest::Client::new().get(format!("{}/shards/snapshot", run.api_url)).query(&query).send().await?;
-            if !response.status().is_success() {
-                let _: serde_json::Value = decode(response).await?;
-                unreachable!("decode fails on an error status");
-            }
-            let header =
-                |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let source = header(crate::api::SOURCE_HEADER);
-            let checkpoint: CheckpointView = serde_json::from_str(&header(crate::api::CHECKPOINT_HEADER))
+            let response = get_bytes(data_dir, "shards/snapshot", &query).await?;
+            let source = header(&response, crate::api::SOURCE_HEADER);
+            let checkpoint: CheckpointView = serde_json::from_str(&header(&response, crate::api::CHECKPOINT_HEADER))
                 .map_err(|e| anyhow::anyhow!("the node's answer names no checkpoint: {e}"))?;
             let to_stdout = output.as_deref() == Some(Path::new("-"));
             let named = collection.as_ref().map(|c| format!("{c}.")).unwrap_or_default();
@@ -2048,19 +2030,8 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
         ArtifactCommand::Get { cid, output } => {
             let info: ArtifactInfo = api(data_dir, &format!("artifacts/{cid}"), false).await?;
             let registered = info.registrations.first().ok_or_else(|| anyhow::anyhow!("{cid} has no registration"))?;
-            let run = RunFile::read(data_dir)?;
-            let response =
-                reqwest::Client::new().get(format!("{}/artifacts/{cid}/content", run.api_url)).send().await?;
-            if !response.status().is_success() {
-                let _: serde_json::Value = decode(response).await?;
-                unreachable!("decode fails on an error status");
-            }
-            let source = response
-                .headers()
-                .get(crate::api::SOURCE_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+            let response = get_bytes(data_dir, &format!("artifacts/{cid}/content"), &[]).await?;
+            let source = header(&response, crate::api::SOURCE_HEADER);
             let to_stdout = output.as_deref() == Some(Path::new("-"));
             let target = output.clone().unwrap_or_else(|| PathBuf::from(safe_file_name(&registered.name)));
             let (sha256, size) = write_checked(response, if to_stdout { None } else { Some(&target) }).await?;
@@ -2087,16 +2058,7 @@ async fn artifact(command: &ArtifactCommand, data_dir: &Path, json: bool) -> any
             let report: VerifyReport = match file {
                 None => api(data_dir, &format!("artifacts/{cid}/verify"), false).await?,
                 Some(path) => {
-                    let f = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", path.display())))?;
-                    let run = RunFile::read(data_dir)?;
-                    let response = reqwest::Client::new()
-                        .post(format!("{}/artifacts/{cid}/verify", run.api_url))
-                        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f)))
-                        .send()
-                        .await?;
-                    decode(response).await?
+                    decode(post_file(data_dir, &format!("artifacts/{cid}/verify"), path).await?.send().await?).await?
                 }
             };
             print(json, &report, render_verify)?;
@@ -2194,6 +2156,33 @@ fn publish_meta(args: &ArtifactAddArgs) -> Result<crate::artifacts::PublishMeta,
         materials: args.materials.clone(),
         size_bytes: None, // set from the file when it is opened
     })
+}
+
+/// A POST to the running node's `route` whose body streams `file`'s bytes.
+async fn post_file(data_dir: &Path, route: &str, file: &Path) -> anyhow::Result<reqwest::RequestBuilder> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| ConfigError::Setting(format!("cannot read {}: {e}", file.display())))?;
+    let run = RunFile::read(data_dir)?;
+    Ok(reqwest::Client::new()
+        .post(format!("{}/{route}", run.api_url))
+        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f))))
+}
+
+/// A GET of the running node's `route` whose body is bytes: the response, or the node's error.
+async fn get_bytes(data_dir: &Path, route: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+    let run = RunFile::read(data_dir)?;
+    let response = reqwest::Client::new().get(format!("{}/{route}", run.api_url)).query(query).send().await?;
+    if !response.status().is_success() {
+        let _: serde_json::Value = decode(response).await?;
+        unreachable!("decode fails on an error status");
+    }
+    Ok(response)
+}
+
+/// A response header as text ("" when absent).
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// Streams `response` into `target` (through a temporary file renamed at the end, so a crash never

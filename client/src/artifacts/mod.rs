@@ -638,7 +638,6 @@ impl ArtifactService {
         })
     }
 
-    /// Creates or renews this node's lease on `cid`. The caller holds `chain`.
     /// Stores `content` in this node's IPFS unpinned: bytes a caller may still decide not to keep
     /// (the daemon collects them) or to `offer`.
     pub async fn stage<S>(&self, content: S) -> Result<kubo::Added, ArtifactError>
@@ -671,6 +670,7 @@ impl ArtifactService {
         Ok(())
     }
 
+    /// Creates or renews this node's lease on `cid`. The caller holds `chain`.
     async fn claim(&self, cid: &str) -> Result<ReplicaRecord, ArtifactError> {
         let input = ClaimReplicaInput {
             cid: cid.into(),

@@ -319,13 +319,7 @@ impl ShardService {
             .map(|c| c.claim_id.clone())
             .collect();
         let checkpoints: Vec<CheckpointRecord> = self.mesh.call(ROLE, "sync", "get_checkpoints", &live_ids).await?;
-        let mut winners: BTreeMap<u32, &CheckpointRecord> = BTreeMap::new();
-        for c in &checkpoints {
-            let slot = winners.entry(c.checkpoint.shard).or_insert(c);
-            if c.wins_over(slot) {
-                *slot = c;
-            }
-        }
+        let winners = winners(&checkpoints);
         let shards: Vec<ShardRow> = (0..map.map.shard_count)
             .zip(&placement)
             .map(|(shard, placed)| {
@@ -392,6 +386,16 @@ impl ShardService {
     /// Records how far this node's replica of a shard has synced. Gated (`memory.checkpoint`).
     pub async fn checkpoint(&self, request: &CheckpointRequest, via: &str) -> Result<CheckpointView, ShardError> {
         let claim = self.replica_claim(request).await?;
+        self.record_checkpoint(&claim, request, via).await
+    }
+
+    /// Passes the gate and writes a checked request's checkpoint on `claim`.
+    async fn record_checkpoint(
+        &self,
+        claim: &ClaimRecord,
+        request: &CheckpointRequest,
+        via: &str,
+    ) -> Result<CheckpointView, ShardError> {
         let args = serde_json::to_value(request).unwrap_or_default();
         self.policy_gate.gate("memory.checkpoint", via, &args, &[]).await.map_err(Box::new)?;
         let input = CheckpointInput {
@@ -433,7 +437,7 @@ impl ShardService {
             self.mesh.call(ROLE, "sync", "get_checkpoints", &vec![claim.claim_id.clone()]).await?;
         let added = self.artifacts.stage(snapshot).await?;
         request.snapshot_cid = Some(added.cid.clone());
-        let written = self.checkpoint(&request, via).await?;
+        let written = self.record_checkpoint(&claim, &request, via).await?;
         self.artifacts.offer(&added.cid).await?;
         let replaced = previous.iter().filter_map(|c| c.checkpoint.snapshot_cid.as_ref()).filter(|c| **c != added.cid);
         for cid in replaced {
@@ -452,16 +456,21 @@ impl ShardService {
         collection: Option<&str>,
         shard: u32,
     ) -> Result<(CheckpointView, crate::artifacts::ByteStream, String), ShardError> {
-        let report = self.report(collection).await?;
-        let name = &report.map.collection;
-        let row = report.shards.iter().find(|s| s.shard == shard).ok_or_else(|| {
-            ShardError::BadInput(format!(
+        let map = self.resolve(collection).await?;
+        let name = &map.map.collection;
+        if shard >= map.map.shard_count {
+            return Err(ShardError::BadInput(format!(
                 "shard {shard} is beyond `{name}`'s {} shards (0-{})",
-                report.map.shard_count,
-                report.map.shard_count - 1
-            ))
-        })?;
-        let checkpoint = row.checkpoint.clone().ok_or_else(|| {
+                map.map.shard_count,
+                map.map.shard_count - 1
+            )));
+        }
+        // Only this shard's live replicas' checkpoints: one read per replica, not per map.
+        let (claims, view) = (self.claims_on(&map).await?, self.view().await?);
+        let live: Vec<ActionHash> =
+            shape(&map).live_holders(shard, &claims, &view.eligible).iter().map(|c| c.claim_id.clone()).collect();
+        let checkpoints: Vec<CheckpointRecord> = self.mesh.call(ROLE, "sync", "get_checkpoints", &live).await?;
+        let checkpoint = winners(&checkpoints).remove(&shard).map(checkpoint_view).ok_or_else(|| {
             ShardError::NotFound(format!("no live replica of shard {shard} of `{name}` has recorded a checkpoint"))
         })?;
         let cid = checkpoint.snapshot_cid.clone().ok_or_else(|| {
@@ -620,6 +629,18 @@ fn map_view(m: &MapRecord) -> MapView {
         hash_function: m.map.hash_function.clone(),
         epoch: m.map.epoch,
     }
+}
+
+/// Per shard, the checkpoint that wins among `checkpoints` (`last_write_wins`).
+fn winners(checkpoints: &[CheckpointRecord]) -> BTreeMap<u32, &CheckpointRecord> {
+    let mut winners: BTreeMap<u32, &CheckpointRecord> = BTreeMap::new();
+    for c in checkpoints {
+        let slot = winners.entry(c.checkpoint.shard).or_insert(c);
+        if c.wins_over(slot) {
+            *slot = c;
+        }
+    }
+    winners
 }
 
 fn checkpoint_view(c: &CheckpointRecord) -> CheckpointView {
