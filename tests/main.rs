@@ -26,6 +26,7 @@ mod manifests;
 mod membrane;
 mod memory_shards;
 mod policy_store;
+mod redis_baseline;
 mod resource_mesh;
 mod sidecar;
 mod support;

@@ -3,9 +3,9 @@
 // The OpenAI API (`/v1/…`) is a surface of its own, beside the node's API, over the same state.
 mod openai;
 mod peer;
+mod ui;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -15,79 +15,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{DiscoveryQuery, HeartbeatSeen};
+use agent_registry_types::DiscoveryQuery;
 
-use crate::mesh::{CellReport, Mesh, MeshStatus, PeerSeen, PRIMARY_ROLE};
-use crate::metrics::{process_rss_bytes, Gauges, Metrics};
-use crate::node::peers::DiscoveryCache;
-pub use crate::node::peers::PeerRow;
-use crate::node::{AdvertRefresh, NodeAgent, NodeState};
-
-/// Facts fixed for the life of `ripple up`.
-#[derive(Debug, Clone)]
-pub struct NodeInfo {
-    pub network: String,
-    pub network_seed: String,
-    pub embedded: bool,
-    pub admin_url: String,
-    pub bootstrap_url: Option<url::Url>,
-    pub relay_url: Option<url::Url>,
-    pub serving_bootstrap: bool,
-    /// The network's admins, on a network that admits by invitation.
-    pub admins: Vec<String>,
-    pub started: Instant,
-}
-
-pub struct ApiState {
-    pub mesh: Arc<Mesh>,
-    pub node: Arc<NodeAgent>,
-    pub metrics: Arc<Metrics>,
-    pub info: NodeInfo,
-    pub discovery: DiscoveryCache,
-    pub resources: Arc<crate::resources::ResourceService>,
-    pub artifacts: Arc<crate::artifacts::ArtifactService>,
-    pub policy: Arc<crate::policy::PolicyService>,
-    pub shards: Arc<crate::shards::ShardService>,
-    pub inference: Arc<crate::inference::InferenceService>,
-    /// Checks other nodes' requests to this one.
-    pub peer: crate::peer::Verifier,
-}
-
-/// `/status`: the spec's `holochain.join_mesh` outputs, plus diagnostics and the node agent's state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub network: String,
-    pub network_seed: String,
-    pub agent_pubkey: String,
-    /// ripple-local: the node that created the network and publishes its policy; joiners pass it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_admin: Option<String>,
-    pub cell_ids: Vec<CellReport>,
-    pub peer_count: usize,
-    pub mesh_status: MeshStatus,
-    pub diagnostics: Diagnostics,
-    pub node: NodeState,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Diagnostics {
-    /// `embedded` or `attached`.
-    pub conductor: String,
-    pub admin_url: String,
-    pub app_port: u16,
-    /// The bootstrap+relay this node uses (unknown when attached: the conductor's own config).
-    pub bootstrap_url: Option<String>,
-    pub bootstrap_reachable: Option<bool>,
-    pub bootstrap_error: Option<String>,
-    pub relay_url: Option<String>,
-    /// This node serves ripple-local's bootstrap+relay for the others.
-    pub serving_bootstrap: bool,
-    pub peers_seen: Vec<PeerSeen>,
-    pub last_gossip_ms: Option<i64>,
-    pub completed_gossip_rounds: u64,
-    pub pending_fetch_ops: usize,
-    pub uptime_secs: u64,
-}
+use crate::metrics::{process_rss_bytes, Gauges};
+pub use crate::node::view::PeerRow;
+use crate::node::{AdvertRefresh, NodeState};
+use crate::runtime::services::{Services, StatusReport};
+use crate::runtime::Routers;
 
 /// A failure as the API shows it: a status and a message, never a backtrace.
 pub struct ApiError(StatusCode, String);
@@ -108,13 +42,66 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl<E: std::fmt::Display> From<E> for ApiError {
-    fn from(e: E) -> Self {
+// Each error keeps its kind up to here: the functions below give every kind its status, and `?`
+// on a service call picks the right one. There is no catch-all: an error without a mapping does
+// not compile.
+impl From<crate::mesh::MeshError> for ApiError {
+    /// The conductor failed or refused: the message names the conductor call.
+    fn from(e: crate::mesh::MeshError) -> Self {
         ApiError(StatusCode::BAD_GATEWAY, e.to_string())
     }
 }
 
-pub fn router(state: Arc<ApiState>) -> Router {
+impl From<crate::node::NodeError> for ApiError {
+    /// A conductor failure is the conductor's; anything else is this node's own configuration.
+    fn from(e: crate::node::NodeError) -> Self {
+        match e {
+            crate::node::NodeError::Mesh(e) => e.into(),
+            e => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl From<crate::policy::service::PolicyServiceError> for ApiError {
+    fn from(e: crate::policy::service::PolicyServiceError) -> Self {
+        policy_error(e)
+    }
+}
+
+impl From<crate::policy::GateError> for ApiError {
+    fn from(e: crate::policy::GateError) -> Self {
+        gate_error(&e)
+    }
+}
+
+impl From<crate::resources::ResourceError> for ApiError {
+    fn from(e: crate::resources::ResourceError) -> Self {
+        resource_error(e)
+    }
+}
+
+impl From<crate::artifacts::ArtifactError> for ApiError {
+    fn from(e: crate::artifacts::ArtifactError) -> Self {
+        artifact_error(e)
+    }
+}
+
+impl From<crate::shards::ShardError> for ApiError {
+    fn from(e: crate::shards::ShardError) -> Self {
+        shard_error(e)
+    }
+}
+
+impl From<crate::inference::InferenceError> for ApiError {
+    fn from(e: crate::inference::InferenceError) -> Self {
+        inference_error(e)
+    }
+}
+
+/// What `ripple up` hands the runtime to serve once the node has joined.
+pub const ROUTERS: Routers = Routers { api: router, peer: peer_router };
+
+pub fn router(state: Arc<Services>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/status", get(status))
@@ -128,10 +115,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/resources/release", post(resources_release))
         .route("/resources/allocations", get(resources_allocations))
         .route("/resources/usage", get(resources_usage))
-        .route("/resources/provider", get(|State(s): State<Arc<ApiState>>| async move { Json(s.resources.state()) }))
+        .route("/resources/provider", get(|State(s): State<Arc<Services>>| async move { Json(s.resources.state()) }))
         .route("/artifacts", post(artifacts_publish).get(artifacts_find))
         .route("/artifacts/check", post(artifacts_check))
-        .route("/artifacts/replication", get(|State(s): State<Arc<ApiState>>| async move { Json(s.artifacts.state()) }))
+        .route("/artifacts/replication", get(|State(s): State<Arc<Services>>| async move { Json(s.artifacts.state()) }))
         .route("/artifacts/{cid}", get(artifacts_info))
         .route("/artifacts/{cid}/content", get(artifacts_content))
         .route("/artifacts/{cid}/verify", get(artifacts_verify).post(artifacts_verify_file))
@@ -143,7 +130,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/policy/decisions", get(policy_decisions))
         .route("/policy/audit", get(policy_audit))
         .route("/shards", get(shards_list).post(shards_create))
-        .route("/shards/loop", get(|State(s): State<Arc<ApiState>>| async move { Json(s.shards.state()) }))
+        .route("/shards/loop", get(|State(s): State<Arc<Services>>| async move { Json(s.shards.state()) }))
         .route("/shards/route", get(shards_route))
         .route("/shards/map", get(shards_map))
         .route("/shards/claims", get(shards_claims))
@@ -153,14 +140,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/inference/models", get(inference_models))
         .route(
             "/inference/policy",
-            get(|State(s): State<Arc<ApiState>>| async move { Json(s.inference.policies().clone()) }),
+            get(|State(s): State<Arc<Services>>| async move { Json(s.inference.policies().clone()) }),
         )
         .route("/inference/query", post(inference_query))
         .route("/inference/moe", post(inference_moe))
         .route("/inference/load", post(inference_load))
         .route("/inference/unload", post(inference_unload))
         .merge(openai::router())
-        .merge(crate::ui::router())
+        .merge(ui::router())
         // Nodes on this machine reach each other's peer routes here, signed like any peer.
         .merge(peer::router())
         .layer(axum::middleware::from_fn(crate::local_http::only_this_machine))
@@ -169,91 +156,46 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// What the peer listener (`--peer-listen`) serves: the peer routes and nothing else. Other
 /// machines reach it, so it has no operator route; every request is signed by a member.
-pub fn peer_router(state: Arc<ApiState>) -> Router {
+pub fn peer_router(state: Arc<Services>) -> Router {
     peer::router().with_state(state)
 }
 
-pub async fn status_report(s: &ApiState) -> Result<StatusReport, ApiError> {
-    let view = s.mesh.network_view().await?;
-    let (bootstrap_reachable, bootstrap_error) = match &s.info.bootstrap_url {
-        Some(url) => match crate::bootstrap::probe(url, Duration::from_secs(3)).await {
-            Ok(()) => (Some(true), None),
-            Err(e) => (Some(false), Some(e)),
-        },
-        None => (None, None),
-    };
-    Ok(StatusReport {
-        network: s.info.network.clone(),
-        network_seed: s.info.network_seed.clone(),
-        agent_pubkey: s.mesh.agent.to_string(),
-        policy_admin: s.mesh.policy_admin.as_ref().map(|k| k.to_string()),
-        cell_ids: s.mesh.cell_reports(),
-        peer_count: view.peer_count,
-        mesh_status: view.mesh_status,
-        diagnostics: Diagnostics {
-            conductor: if s.info.embedded { "embedded" } else { "attached" }.into(),
-            admin_url: s.info.admin_url.clone(),
-            app_port: s.mesh.app_port,
-            bootstrap_url: s.info.bootstrap_url.as_ref().map(|u| u.to_string()),
-            bootstrap_reachable,
-            bootstrap_error,
-            relay_url: s.info.relay_url.as_ref().map(|u| u.to_string()),
-            serving_bootstrap: s.info.serving_bootstrap,
-            peers_seen: view.peers_seen,
-            last_gossip_ms: view.last_gossip_ms,
-            completed_gossip_rounds: view.completed_gossip_rounds,
-            pending_fetch_ops: view.pending_fetch_ops,
-            uptime_secs: s.info.started.elapsed().as_secs(),
-        },
-        node: s.node.state(),
-    })
+async fn status(State(s): State<Arc<Services>>) -> Result<Json<StatusReport>, ApiError> {
+    Ok(Json(s.status().await?))
 }
 
-async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<StatusReport>, ApiError> {
-    Ok(Json(status_report(&s).await?))
-}
+/// The header that says how old the mesh view behind an answer is (milliseconds since its newest
+/// read; absent before the first).
+pub const VIEW_AGE_HEADER: &str = "x-ripple-view-age-ms";
 
-impl ApiState {
-    /// The resource functions' view of these services.
-    pub fn requester(&self) -> crate::resources::Requester<'_> {
-        crate::resources::Requester {
-            mesh: &self.mesh,
-            node: &self.node,
-            discovery: &self.discovery,
-            policy: &self.policy,
-            resources: &self.resources,
-        }
-    }
-}
-
-/// Discovery rows for the API and the MCP tools, as an API error when the conductor fails.
-pub async fn find_peers(s: &ApiState, query: &DiscoveryQuery) -> Result<Vec<PeerRow>, ApiError> {
-    Ok(s.discovery.find_peers(&s.mesh, &s.node, query).await?)
-}
-
+/// `/peers`: answered from the mesh view, with its age in a header.
 async fn peers(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     query: Result<Query<DiscoveryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<PeerRow>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    Ok(Json(find_peers(&s, &query).await?))
+    let rows = s.view.rows(&query);
+    let mut response = Json(rows).into_response();
+    if let Some(age) = s.view.age() {
+        response.headers_mut().insert(VIEW_AGE_HEADER, header::HeaderValue::from(age.as_millis() as u64));
+    }
+    Ok(response)
 }
 
-async fn advert(State(s): State<Arc<ApiState>>) -> Json<NodeState> {
+async fn advert(State(s): State<Arc<Services>>) -> Json<NodeState> {
     Json(s.node.state())
 }
 
-async fn refresh(State(s): State<Arc<ApiState>>) -> Result<Json<AdvertRefresh>, ApiError> {
+async fn refresh(State(s): State<Arc<Services>>) -> Result<Json<AdvertRefresh>, ApiError> {
     Ok(Json(s.node.refresh_advert().await?))
 }
 
-async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    let view = s.mesh.network_view().await.ok();
-    let online: Option<Vec<HeartbeatSeen>> = s.mesh.call(PRIMARY_ROLE, "discovery", "get_online_nodes", &()).await.ok();
+async fn metrics(State(s): State<Arc<Services>>) -> Response {
+    let network = s.mesh.network_view().await.ok();
     let node = s.node.state();
     let gauges = Gauges {
-        peers: view.map_or(0, |v| v.peer_count),
-        online_peers: online.map(|nodes| nodes.iter().filter(|n| n.agent != s.mesh.agent).count()),
+        peers: network.map_or(0, |v| v.peer_count),
+        online_peers: s.view.age().map(|_| s.view.online().iter().filter(|n| !n.is_self).count()),
         heartbeat_age_secs: s.node.heartbeat_age().map(|d| d.as_secs_f64()),
         heartbeats_sent: node.heartbeats_sent,
         heartbeat_failures: node.heartbeat_failures,
@@ -286,7 +228,7 @@ fn policy_error(e: crate::policy::service::PolicyServiceError) -> ApiError {
 }
 
 /// `GET /policy`: the network's admins and the packages in force on this node.
-async fn policy_in_force(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn policy_in_force(State(s): State<Arc<Services>>) -> Result<Json<serde_json::Value>, ApiError> {
     let admins = s.policy.admins().await?;
     Ok(Json(serde_json::json!({
         "admins": admins.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -295,10 +237,10 @@ async fn policy_in_force(State(s): State<Arc<ApiState>>) -> Result<Json<serde_js
 }
 
 async fn policy_publish(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     request: JsonBody<crate::policy::service::PublishRequest>,
 ) -> Result<Json<crate::policy::service::Published>, ApiError> {
-    Ok(Json(s.policy.publish(body(request)?).await.map_err(policy_error)?))
+    Ok(Json(s.policy.publish(body(request)?).await?))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -309,7 +251,7 @@ pub struct EvalBody {
 }
 
 async fn policy_eval(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     request: JsonBody<EvalBody>,
 ) -> Result<Json<crate::policy::Verdict>, ApiError> {
     let request = body(request)?;
@@ -318,17 +260,17 @@ async fn policy_eval(
 }
 
 async fn policy_decisions(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     Query(q): Query<crate::policy::service::HistoryQuery>,
 ) -> Result<Json<Vec<crate::policy::service::DecisionView>>, ApiError> {
-    Ok(Json(s.policy.decisions(&q).await.map_err(policy_error)?))
+    Ok(Json(s.policy.decisions(&q).await?))
 }
 
 async fn policy_audit(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     Query(q): Query<crate::policy::service::HistoryQuery>,
 ) -> Result<Json<Vec<crate::policy::service::AuditView>>, ApiError> {
-    Ok(Json(s.policy.audit_events(&q).await.map_err(policy_error)?))
+    Ok(Json(s.policy.audit_events(&q).await?))
 }
 
 /// Bad input is 400, nobody to allocate from is 409, a conductor failure 502.
@@ -337,7 +279,7 @@ fn resource_error(e: crate::resources::ResourceError) -> ApiError {
     let status = match &e {
         ResourceError::BadInput(_) => StatusCode::BAD_REQUEST,
         ResourceError::NoCandidates(_) | ResourceError::AllRefused(_) => StatusCode::CONFLICT,
-        ResourceError::Mesh(_) | ResourceError::Discovery(_) => StatusCode::BAD_GATEWAY,
+        ResourceError::Mesh(_) => StatusCode::BAD_GATEWAY,
         ResourceError::Gate(e) => return gate_error(e),
     };
     ApiError(status, e.to_string())
@@ -350,24 +292,24 @@ fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
 }
 
 async fn resources_available(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
 ) -> Result<Json<Vec<crate::resources::Available>>, ApiError> {
-    Ok(Json(crate::resources::available(&s.requester()).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::available(&s.requester()).await?))
 }
 
 async fn resources_plan(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::scheduler::Plan>, ApiError> {
-    Ok(Json(crate::resources::plan(&s.requester(), &body(request)?).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::plan(&s.requester(), &body(request)?).await?))
 }
 
 async fn resources_allocate(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::resources::AllocateRequest>,
 ) -> Result<Json<crate::resources::Allocation>, ApiError> {
-    Ok(Json(crate::resources::allocate(&s.requester(), &body(request)?, via(&headers)).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::allocate(&s.requester(), &body(request)?, via(&headers)).await?))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -379,7 +321,7 @@ pub struct InviteBody {
 
 /// `POST /network/invitations`: a network admin signs an invitation for one agent.
 async fn network_invite(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     request: JsonBody<InviteBody>,
 ) -> Result<Json<crate::networks::InvitationFile>, ApiError> {
     use crate::networks::InviteError;
@@ -405,14 +347,12 @@ pub struct ReleaseBody {
 }
 
 async fn resources_release(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<ReleaseBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = body(request)?;
-    let release_id = crate::resources::release(&s.requester(), &request.allocation_id, via(&headers))
-        .await
-        .map_err(resource_error)?;
+    let release_id = crate::resources::release(&s.requester(), &request.allocation_id, via(&headers)).await?;
     Ok(Json(serde_json::json!({ "allocation_id": request.allocation_id, "release_id": release_id })))
 }
 
@@ -422,14 +362,14 @@ struct LimitQuery {
 }
 
 async fn resources_allocations(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Vec<crate::resources::AllocationRow>>, ApiError> {
-    Ok(Json(crate::resources::allocations(&s.requester(), q.limit.unwrap_or(50)).await.map_err(resource_error)?))
+    Ok(Json(crate::resources::allocations(&s.requester(), q.limit.unwrap_or(50)).await?))
 }
 
-async fn resources_usage(State(s): State<Arc<ApiState>>) -> Result<Json<resource_mesh_types::UsageSummary>, ApiError> {
-    Ok(Json(crate::resources::usage(&s.requester()).await.map_err(resource_error)?))
+async fn resources_usage(State(s): State<Arc<Services>>) -> Result<Json<resource_mesh_types::UsageSummary>, ApiError> {
+    Ok(Json(crate::resources::usage(&s.requester()).await?))
 }
 
 /// Bad input is 400, an unknown or unobtainable CID 404, no IPFS here 409, IPFS or the conductor
@@ -465,7 +405,7 @@ pub const PUBLISH_META_HEADER: &str = "x-ripple-artifact";
 
 /// `POST /artifacts`: the body is the bytes, streamed into IPFS while they are hashed.
 async fn artifacts_publish(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<crate::artifacts::Published>, ApiError> {
@@ -480,14 +420,14 @@ async fn artifacts_publish(
     let meta: crate::artifacts::PublishMeta =
         serde_json::from_slice(&json).map_err(|e| bad(format!("{PUBLISH_META_HEADER}: {e}")))?;
     let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
-    Ok(Json(s.artifacts.publish(stream, meta, via(&headers), |_| {}).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.publish(stream, meta, via(&headers), |_| {}).await?))
 }
 
 async fn artifacts_info(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     axum::extract::Path(cid): axum::extract::Path<String>,
 ) -> Result<Json<crate::artifacts::ArtifactInfo>, ApiError> {
-    Ok(Json(s.artifacts.info(&cid).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.info(&cid).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -499,11 +439,11 @@ struct ContentQuery {
 /// `GET /artifacts/{cid}/content`: the bytes; `?local=true` only from this node's IPFS (what
 /// peers ask a replica for), otherwise fetched from a replica first if needed.
 async fn artifacts_content(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     axum::extract::Path(cid): axum::extract::Path<String>,
     Query(q): Query<ContentQuery>,
 ) -> Result<Response, ApiError> {
-    let (stream, source) = s.artifacts.open(&cid, q.local).await.map_err(artifact_error)?;
+    let (stream, source) = s.artifacts.open(&cid, q.local).await?;
     let source = axum::http::HeaderValue::from_str(&source).unwrap_or(axum::http::HeaderValue::from_static("ipfs"));
     Ok((
         [
@@ -516,15 +456,15 @@ async fn artifacts_content(
 }
 
 async fn artifacts_verify(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     axum::extract::Path(cid): axum::extract::Path<String>,
 ) -> Result<Json<crate::artifacts::VerifyReport>, ApiError> {
-    Ok(Json(s.artifacts.verify(&cid, None).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.verify(&cid, None).await?))
 }
 
 /// `POST /artifacts/{cid}/verify`: checks the bytes in the body (a copy the caller holds).
 async fn artifacts_verify_file(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     axum::extract::Path(cid): axum::extract::Path<String>,
     body: axum::body::Body,
 ) -> Result<Json<crate::artifacts::VerifyReport>, ApiError> {
@@ -532,31 +472,31 @@ async fn artifacts_verify_file(
         what: "the request body".into(),
         reason: e.to_string(),
     });
-    Ok(Json(s.artifacts.verify(&cid, Some(Box::pin(stream))).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.verify(&cid, Some(Box::pin(stream))).await?))
 }
 
 async fn artifacts_replicas(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     axum::extract::Path(cid): axum::extract::Path<String>,
 ) -> Result<Json<crate::artifacts::ReplicaReport>, ApiError> {
-    Ok(Json(s.artifacts.replicas(&cid).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.replicas(&cid).await?))
 }
 
 /// `GET /artifacts?name=|label=|sha256=`: registrations found through the DHT's indexes.
 async fn artifacts_find(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     query: Result<Query<crate::artifacts::FindQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::artifacts::Registration>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    Ok(Json(s.artifacts.find(&query).await.map_err(artifact_error)?))
+    Ok(Json(s.artifacts.find(&query).await?))
 }
 
 /// `POST /artifacts/check`: would `POST /artifacts` with this metadata be accepted (before any byte)?
 async fn artifacts_check(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     meta: JsonBody<crate::artifacts::PublishMeta>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.artifacts.check_meta(&body(meta)?).map_err(artifact_error)?;
+    s.artifacts.check_meta(&body(meta)?)?;
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
@@ -598,65 +538,65 @@ fn shards_query(query: Result<Query<ShardsQuery>, QueryRejection>) -> Result<Sha
     query.map(|Query(q)| q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
 }
 
-async fn shards_list(State(s): State<Arc<ApiState>>) -> Result<Json<Vec<crate::shards::MapView>>, ApiError> {
-    Ok(Json(s.shards.maps().await.map_err(shard_error)?))
+async fn shards_list(State(s): State<Arc<Services>>) -> Result<Json<Vec<crate::shards::MapView>>, ApiError> {
+    Ok(Json(s.shards.maps().await?))
 }
 
 async fn shards_create(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<CreateShardsBody>,
 ) -> Result<Json<crate::shards::MapView>, ApiError> {
     let b = body(request)?;
     let created = s.shards.create(&b.collection, b.shard_count, b.replication_factor, via(&headers)).await;
-    Ok(Json(created.map_err(shard_error)?))
+    Ok(Json(created?))
 }
 
 async fn shards_map(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     query: Result<Query<ShardsQuery>, QueryRejection>,
 ) -> Result<Json<crate::shards::MapReport>, ApiError> {
     let q = shards_query(query)?;
-    Ok(Json(s.shards.report(q.collection.as_deref()).await.map_err(shard_error)?))
+    Ok(Json(s.shards.report(q.collection.as_deref()).await?))
 }
 
 async fn shards_route(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     query: Result<Query<ShardsQuery>, QueryRejection>,
 ) -> Result<Json<crate::shards::RouteView>, ApiError> {
     let q = shards_query(query)?;
     let key = q.key.ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give the key to route: ?key=".into()))?;
-    Ok(Json(s.shards.route(q.collection.as_deref(), &key).await.map_err(shard_error)?))
+    Ok(Json(s.shards.route(q.collection.as_deref(), &key).await?))
 }
 
 async fn shards_claims(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     query: Result<Query<ShardsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::shards::ClaimView>>, ApiError> {
     let q = shards_query(query)?;
-    Ok(Json(s.shards.claims(q.collection.as_deref()).await.map_err(shard_error)?))
+    Ok(Json(s.shards.claims(q.collection.as_deref()).await?))
 }
 
 async fn shards_checkpoint(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::shards::CheckpointRequest>,
 ) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
     let request = body(request)?;
-    Ok(Json(s.shards.checkpoint(&request, via(&headers)).await.map_err(shard_error)?))
+    Ok(Json(s.shards.checkpoint(&request, via(&headers)).await?))
 }
 
 /// `POST /shards/checkpoints/snapshot?shard=…&vector_count=…[&sequence=…][&collection=…]`: a
 /// checkpoint whose snapshot is the body's bytes, stored and offered to peers by this node.
 async fn shards_checkpoint_snapshot(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: Result<Query<crate::shards::CheckpointRequest>, axum::extract::rejection::QueryRejection>,
     body: axum::body::Body,
 ) -> Result<Json<crate::shards::CheckpointView>, ApiError> {
     let Query(request) = request.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
-    Ok(Json(s.shards.checkpoint_with_snapshot(request, stream, via(&headers)).await.map_err(shard_error)?))
+    Ok(Json(s.shards.checkpoint_with_snapshot(request, stream, via(&headers)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -673,12 +613,11 @@ pub const SOURCE_HEADER: &str = "x-ripple-source";
 
 /// `GET /shards/snapshot?shard=…[&collection=…]`: the bytes of the shard's winning snapshot.
 async fn shards_snapshot(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     q: Result<Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let (checkpoint, stream, source) =
-        s.shards.snapshot(q.collection.as_deref(), q.shard).await.map_err(shard_error)?;
+    let (checkpoint, stream, source) = s.shards.snapshot(q.collection.as_deref(), q.shard).await?;
     let header_value =
         |v: String| axum::http::HeaderValue::from_str(&v).unwrap_or(axum::http::HeaderValue::from_static("?"));
     Ok((
@@ -698,7 +637,7 @@ async fn shards_snapshot(
 /// Statuses of inference failures: bad input 400, nothing serves the model 404, no consensus 409,
 /// the backend lacks the feature 501, every server failed 502, a deadline passed 504.
 pub fn inference_error(e: crate::inference::InferenceError) -> ApiError {
-    use crate::inference::openai::BackendError;
+    use crate::bridges::localai::BackendError;
     use crate::inference::InferenceError;
     let status = match &e {
         InferenceError::BadInput(_) => StatusCode::BAD_REQUEST,
@@ -718,21 +657,21 @@ pub fn inference_error(e: crate::inference::InferenceError) -> ApiError {
     ApiError(status, e.to_string())
 }
 
-async fn inference_models(State(s): State<Arc<ApiState>>) -> Result<Json<Vec<crate::inference::MeshModel>>, ApiError> {
-    Ok(Json(s.inference.models().await.map_err(inference_error)?))
+async fn inference_models(State(s): State<Arc<Services>>) -> Result<Json<Vec<crate::inference::MeshModel>>, ApiError> {
+    Ok(Json(s.inference.models().await?))
 }
 
 async fn inference_query(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     request: JsonBody<crate::inference::SingleQuery>,
 ) -> Result<Json<crate::inference::SingleAnswer>, ApiError> {
-    Ok(Json(s.inference.single_query(&body(request)?).await.map_err(inference_error)?))
+    Ok(Json(s.inference.single_query(&body(request)?).await?))
 }
 
 /// No consensus is a 409 whose body also carries the votes (`answer`), so the caller sees who
 /// said what.
 async fn inference_moe(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::inference::MoeQuery>,
 ) -> Response {
@@ -756,19 +695,19 @@ async fn inference_moe(
 }
 
 async fn inference_load(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::inference::LoadModel>,
 ) -> Result<Json<crate::inference::ModelChange>, ApiError> {
     let request = body(request)?;
     let progress = |line: &str| tracing::info!("{line}");
-    Ok(Json(s.inference.load_model(&request, via(&headers), &progress).await.map_err(inference_error)?))
+    Ok(Json(s.inference.load_model(&request, via(&headers), &progress).await?))
 }
 
 async fn inference_unload(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     headers: axum::http::HeaderMap,
     request: JsonBody<crate::inference::UnloadModel>,
 ) -> Result<Json<crate::inference::ModelChange>, ApiError> {
-    Ok(Json(s.inference.unload_model(&body(request)?, via(&headers)).await.map_err(inference_error)?))
+    Ok(Json(s.inference.unload_model(&body(request)?, via(&headers)).await?))
 }

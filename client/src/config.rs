@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub bandwidth_mbps: Option<u32>,
     pub heartbeat_secs: Option<u32>,
     pub advert_refresh_secs: Option<u32>,
+    pub view_catch_up_secs: Option<u32>,
+    pub view_signals: Option<bool>,
     pub localai_url: Option<String>,
     pub ipfs_api_url: Option<String>,
     pub max_batch_size: Option<u32>,
@@ -129,6 +131,9 @@ agent_name = "{agent_name}"
 # heartbeat_secs = 150
 # Seconds between hardware probes; the advert is republished only when something changed.
 # advert_refresh_secs = 60
+# Seconds between the mesh view's reads of what changed on the mesh (other nodes' heartbeats
+# arrive this way; their advert changes also by signal, at once).
+# view_catch_up_secs = 5
 # OpenAI-compatible inference server (LocalAI); its /v1/models go into the advert.
 # localai_url = "http://127.0.0.1:8080"
 # Kubo RPC API; the repo size goes into the advert.

@@ -25,6 +25,8 @@ use policy_store_types::PolicyProperties;
 pub const APP_ID: &str = "ripple";
 /// The role whose network the mesh status describes.
 pub const PRIMARY_ROLE: &str = "agent_registry";
+/// The role of the memory_shards DNA (collections' shard maps and claims).
+pub const SHARDS_ROLE: &str = "memory_shards";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
@@ -329,6 +331,27 @@ impl Mesh {
             self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
         self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
         result.map_err(|e| fail(zome_error_text(&e)))?.decode().map_err(|e| fail(e.to_string()))
+    }
+
+    /// Calls `handler` with each signal `role`'s cell emits to this node's app clients that
+    /// decodes as `T` (other signals of that cell, and of other cells, pass it by).
+    pub async fn on_signal<T, F>(&self, role: &str, handler: F)
+    where
+        T: DeserializeOwned + std::fmt::Debug,
+        F: Fn(T) + Send + Sync + 'static,
+    {
+        let Some(cell) = self.cells.get(role).cloned() else { return };
+        self.app
+            .on_signal(move |signal| {
+                if let holochain_types::signal::Signal::App { cell_id, signal, .. } = signal {
+                    if cell_id == cell {
+                        if let Ok(decoded) = signal.into_inner().decode::<T>() {
+                            handler(decoded);
+                        }
+                    }
+                }
+            })
+            .await;
     }
 
     pub fn cell_reports(&self) -> Vec<CellReport> {

@@ -9,7 +9,7 @@
 //! write. Only then does the receiver's policy (`peer.request`) see the request.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -24,8 +24,6 @@ pub const HEADER_NONCE: &str = "ripple-nonce";
 pub const HEADER_SIGNATURE: &str = "ripple-signature";
 /// How far a request's time may be from the receiver's clock, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(30);
-/// How long a positive membership answer is reused.
-const MEMBER_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PeerAuthError {
@@ -144,12 +142,11 @@ pub struct Verifier {
     network_seed: String,
     /// Nonces seen (caller/nonce → request time), and when they were last pruned.
     seen: Mutex<(HashMap<String, i64>, i64)>,
-    members: Mutex<HashMap<AgentPubKey, Instant>>,
 }
 
 impl Verifier {
     pub fn new(network_seed: String) -> Self {
-        Self { network_seed, seen: Default::default(), members: Default::default() }
+        Self { network_seed, seen: Default::default() }
     }
 
     /// Signature, freshness and replay (no I/O): the caller's key when all hold.
@@ -209,30 +206,6 @@ impl Verifier {
         }
         Ok(agent)
     }
-
-    /// Whether `agent` has an advert on this network's DHT (cached for a minute when it has).
-    pub async fn check_member(&self, mesh: &Mesh, agent: &AgentPubKey) -> Result<(), PeerCheckError> {
-        let fresh = |at: &Instant| at.elapsed() < MEMBER_TTL;
-        if self.members.lock().unwrap_or_else(|p| p.into_inner()).get(agent).is_some_and(fresh) {
-            return Ok(());
-        }
-        let peer: Option<agent_registry_types::PeerRecord> =
-            mesh.call(PRIMARY_ROLE, "discovery", "get_peer", agent).await?;
-        if peer.is_none() {
-            return Err(PeerAuthError::NotMember(agent.to_string()).into());
-        }
-        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(agent.clone(), Instant::now());
-        Ok(())
-    }
-}
-
-/// Why a peer request was not let through: its authentication, or the lookup behind it.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerCheckError {
-    #[error(transparent)]
-    Auth(#[from] PeerAuthError),
-    #[error(transparent)]
-    Mesh(#[from] MeshError),
 }
 
 #[cfg(test)]

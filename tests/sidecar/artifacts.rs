@@ -88,7 +88,7 @@ async fn publish_fetch_verify_and_repair_across_three_nodes_with_real_ipfs() {
             .unwrap_or_else(|e| panic!("{e}\n{}", a.log())),
     )
     .unwrap();
-    assert_eq!(published.sha256, ripple::artifacts::kubo::sha256_hex(&content));
+    assert_eq!(published.sha256, ripple::bridges::kubo::sha256_hex(&content));
     assert_eq!(published.size, content.len() as u64);
     let cid = published.cid.clone();
 

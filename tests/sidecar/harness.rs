@@ -6,8 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ripple::api::{PeerRow, StatusReport};
+use ripple::api::PeerRow;
 use ripple::manifests::{Manifests, Network, NetworkSpec};
+use ripple::runtime::services::StatusReport;
 use ripple::up::Ready;
 
 use crate::support::repo_root;

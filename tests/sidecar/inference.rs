@@ -325,6 +325,11 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
     let c_data = tmp.path().join("node-c");
     let quick = ["infer", "--moe", "--policy", "quick", "--no-consensus-required", "--max-tokens", "64", PROMPT];
     let lost = ripple_json::<Value>(&c_data, &quick).unwrap_err();
+    assert!(
+        !lost.contains("the node answered"),
+        "node-c answered instead of dying after the decision: {lost}\n{}",
+        c.log()
+    );
     assert!(!c.wait_exit(Duration::from_secs(60)).success(), "node-c aborted after the decision ({lost})");
     let journal = c_data.join(AUDIT_JOURNAL_DIR);
     assert!(std::fs::read_dir(&journal).unwrap().count() >= 1, "the query's audit waits in {}", journal.display());
@@ -350,8 +355,8 @@ async fn single_and_moe_queries_route_fail_over_merge_and_audit_across_two_nodes
 /// not supported rather than as a failure.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bridge_reads_models_chats_embeds_and_names_what_the_backend_lacks() {
+    use ripple::bridges::localai::{Backend, BackendError, ChatOptions};
     use ripple::inference::consensus::{weighted_consensus, Answer};
-    use ripple::inference::openai::{Backend, BackendError, ChatOptions};
     let server = LlamaServer::start(&["--alias", "smol-embed", "--alias", "smol-alias", "--embedding"]);
     let backend = Backend::local(reqwest::Client::new(), &server.url).unwrap();
     let timeout = Duration::from_secs(60);

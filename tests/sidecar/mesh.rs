@@ -60,7 +60,10 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         ..launch("node-c", join())
     };
     let c = Sidecar::start(crashing);
-    let d = Sidecar::start(launch("node-d", join()));
+    // node-d ignores registry signals: its mesh view learns everything from its own reads.
+    let no_signals = ["--no-view-signals", "--view-catch-up-secs", "3"].map(String::from).to_vec();
+    let d = Sidecar::start(launch("node-d", [join(), no_signals].concat()));
+    assert!(!d.ready.status.view.signals && d.ready.status.view.catch_up_secs == 3);
     assert!(!b.ready.status.diagnostics.serving_bootstrap);
     let hashes = |node: &Sidecar| node.ready.status.cell_ids.iter().map(|c| c.dna_hash.clone()).collect::<Vec<_>>();
     assert_eq!(hashes(&a), hashes(&c), "one network, one DNA per role, policy_store with the creator as admin");
@@ -173,7 +176,12 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         assert_eq!(holders, &placed.shards[*shard as usize].placed, "a key's holders are its shard's");
     }
     let claims: Vec<ClaimView> = ripple_json(&data("node-d"), &["shards", "claims"]).unwrap();
-    assert_eq!(claims.len(), 32, "one claim per replica, nothing twice");
+    assert_eq!(
+        claims.len(),
+        32,
+        "one claim per replica, nothing twice; the shard loops wrote:\n{}",
+        shard_writes(&all)
+    );
     let route: RouteView = ripple_json(&data("node-d"), &["shards", "route", "doc-0"]).unwrap();
     assert_eq!(
         (route.shard, route.primary.as_ref().map(|h| h.agent.clone())),
@@ -234,6 +242,11 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     let c_dir = c_data.to_str().unwrap();
     let (code, _, err) = ripple(&["--data", c_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);
     assert_ne!(code, 0, "the node died under the allocation: {err}");
+    assert!(
+        !err.contains("the node answered"),
+        "node-c answered instead of dying after the decision: {err}\n{}",
+        c.log()
+    );
     let status = c.wait_exit(Duration::from_secs(60));
     assert!(!status.success(), "node-c aborted: {status:?}");
     eventually("node-c to show offline on node-a", Duration::from_secs(120), || async {
@@ -296,10 +309,10 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     }
     tokio::time::sleep(Duration::from_secs(12)).await; // four more passes of every loop
     let claims: Vec<ClaimView> = get_json(&a.api("shards/claims")).await;
-    assert_eq!(claims.len(), 32, "no flapping after the hand-back");
     let all = [&a, &b, &c, &d];
+    assert_eq!(claims.len(), 32, "no flapping after the hand-back; shard writes:\n{}", shard_writes(&all));
     let again = eventually("all four to agree again", Duration::from_secs(60), || agreed_routes(&all)).await;
-    assert_eq!(again, routes, "every key goes where it went before the crash");
+    assert_eq!(again, routes, "every key goes where it went before the crash; shard writes:\n{}", shard_writes(&all));
     // The Decision written before the crash survived it and reached the mesh; the allocation it
     // allowed never happened.
     let decided: Vec<DecisionView> =
@@ -322,16 +335,24 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     let code = b.terminate();
     assert!(code.success(), "clean shutdown exits 0, got {code:?}");
     assert!(!data("node-b").join("ripple.run.json").exists(), "the run file is removed");
-    eventually("node-b's advert to say offline on node-a", Duration::from_secs(60), || async {
-        let peers = a.try_peers("").await?;
-        let row = peers.iter().find(|p| p.agent_pubkey == b_agent).ok_or("node-b missing")?;
-        if row.advert.availability == agent_registry_types::Availability::Offline {
-            Ok(())
-        } else {
-            Err(format!("{:?}", row.advert.availability))
-        }
-    })
-    .await;
+    // node-a hears it by signal or its next catch-up; node-d, without signals, by a catch-up.
+    let stopped = std::time::Instant::now();
+    for node in [&a, &d] {
+        eventually(&format!("node-b's advert to say offline on {}", node.name), Duration::from_secs(60), || async {
+            let peers = node.try_peers("").await?;
+            let row = peers.iter().find(|p| p.agent_pubkey == b_agent).ok_or("node-b missing")?;
+            if row.advert.availability == agent_registry_types::Availability::Offline && row.state == "offline" {
+                Ok(())
+            } else {
+                Err(format!("{:?}, {}", row.advert.availability, row.state))
+            }
+        })
+        .await;
+        eprintln!("node-b's offline advert reached {}'s view {:?} after node-b stopped", node.name, stopped.elapsed());
+    }
+    let view = d.status().await.view;
+    assert_eq!(view.signals_applied, 0, "node-d applied no signal: {view:?}");
+    assert!(view.catch_ups > 0, "{view:?}");
 
     // The metrics a Prometheus scrape sees.
     let metrics = reqwest::get(a.api("metrics")).await.unwrap().text().await.unwrap();
@@ -339,7 +360,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         "ripple_peers ",
         "ripple_heartbeat_age_seconds ",
         "ripple_conductor_rss_bytes ",
-        "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"query_peers\",le=\"+Inf\"}",
+        "ripple_zome_call_duration_seconds_bucket{zome=\"discovery\",fn=\"read_changes\",le=\"+Inf\"}",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
@@ -361,6 +382,21 @@ pub(crate) async fn fully_placed(node: &Sidecar, eligible: usize) -> Result<MapR
             report.eligible_nodes, report.live_replicas, report.under_replicated_shards
         ))
     }
+}
+
+/// Every node's shard-loop writes (claims, drops, hand-backs), from its log, for a failure message.
+fn shard_writes(nodes: &[&Sidecar]) -> String {
+    let mut out = String::new();
+    for node in nodes {
+        let log = node.log();
+        let writes = log.lines().filter(|l| {
+            l.contains("shard") && ["claimed", "dropped", "handed", "placement now"].iter().any(|w| l.contains(w))
+        });
+        for line in writes {
+            out += &format!("{}: {line}\n", node.name);
+        }
+    }
+    out
 }
 
 /// Routes `KEYS` keys on every node: the same shard and holders everywhere, or which node differs.

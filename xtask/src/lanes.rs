@@ -249,6 +249,17 @@ fn run_timed(mut cmd: Command, prefix: &str) -> anyhow::Result<(Vec<TestTime>, b
         writeln!(std::io::stdout(), "{prefix}{}", String::from_utf8_lossy(&pending))?;
     }
     let status = child.wait()?;
+    if !status.success() {
+        // A test process killed by a signal prints nothing of its own: say how it ended, and in
+        // which test.
+        use std::os::unix::process::ExitStatusExt;
+        let how = match status.signal() {
+            Some(signal) => format!("was killed by signal {signal}"),
+            None => format!("exited with {status}"),
+        };
+        let during = timer.running().map(|t| format!(" during {t}")).unwrap_or_default();
+        writeln!(std::io::stdout(), "{prefix}the test process {how}{during}")?;
+    }
     Ok((timer.into_times(), status.success()))
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod build;
 mod clients;
 mod lanes;
+mod layers;
 mod pin;
 mod stamp;
 mod timing;
@@ -108,6 +109,7 @@ fn test(ws: &workspace::Workspace, rt: &tokio::runtime::Runtime, lanes: usize, a
     clock.step("pin --check", || rt.block_on(pin::pin(ws, true)))?;
     clock.step("repro", || build::check_reproducible(ws))?;
     clock.step("dashboard check", || ui::check(ws))?;
+    clock.step("layers", || layers::check(&ws.root))?;
     clock.step("unit tests: zomes, types, xtask", || {
         workspace::step(
             "unit tests (zome rules, types, resource_mesh capacity ledger, provenance statements, policy bundles, shard maps, xtask)",

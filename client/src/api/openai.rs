@@ -13,12 +13,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{inference_error, ApiState};
+use super::inference_error;
+use crate::runtime::services::Services;
 
 /// Which server answered, on every bridged response.
 pub const SERVED_BY_HEADER: &str = "x-ripple-served-by";
 
-pub fn router() -> Router<Arc<ApiState>> {
+pub fn router() -> Router<Arc<Services>> {
     Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(|s: Shared, b: Body| forward(s, "chat/completions", b)))
@@ -26,7 +27,7 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/v1/embeddings", post(|s: Shared, b: Body| forward(s, "embeddings", b)))
 }
 
-type Shared = State<Arc<ApiState>>;
+type Shared = State<Arc<Services>>;
 type Body = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
 
 fn openai_error(status: StatusCode, message: &str) -> Response {
@@ -34,7 +35,7 @@ fn openai_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}))).into_response()
 }
 
-async fn models(State(s): State<Arc<ApiState>>) -> Response {
+async fn models(State(s): State<Arc<Services>>) -> Response {
     match s.inference.models().await {
         Ok(models) => Json(json!({
             "object": "list",

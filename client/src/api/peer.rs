@@ -13,9 +13,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 
-use super::{artifact_error, gate_error, inference_error, ApiError, ApiState};
-use crate::inference::openai::TRACE_HEADER;
-use crate::peer::{PeerAuthError, PeerCheckError};
+use super::{gate_error, ApiError};
+use crate::bridges::localai::TRACE_HEADER;
+use crate::peer::PeerAuthError;
+use crate::runtime::services::Services;
 
 /// The bytes of an artifact this node holds (its own IPFS only: a peer asks the holders).
 pub const ARTIFACT_ROUTE: &str = "artifacts.content";
@@ -28,19 +29,19 @@ const INFERENCE_ROUTES: [(&str, &str); 3] = [
     ("embeddings", "inference.embeddings"),
 ];
 
-pub fn router() -> Router<Arc<ApiState>> {
+pub fn router() -> Router<Arc<Services>> {
     Router::new().route("/peer/v1/artifacts/{cid}", get(artifact)).route("/peer/v1/inference/{*path}", post(inference))
 }
 
 async fn artifact(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     Path(cid): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = admit(&s, &method, &uri, &headers, b"", ARTIFACT_ROUTE, &cid).await?;
-    let (stream, _) = s.artifacts.open(&cid, true).await.map_err(artifact_error)?;
+    let (stream, _) = s.artifacts.open(&cid, true).await?;
     tracing::debug!("serving {cid} to peer {caller}");
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
@@ -53,7 +54,7 @@ async fn artifact(
 /// own inference server; the answer, streamed or not, goes back as the server gives it. The
 /// policy sees the route and the model.
 async fn inference(
-    State(s): State<Arc<ApiState>>,
+    State(s): State<Arc<Services>>,
     Path(path): Path<String>,
     method: Method,
     uri: Uri,
@@ -77,14 +78,14 @@ async fn inference(
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "the body must be a JSON object naming a `model`".into()))?;
     let trace_id = headers.get(TRACE_HEADER).and_then(|v| v.to_str().ok());
     tracing::debug!("answering {path} for {model} to peer {caller}");
-    let upstream = s.inference.serve_peer(path, &request, trace_id).await.map_err(inference_error)?;
+    let upstream = s.inference.serve_peer(path, &request, trace_id).await?;
     Ok(super::openai::relay(upstream))
 }
 
 /// Authenticates a peer request (its signature covers `body`) and asks the policy; the caller's
 /// key when both pass.
 async fn admit(
-    s: &ApiState,
+    s: &Services,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -97,10 +98,9 @@ async fn admit(
     let checked = s.peer.check(headers, method.as_str(), path, body, crate::peer::now_ms());
     s.metrics.observe_peer_auth(started.elapsed(), checked.is_ok());
     let caller = checked.map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    s.peer.check_member(&s.mesh, &caller).await.map_err(|e| match e {
-        PeerCheckError::Auth(e @ PeerAuthError::NotMember(_)) => ApiError(StatusCode::FORBIDDEN, e.to_string()),
-        e => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
-    })?;
+    if !s.view.is_member(&caller).await? {
+        return Err(ApiError(StatusCode::FORBIDDEN, PeerAuthError::NotMember(caller.to_string()).to_string()));
+    }
     let caller = caller.to_string();
     s.policy.decide_peer_request(&caller, route, resource).await.map_err(|e| gate_error(&e))?;
     Ok(caller)

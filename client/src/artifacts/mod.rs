@@ -5,7 +5,6 @@
 //! provenance signature and chain), renews its replica leases and repairs under-replicated
 //! artifacts it is responsible for. The CLI, the HTTP API and the MCP `artifacts.*` tools all go
 //! through `ArtifactService`.
-pub mod kubo;
 pub mod replication;
 
 use std::collections::BTreeMap;
@@ -18,12 +17,13 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use holochain_types::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{Availability, DiscoveryQuery, PeerRecord};
+use agent_registry_types::Availability;
 use artifact_index_types::*;
 
-use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
+use crate::bridges::kubo::{self, AddMode, Kubo, KuboError};
+use crate::mesh::{Mesh, MeshError};
+use crate::node::view::MeshView;
 use crate::node::NodeAgent;
-use kubo::{AddMode, Kubo, KuboError};
 use replication::{grace_windows, responsible, Candidate, RepairGate, StoragePolicy};
 
 /// The hApp role of the artifact_index DNA.
@@ -186,6 +186,8 @@ pub struct ReplicationState {
 pub struct ArtifactService {
     mesh: Arc<Mesh>,
     node: Arc<NodeAgent>,
+    /// Which nodes are online to hold replicas.
+    view: Arc<MeshView>,
     kubo: Option<Kubo>,
     policy: StoragePolicy,
     /// Where peers fetch the bytes of this node's replicas (its peer routes' base URL).
@@ -208,11 +210,13 @@ impl ArtifactService {
         endpoint: String,
         peers: crate::peer::PeerClient,
         policy_gate: Arc<crate::policy::PolicyService>,
+        view: Arc<MeshView>,
     ) -> Arc<Self> {
         let kubo = node.settings().sources.ipfs_api_url.clone().map(Kubo::new);
         Arc::new(Self {
             mesh,
             node,
+            view,
             kubo,
             policy,
             endpoint,
@@ -751,17 +755,15 @@ impl ArtifactService {
     async fn repair(&self) -> Result<(), ArtifactError> {
         let me = self.mesh.agent.clone();
         // Every registered node: the online ones repair; the unseen ones (advert online, no recent
-        // heartbeat read here) may be repairing too, and are waited for (`grace_windows`).
-        let query = DiscoveryQuery::default();
-        let peers: Vec<PeerRecord> = self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?;
+        // heartbeat in the view) may be repairing too, and are waited for (`grace_windows`).
         let (mut online, mut unseen) = (Vec::new(), Vec::new());
-        for p in peers.iter().filter(|p| p.advert.availability == Availability::Online) {
+        for p in self.view.all().iter().filter(|p| p.advert.availability == Availability::Online) {
             let candidate = Candidate {
                 agent: p.agent.clone(),
                 free_bytes: p.advert.storage.local_ssd_gb.saturating_mul(GB),
                 has_ipfs: p.advert.storage.ipfs_pinned_gb > 0,
             };
-            if p.online { &mut online } else { &mut unseen }.push(candidate);
+            if p.is_online() { &mut online } else { &mut unseen }.push(candidate);
         }
         if !online.iter().any(|c| c.agent == me) {
             return Ok(()); // only an online node takes on repairs

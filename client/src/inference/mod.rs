@@ -8,10 +8,9 @@
 //! - `load_model` / `unload_model`: LocalAI model management on this node, gated, then the advert
 //!   is republished so the mesh routes to (or away from) the model.
 //!
-//! The HTTP API also serves the OpenAI API itself (`/v1/…`, `crate::api::openai`), routed the
+//! The HTTP API also serves the OpenAI API itself (`/v1/…`, in the API's `openai` routes), routed the
 //! same way, so that any OpenAI client pointed at a node reaches the whole mesh.
 pub mod consensus;
-pub mod openai;
 pub mod policy;
 pub mod routing;
 
@@ -21,14 +20,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use agent_registry_types::{DiscoveryQuery, PeerRecord};
 use policy_store_types::AuditEvent;
 
-use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
+use crate::bridges::localai::{Backend, BackendError, ChatOptions, Completion};
+use crate::mesh::MeshError;
+use crate::node::view::{MeshNode, MeshView};
 use crate::node::NodeAgent;
 use crate::policy::{Commit, GateError, PolicyService};
 use consensus::{response_hash, weighted_consensus, Answer};
-use openai::{Backend, BackendError, ChatOptions, Completion};
 use policy::{InferencePolicies, InferencePolicy};
 use routing::{models_on_mesh, servers_for, Server};
 
@@ -40,10 +39,6 @@ pub const MAX_TOKENS_MAX: u32 = 32_768;
 pub const SINGLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Answer text kept in an audit event; the full answer's sha256 is always there.
 const AUDIT_TEXT_MAX: usize = 1536;
-/// How long the routing view (online nodes and what they serve) is reused. Adverts and liveness
-/// change on heartbeat timescales, and a node that left meanwhile is skipped by failover, so a
-/// query need not pay a discovery read (tens of ms) each time.
-const ROUTING_VIEW_TTL: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -275,27 +270,27 @@ pub struct MeshModel {
 }
 
 pub struct InferenceService {
-    mesh: Arc<Mesh>,
     node: Arc<NodeAgent>,
     policy: Arc<PolicyService>,
     policies: InferencePolicies,
     http: reqwest::Client,
     /// Signs the requests that go to other nodes' sidecars.
     peers: crate::peer::PeerClient,
-    /// The last routing view and when it was read.
-    view: tokio::sync::Mutex<Option<(Instant, Arc<Vec<PeerRecord>>)>>,
+    /// Who serves what: the online nodes and their adverts. A node that left since the view's
+    /// last word is skipped by failover.
+    view: Arc<MeshView>,
 }
 
 impl InferenceService {
     pub fn new(
-        mesh: Arc<Mesh>,
         node: Arc<NodeAgent>,
         policies: InferencePolicies,
         policy: Arc<PolicyService>,
         peers: crate::peer::PeerClient,
+        view: Arc<MeshView>,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Arc::new(Self { mesh, node, policy, policies, http, peers, view: Default::default() })
+        Arc::new(Self { node, policy, policies, http, peers, view })
     }
 
     /// How to reach `server`: this node's own inference server directly, another node's through
@@ -316,42 +311,30 @@ impl InferenceService {
         &self.policies
     }
 
-    /// The online nodes, read at most `ROUTING_VIEW_TTL` ago (concurrent queries share one read).
-    async fn peers(&self) -> Result<Arc<Vec<PeerRecord>>, InferenceError> {
-        let mut view = self.view.lock().await;
-        if let Some((at, peers)) = view.as_ref().filter(|(at, _)| at.elapsed() < ROUTING_VIEW_TTL) {
-            tracing::trace!("routing view from {:?} ago", at.elapsed());
-            return Ok(peers.clone());
-        }
-        let query = DiscoveryQuery { online_only: true, ..Default::default() };
-        let peers: Arc<Vec<PeerRecord>> =
-            Arc::new(self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?);
-        *view = Some((Instant::now(), peers.clone()));
-        Ok(peers)
+    /// The online nodes, from the mesh view.
+    fn peers(&self) -> Vec<MeshNode> {
+        self.view.online()
     }
 
-    fn me(&self) -> (String, String) {
-        (self.mesh.agent.to_string(), self.node.settings().region)
+    fn region(&self) -> String {
+        self.node.settings().region
     }
 
     /// Every model served on the mesh with its servers in routing order.
     pub async fn models(&self) -> Result<Vec<MeshModel>, InferenceError> {
-        let peers = self.peers().await?;
-        let (me, region) = self.me();
-        Ok(models_on_mesh(&peers, &me, &region)
-            .into_iter()
-            .map(|(model, servers)| MeshModel { model, servers })
-            .collect())
+        let peers = self.peers();
+        let region = self.region();
+        Ok(models_on_mesh(&peers, &region).into_iter().map(|(model, servers)| MeshModel { model, servers }).collect())
     }
 
     /// The servers for `model` in the order to ask them, or why there are none.
     pub async fn route(&self, model: &str) -> Result<Vec<Server>, InferenceError> {
         check_model_name(model)?;
-        let peers = self.peers().await?;
-        let (me, region) = self.me();
-        let servers = servers_for(model, &peers, &me, &region);
+        let peers = self.peers();
+        let region = self.region();
+        let servers = servers_for(model, &peers, &region);
         if servers.is_empty() {
-            let served: Vec<String> = models_on_mesh(&peers, &me, &region).into_iter().map(|(m, _)| m).collect();
+            let served: Vec<String> = models_on_mesh(&peers, &region).into_iter().map(|(m, _)| m).collect();
             return Err(InferenceError::NotServed(format!(
                 "no online node serves model `{model}`; the mesh serves {}",
                 if served.is_empty() { "no models".to_string() } else { served.join(", ") }
@@ -445,15 +428,15 @@ impl InferenceService {
         let policy = self.policies.get(query.policy_override.as_deref()).map_err(InferenceError::BadInput)?;
         let trace_id = new_trace_id();
         let options = ChatOptions { max_tokens: query.max_tokens, temperature: query.temperature };
-        let peers = self.peers().await?;
-        let (me, region) = self.me();
+        let peers = self.peers();
+        let region = self.region();
 
         let mut unanswered = Vec::new();
         let mut warnings = Vec::new();
         // Local tier: the models the mesh serves, those specialised for the task first.
         let mut local: Vec<(&policy::LocalModel, Vec<Server>)> = Vec::new();
         for model in &policy.local_tier.models {
-            let servers = servers_for(&model.name, &peers, &me, &region);
+            let servers = servers_for(&model.name, &peers, &region);
             if servers.is_empty() {
                 unanswered.push(Unanswered {
                     model: model.name.clone(),
@@ -696,13 +679,13 @@ impl InferenceService {
     async fn embed_answers(
         &self,
         policy: &InferencePolicy,
-        peers: &[PeerRecord],
+        peers: &[MeshNode],
         answers: &mut [Answer],
         warnings: &mut Vec<String>,
     ) {
         let Some(model) = &policy.reducer.embeddings_model else { return };
-        let (me, region) = self.me();
-        let servers = servers_for(model, peers, &me, &region);
+        let region = self.region();
+        let servers = servers_for(model, peers, &region);
         let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
         let mut last_error = format!("no online node serves `{model}`");
         for server in &servers {

@@ -3,7 +3,7 @@
 //! failover order, and a dry listing (`ripple models`) shows it.
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{Availability, PeerRecord};
+use crate::node::view::MeshNode;
 
 /// A node that can answer for a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,22 +23,21 @@ pub struct Server {
 /// reorder them and locality decides.
 const LOAD_STEP: u8 = 25;
 
-/// The nodes serving `model` (case-insensitive), in the order to ask them.
-pub fn servers_for(model: &str, peers: &[PeerRecord], me: &str, my_region: &str) -> Vec<Server> {
+/// The online nodes serving `model` (case-insensitive), in the order to ask them.
+pub fn servers_for(model: &str, peers: &[MeshNode], my_region: &str) -> Vec<Server> {
     let mut servers: Vec<Server> = peers
         .iter()
-        .filter(|p| p.online && p.advert.availability == Availability::Online)
+        .filter(|p| p.is_online())
         .filter_map(|p| {
             let endpoint = p.advert.inference.endpoint.clone()?;
             let served = p.advert.inference.models_loaded.iter().find(|m| m.eq_ignore_ascii_case(model))?;
-            let load = p.last_heartbeat.as_ref().map(|h| h.sample.cpu_percent.max(h.sample.gpu_percent.unwrap_or(0)));
             Some(Server {
                 agent: p.agent.to_string(),
                 name: p.advert.agent_name.clone(),
-                is_self: p.agent.to_string() == me,
+                is_self: p.is_self,
                 endpoint,
                 model: served.clone(),
-                load_percent: load,
+                load_percent: p.load_percent(),
                 region: p.advert.network.region.clone(),
             })
         })
@@ -60,9 +59,9 @@ pub fn servers_for(model: &str, peers: &[PeerRecord], me: &str, my_region: &str)
 }
 
 /// Every model served on the mesh (as first named), with its servers in routing order.
-pub fn models_on_mesh(peers: &[PeerRecord], me: &str, my_region: &str) -> Vec<(String, Vec<Server>)> {
+pub fn models_on_mesh(peers: &[MeshNode], my_region: &str) -> Vec<(String, Vec<Server>)> {
     let mut names: Vec<String> = Vec::new();
-    for p in peers.iter().filter(|p| p.online) {
+    for p in peers.iter().filter(|p| p.is_online()) {
         for m in &p.advert.inference.models_loaded {
             if !names.iter().any(|n| n.eq_ignore_ascii_case(m)) {
                 names.push(m.clone());
@@ -73,7 +72,7 @@ pub fn models_on_mesh(peers: &[PeerRecord], me: &str, my_region: &str) -> Vec<(S
     names
         .into_iter()
         .map(|n| {
-            let servers = servers_for(&n, peers, me, my_region);
+            let servers = servers_for(&n, peers, my_region);
             (n, servers)
         })
         .filter(|(_, servers)| !servers.is_empty())
@@ -83,10 +82,12 @@ pub fn models_on_mesh(peers: &[PeerRecord], me: &str, my_region: &str) -> Vec<(S
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::node::view::PeerState;
     use agent_registry_types::*;
     use holochain_types::prelude::*;
 
-    pub(crate) fn peer(seed: u8, name: &str, models: &[&str], cpu: Option<u8>, region: &str) -> PeerRecord {
+    /// An online node (`is_self` when `seed` is 3).
+    pub(crate) fn peer(seed: u8, name: &str, models: &[&str], cpu: Option<u8>, region: &str) -> MeshNode {
         let agent = AgentPubKey::from_raw_32(vec![seed; 32]);
         let advert = NodeAdvert {
             agent_name: name.into(),
@@ -114,18 +115,11 @@ pub(crate) mod tests {
                 availability: Availability::Online,
             },
         });
-        PeerRecord {
-            agent,
-            advert_version: ActionHash::from_raw_32(vec![seed; 32]),
-            advert,
-            last_heartbeat,
-            online: true,
-        }
+        MeshNode { agent, advert: advert.into(), last_heartbeat, state: PeerState::Online, is_self: seed == 3 }
     }
 
     #[test]
     fn least_loaded_then_nearest_then_by_key() {
-        let me = AgentPubKey::from_raw_32(vec![3; 32]).to_string();
         let peers = [
             peer(1, "far-idle", &["smol"], Some(5), "eu"),
             peer(2, "near-idle", &["SMOL"], Some(10), "us"),
@@ -133,28 +127,28 @@ pub(crate) mod tests {
             peer(4, "other-model", &["llama"], Some(0), "us"),
             peer(5, "no-heartbeat", &["smol"], None, "us"),
         ];
-        let order: Vec<String> = servers_for("Smol", &peers, &me, "us").into_iter().map(|s| s.name).collect();
+        let order: Vec<String> = servers_for("Smol", &peers, "us").into_iter().map(|s| s.name).collect();
         assert_eq!(order, ["near-idle", "far-idle", "me-busy", "no-heartbeat"]);
         // Between equally idle nodes this node goes first.
         let idle_me = [peer(1, "far-idle", &["smol"], Some(5), "eu"), peer(3, "me", &["smol"], Some(20), "us")];
-        assert_eq!(servers_for("smol", &idle_me, &me, "us")[0].name, "me");
+        assert_eq!(servers_for("smol", &idle_me, "us")[0].name, "me");
     }
 
     #[test]
     fn offline_nodes_and_nodes_without_an_endpoint_do_not_serve() {
         let mut offline = peer(1, "offline", &["smol"], Some(0), "");
-        offline.online = false;
+        offline.state = PeerState::Offline;
         let mut draining = peer(2, "draining", &["smol"], Some(0), "");
-        draining.advert.availability = Availability::Draining;
+        draining.state = PeerState::Draining;
         let mut no_endpoint = peer(3, "no-endpoint", &["smol"], Some(0), "");
-        no_endpoint.advert.inference.endpoint = None;
-        assert!(servers_for("smol", &[offline, draining, no_endpoint], "", "").is_empty());
+        std::sync::Arc::make_mut(&mut no_endpoint.advert).inference.endpoint = None;
+        assert!(servers_for("smol", &[offline, draining, no_endpoint], "").is_empty());
     }
 
     #[test]
     fn the_mesh_lists_each_model_once_with_its_servers() {
         let peers = [peer(1, "a", &["smol", "Llama"], Some(0), ""), peer(2, "b", &["SMOL"], Some(50), "")];
-        let models = models_on_mesh(&peers, "", "");
+        let models = models_on_mesh(&peers, "");
         let names: Vec<(&str, usize)> = models.iter().map(|(n, s)| (n.as_str(), s.len())).collect();
         assert_eq!(names, [("Llama", 1), ("smol", 2)]);
     }

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::holochain_tools::parse;
-use crate::api::ApiState;
 use crate::artifacts::PublishMeta;
+use crate::runtime::services::Services;
 
 pub const NAMES: &[&str] = &["artifacts.publish", "artifacts.get", "artifacts.verify", "artifacts.replicas"];
 
@@ -14,7 +14,7 @@ pub const NAMES: &[&str] = &["artifacts.publish", "artifacts.get", "artifacts.ve
 const MAX_INLINE: u64 = 1 << 20;
 
 pub async fn call(
-    state: &ApiState,
+    state: &Services,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),

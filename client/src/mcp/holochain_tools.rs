@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use agent_registry_types::DiscoveryQuery;
 
-use crate::api;
 use crate::node::declared::{capabilities_report, Capabilities, Declared};
 use crate::node::NodeSettings;
 use crate::runtime::{Joined, NetworkChoice, Runtime};
@@ -124,7 +123,7 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
     let joined_before = runtime.joined().is_some();
     let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| e.to_string())?;
     remember(runtime, &declared)?;
-    let state = &joined.state;
+    let state = &joined.services;
     let view = state.mesh.network_view().await.map_err(|e| e.to_string())?;
     let cells = state.mesh.cell_reports();
     let advert = state.node.state().advert;
@@ -160,7 +159,7 @@ async fn register_node(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
     let joined = joined(runtime, progress).await?;
-    let node = &joined.state.node;
+    let node = &joined.services.node;
     let (capabilities, claims) = args.capabilities.map(Capabilities::from_spec_shape).transpose()?.unwrap_or_default();
     let (declared, configure) =
         declare(runtime, Declared { agent_name: args.agent_name, capabilities: Some(capabilities.clone()) })?;
@@ -169,7 +168,7 @@ async fn register_node(
     Ok(json!({
         "changed": refresh.changed,
         "advert_version": refresh.advert.version.to_string(),
-        "agent_pubkey": joined.state.mesh.agent.to_string(),
+        "agent_pubkey": joined.services.mesh.agent.to_string(),
         "capabilities": capabilities_report(&capabilities, &claims, &refresh.advert.advert),
         "advert": refresh.advert.advert,
     }))
@@ -181,8 +180,9 @@ async fn query_peers(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, String> {
     let joined = joined(runtime, progress).await?;
-    let rows = api::find_peers(&joined.state, &query).await.map_err(|e| e.message().to_string())?;
-    let peers: Vec<Value> = rows
+    let view = &joined.services.view;
+    let peers: Vec<Value> = view
+        .rows(&query)
         .into_iter()
         .map(|row| {
             without_nulls(json!({
@@ -196,7 +196,9 @@ async fn query_peers(
             }))
         })
         .collect();
-    Ok(json!({ "count": peers.len(), "peers": peers }))
+    // How old the mesh view answering is (none before its first read).
+    let age_ms = view.age().map(|age| age.as_millis() as u64);
+    Ok(without_nulls(json!({ "count": peers.len(), "peers": peers, "view_age_ms": age_ms })))
 }
 
 #[derive(Deserialize)]
@@ -236,9 +238,9 @@ async fn install_dna(runtime: &Runtime, args: InstallDna, progress: &(dyn Fn(&st
     }
     let joined = joined(runtime, progress).await?;
     let gated = json!({ "app_id": app_id, "dna_hashes": bundle.role_hashes, "network_seed": args.network_seed });
-    joined.state.policy.gate("holochain.install_dna", "mcp", &gated, &[]).await.map_err(|e| e.to_string())?;
+    joined.services.policy.gate("holochain.install_dna", "mcp", &gated, &[]).await.map_err(|e| e.to_string())?;
     progress(&format!("installing `{app_id}` (the conductor compiles its wasm)"));
-    let mesh = &joined.state.mesh;
+    let mesh = &joined.services.mesh;
     let (cells, installed_now) = mesh
         .install_extra(&app_id, bundle.bytes, args.network_seed, &bundle.role_hashes)
         .await

@@ -4,14 +4,14 @@
 use serde_json::Value;
 
 use super::holochain_tools::parse;
-use crate::api::ApiState;
 use crate::inference::{InferenceError, LoadModel, MoeQuery, SingleQuery, UnloadModel};
+use crate::runtime::services::Services;
 
 pub const NAMES: &[&str] =
     &["inference.single_query", "inference.moe_query", "inference.load_model", "inference.unload_model"];
 
 pub async fn call(
-    state: &ApiState,
+    state: &Services,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),

@@ -5,13 +5,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::holochain_tools::parse;
-use crate::api::ApiState;
+use crate::runtime::services::Services;
 use crate::shards::CheckpointRequest;
 
 pub const NAMES: &[&str] = &["memory.route", "memory.shard_map", "memory.checkpoint"];
 
 pub async fn call(
-    state: &ApiState,
+    state: &Services,
     tool: &str,
     arguments: Value,
     _progress: &(dyn Fn(&str) + Sync),

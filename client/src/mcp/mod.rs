@@ -178,7 +178,7 @@ impl McpServer {
             group => match holochain_tools::joined(&self.runtime, &send).await {
                 Err(e) => Err(e),
                 Ok(joined) => {
-                    let state = &joined.state;
+                    let state = &joined.services;
                     match group {
                         Some("resources") => resource_tools::call(state, &spec.name, arguments, &send).await,
                         Some("artifacts") => artifact_tools::call(state, &spec.name, arguments, &send).await,
@@ -294,7 +294,7 @@ impl Progress {
 /// the node down (offline advert, conductor stopped).
 pub async fn serve_stdio(runtime: Arc<Runtime>, names: ToolNames) -> anyhow::Result<()> {
     let server = McpServer::new(runtime.clone(), names).map_err(anyhow::Error::msg)?;
-    let mut signals = crate::up::Signals::register()?;
+    let mut signals = crate::runtime::signals::Signals::register()?;
     let running = server.serve(rmcp::transport::stdio()).await?;
     let cancel = running.cancellation_token();
     tokio::select! {

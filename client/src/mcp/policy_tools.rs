@@ -5,13 +5,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::holochain_tools::parse;
-use crate::api::ApiState;
 use crate::policy::service::{HistoryQuery, PublishRequest};
+use crate::runtime::services::Services;
 
 pub const NAMES: &[&str] = &["policy.evaluate", "policy.publish", "policy.decisions", "policy.audit"];
 
 pub async fn call(
-    state: &ApiState,
+    state: &Services,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),

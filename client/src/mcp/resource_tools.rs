@@ -7,14 +7,14 @@ use serde_json::{json, Value};
 use resource_mesh_types::{Capacity, LocalityPreference, ResourceType};
 
 use super::holochain_tools::{parse, without_nulls};
-use crate::api::ApiState;
 use crate::resources::{self, AllocateRequest};
+use crate::runtime::services::Services;
 
 pub const NAMES: &[&str] =
     &["resources.allocate", "resources.release", "resources.query_available", "resources.schedule_task"];
 
 pub async fn call(
-    state: &ApiState,
+    state: &Services,
     tool: &str,
     arguments: Value,
     progress: &(dyn Fn(&str) + Sync),

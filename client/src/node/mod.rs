@@ -1,8 +1,8 @@
 //! The node agent: turns a hardware probe into this node's advert, republishes it when it changes,
 //! beats at the network's pace, and says `offline` on the way out.
 pub mod declared;
-pub mod peers;
 pub mod probe;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,8 @@ pub struct NodeSettings {
     pub vector_shards: u32,
     pub redis_memory_gb: u32,
     pub s3_available_gb: u64,
+    /// How the mesh view keeps itself current.
+    pub view: view::ViewSettings,
 }
 
 /// The node agent's view of itself, as `/status` shows it.

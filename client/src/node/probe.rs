@@ -172,7 +172,7 @@ fn http() -> Result<reqwest::Client, String> {
 
 /// Model ids from an OpenAI-compatible `/v1/models`, as many and as long as the advert allows.
 async fn localai_models(base: &url::Url) -> Result<Vec<String>, String> {
-    let backend = crate::inference::openai::Backend::local(http()?, base.as_str())?;
+    let backend = crate::bridges::localai::Backend::local(http()?, base.as_str())?;
     let mut ids = backend.models(HTTP_TIMEOUT).await.map_err(|e| e.to_string())?;
     ids.retain(|id| !id.is_empty() && id.len() <= agent_registry_types::MODEL_NAME_MAX);
     ids.truncate(agent_registry_types::MODELS_MAX);
@@ -181,7 +181,7 @@ async fn localai_models(base: &url::Url) -> Result<Vec<String>, String> {
 
 /// The repo size from the Kubo RPC API (the artifacts bridge reads Kubo's and js-ipfs's encodings).
 async fn ipfs_repo_size(base: &url::Url) -> Result<u64, String> {
-    let kubo = crate::artifacts::kubo::Kubo::new(base.clone());
+    let kubo = crate::bridges::kubo::Kubo::new(base.clone());
     match tokio::time::timeout(HTTP_TIMEOUT, kubo.repo_stat()).await {
         Ok(stat) => stat.map(|s| s.repo_size).map_err(|e| e.to_string()),
         Err(_) => Err(format!("repo/stat did not answer within {} s", HTTP_TIMEOUT.as_secs())),

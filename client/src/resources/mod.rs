@@ -10,23 +10,23 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{DiscoveryQuery, NodeAdvert};
+use agent_registry_types::NodeAdvert;
 use holochain_types::prelude::{ActionHash, AgentPubKey};
 use resource_mesh_types::*;
 
 use crate::mesh::{Mesh, MeshError};
-use crate::node::peers::{DiscoveryCache, PeerRow};
+use crate::node::view::{MeshNode, MeshView};
 use crate::node::NodeAgent;
 use crate::policy::PolicyService;
 use policy::ComputePolicy;
 use scheduler::{locality_aware_binpack, subtract, Candidate, Plan, Task};
 
-/// What the requester side reads and writes: this node's conductor and agent, discovery, the policy
-/// gate and the resource service. The surfaces build it from the services they hold.
+/// What the requester side reads and writes: this node's conductor and agent, the mesh view, the
+/// policy gate and the resource service. The surfaces build it from the services they hold.
 pub struct Requester<'a> {
     pub mesh: &'a Mesh,
     pub node: &'a NodeAgent,
-    pub discovery: &'a DiscoveryCache,
+    pub view: &'a MeshView,
     pub policy: &'a PolicyService,
     pub resources: &'a ResourceService,
 }
@@ -48,8 +48,6 @@ pub enum ResourceError {
     Mesh(#[from] MeshError),
     #[error("{0}")]
     BadInput(String),
-    #[error("discovery failed: {0}")]
-    Discovery(String),
     #[error("no node can take this allocation: {}", describe_filtered(.0))]
     NoCandidates(Vec<scheduler::Filtered>),
     #[error("no candidate granted the allocation: {}", .0.iter().map(|a| format!("{} ({}): {}", a.node_name, a.node_id, a.outcome)).collect::<Vec<_>>().join("; "))]
@@ -336,34 +334,33 @@ pub fn task_for(policy: &ComputePolicy, request: &AllocateRequest) -> Result<(Ta
     Ok((task, duration))
 }
 
-/// A known node: as the scheduler sees it, as discovery found it, and its active allocations.
+/// A known node: as the scheduler sees it, as the mesh view knows it, and its active allocations.
 struct Known {
     candidate: Candidate,
-    peer: PeerRow,
+    peer: MeshNode,
     active: u32,
 }
 
-/// Every known node as a scheduling candidate: its advert and liveness from discovery, its offer
-/// and load from resource_mesh.
+/// Every known node as a scheduling candidate: its advert and liveness from the mesh view, its
+/// offer and load from resource_mesh.
 async fn candidates(s: &Requester<'_>) -> Result<Vec<Known>, ResourceError> {
-    let peers = s.discovery.find_peers(s.mesh, s.node, &DiscoveryQuery::default()).await?;
-    let keys: Vec<AgentPubKey> =
-        peers.iter().filter_map(|p| AgentPubKey::try_from(p.agent_pubkey.as_str()).ok()).collect();
+    let peers = s.view.all();
+    let keys: Vec<AgentPubKey> = peers.iter().map(|p| p.agent.clone()).collect();
     let statuses: Vec<ProviderStatus> = s.mesh.call(ROLE, "resources", "get_provider_statuses", &keys).await?;
     Ok(peers
         .into_iter()
         .filter_map(|peer| {
-            let status = statuses.iter().find(|st| st.provider.to_string() == peer.agent_pubkey)?;
+            let status = statuses.iter().find(|st| st.provider == peer.agent)?;
             let candidate = Candidate {
-                agent: peer.agent_pubkey.clone(),
+                agent: peer.agent.to_string(),
                 name: peer.advert.agent_name.clone(),
                 is_self: peer.is_self,
-                online: peer.state == "online",
+                online: peer.is_online(),
                 region: peer.advert.network.region.clone(),
                 hardware_class: peer.advert.hardware_class,
                 tokens_per_second: peer.advert.inference.tokens_per_second,
                 bandwidth_mbps: peer.advert.network.bandwidth_mbps,
-                cpu_percent: peer.load.as_ref().map(|l| l.cpu_percent),
+                cpu_percent: peer.last_heartbeat.as_ref().map(|h| h.sample.cpu_percent),
                 offer: status.offer.as_ref().map(|o| o.offer.clone()),
                 in_use: status.in_use,
             };
@@ -484,7 +481,7 @@ pub async fn available(s: &Requester<'_>) -> Result<Vec<Available>, ResourceErro
                 node_id: c.agent,
                 node_name: c.name,
                 is_self: c.is_self,
-                state: peer.state,
+                state: peer.state.as_str().into(),
                 region: c.region,
                 offered: offer.capacity,
                 in_use: c.in_use,

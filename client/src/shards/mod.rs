@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 use holochain_types::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use agent_registry_types::{Availability, DiscoveryQuery, PeerRecord};
 use memory_shards_types::*;
 
 use crate::artifacts::ArtifactService;
-use crate::mesh::{Mesh, MeshError, PRIMARY_ROLE};
+use crate::mesh::{Mesh, MeshError};
+use crate::node::view::MeshView;
 use crate::node::NodeAgent;
 use crate::policy::PolicyService;
 use placement::{check_shape, plan, shard_of, Eligible, MemoryPolicy, Shape, Step};
 
 /// The hApp role of the memory_shards DNA.
-pub const ROLE: &str = "memory_shards";
+pub const ROLE: &str = crate::mesh::SHARDS_ROLE;
 /// Longest routing key accepted (keys are hashed; this only bounds requests).
 pub const KEY_MAX: usize = 4096;
 
@@ -178,11 +178,15 @@ pub struct ShardService {
     policy_gate: Arc<PolicyService>,
     /// Snapshot bytes are stored, offered and fetched as content-addressed artifacts.
     artifacts: Arc<ArtifactService>,
+    /// Which nodes are online with vector capacity.
+    view: Arc<MeshView>,
     state: Mutex<ShardLoopState>,
     /// Releases proposed by `plan`, by claim, since when: done once the settle window has passed.
     handover: Mutex<HashMap<ActionHash, Instant>>,
     /// Serialises this node's memory_shards writes: concurrent calls would race for the chain head.
     chain: tokio::sync::Mutex<()>,
+    /// The nodes the previous pass placed shards among, to log who joined or left placement.
+    placed_among: Mutex<Vec<AgentPubKey>>,
 }
 
 impl ShardService {
@@ -192,6 +196,7 @@ impl ShardService {
         policy: MemoryPolicy,
         policy_gate: Arc<PolicyService>,
         artifacts: Arc<ArtifactService>,
+        view: Arc<MeshView>,
     ) -> Arc<Self> {
         Arc::new(Self {
             mesh,
@@ -199,9 +204,11 @@ impl ShardService {
             policy,
             policy_gate,
             artifacts,
+            view,
             state: Default::default(),
             handover: Default::default(),
             chain: Default::default(),
+            placed_among: Default::default(),
         })
     }
 
@@ -222,11 +229,7 @@ impl ShardService {
         replication_factor: Option<u32>,
         via: &str,
     ) -> Result<MapView, ShardError> {
-        if !is_collection(collection) {
-            return Err(ShardError::BadInput(format!(
-                "collection `{collection}` must be 1-{COLLECTION_MAX} characters of [a-z0-9._-]"
-            )));
-        }
+        check_collection(collection)?;
         let input = CreateMapInput {
             collection: collection.into(),
             shard_count: shard_count.unwrap_or(self.policy.shard_count),
@@ -244,6 +247,7 @@ impl ShardService {
         self.policy_gate.gate("memory.create_map", via, &args, &[]).await.map_err(Box::new)?;
         let _chain = self.chain.lock().await;
         let map: MapRecord = self.mesh.call(ROLE, "shards", "create_map", &input).await?;
+        self.refresh_view().await;
         Ok(map_view(&map))
     }
 
@@ -257,45 +261,41 @@ impl ShardService {
         Ok(self.mesh.call(ROLE, "shards", "get_map", &collection).await?)
     }
 
-    /// The named collection's map; without a name, the mesh's only collection.
+    /// The named collection's map, read now; without a name, the mesh's only collection.
     async fn resolve(&self, collection: Option<&str>) -> Result<MapRecord, ShardError> {
         if let Some(name) = collection {
-            if !is_collection(name) {
-                return Err(ShardError::BadInput(format!(
-                    "collection `{name}` must be 1-{COLLECTION_MAX} characters of [a-z0-9._-]"
-                )));
-            }
-            return self.find(name).await?.ok_or_else(|| {
-                ShardError::NotFound(format!(
-                    "no collection `{name}` on the mesh: create it with `ripple shards create {name}`"
-                ))
-            });
+            check_collection(name)?;
+            return self.find(name).await?.ok_or_else(|| no_collection(name));
         }
-        let mut maps: Vec<MapRecord> = self.mesh.call(ROLE, "shards", "list_maps", &()).await?;
-        match maps.len() {
-            0 => Err(ShardError::NotFound(
-                "no collections on the mesh yet: create one with `ripple shards create NAME`".into(),
-            )),
-            1 => Ok(maps.remove(0)),
-            _ => Err(ShardError::BadInput(format!(
-                "the mesh has {} collections ({}): name one",
-                maps.len(),
-                maps.iter().map(|m| m.map.collection.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
-        }
+        let maps: Vec<MapRecord> = self.mesh.call(ROLE, "shards", "list_maps", &()).await?;
+        the_only(maps, |m| m)
     }
 
-    /// Online nodes with vector capacity, and every known node's name.
-    async fn view(&self) -> Result<View, ShardError> {
-        let query = DiscoveryQuery::default();
-        let peers: Vec<PeerRecord> = self.mesh.call(PRIMARY_ROLE, "discovery", "query_peers", &query).await?;
-        let names = peers.iter().map(|p| (p.agent.clone(), p.advert.agent_name.clone())).collect();
-        let eligible = peers
+    /// The collection's map and unreleased claims as the mesh view holds them (`resolve`'s rules);
+    /// a name the view lacks is read again at once, in case it was created a moment ago.
+    async fn known(&self, collection: Option<&str>) -> Result<(MapRecord, Vec<ClaimRecord>), ShardError> {
+        let mut seen = self.view.shards().await?;
+        let Some(name) = collection else {
+            return the_only(seen.maps.clone(), |(map, _)| map);
+        };
+        check_collection(name)?;
+        if seen.map(name).is_none() {
+            seen = self.view.read_shards().await?;
+        }
+        seen.map(name).cloned().ok_or_else(|| no_collection(name))
+    }
+
+    /// Nodes online with the grace bucket (`MeshView::all_with_grace`) and vector capacity, and
+    /// every known node's name.
+    fn placement_view(&self) -> View {
+        let nodes = self.view.all_with_grace();
+        let names = nodes.iter().map(|n| (n.agent.clone(), n.advert.agent_name.clone())).collect();
+        let eligible = nodes
             .iter()
-            .filter(|p| p.online && p.advert.availability == Availability::Online && p.advert.memory.vector_shards > 0)
-            .map(|p| Eligible { agent: p.agent.clone(), capacity: p.advert.memory.vector_shards })
+            .filter(|n| n.is_online() && n.advert.memory.vector_shards > 0)
+            .map(|n| Eligible { agent: n.agent.clone(), capacity: n.advert.memory.vector_shards })
             .collect();
-        Ok(View { eligible, names })
+        View { eligible, names }
     }
 
     fn holder(&self, claim: &ClaimRecord, view: &View) -> HolderView {
@@ -310,8 +310,8 @@ impl ShardService {
 
     /// The map and, per shard, its placed and live holders and winning checkpoint.
     pub async fn report(&self, collection: Option<&str>) -> Result<MapReport, ShardError> {
-        let map = self.resolve(collection).await?;
-        let (claims, view) = (self.claims_on(&map).await?, self.view().await?);
+        let (map, claims) = self.known(collection).await?;
+        let view = self.placement_view();
         let shape = shape(&map);
         let placement = shape.placement(&view.eligible);
         let live_ids: Vec<ActionHash> = (0..map.map.shard_count)
@@ -348,8 +348,8 @@ impl ShardService {
         if key.is_empty() || key.len() > KEY_MAX {
             return Err(ShardError::BadInput(format!("a key is 1-{KEY_MAX} bytes")));
         }
-        let map = self.resolve(collection).await?;
-        let (claims, view) = (self.claims_on(&map).await?, self.view().await?);
+        let (map, claims) = self.known(collection).await?;
+        let view = self.placement_view();
         let shard = shard_of(key, map.map.shard_count);
         let holders: Vec<HolderView> =
             shape(&map).live_holders(shard, &claims, &view.eligible).iter().map(|c| self.holder(c, &view)).collect();
@@ -365,8 +365,8 @@ impl ShardService {
 
     /// Every claim on the collection's map that has not been released, oldest first.
     pub async fn claims(&self, collection: Option<&str>) -> Result<Vec<ClaimView>, ShardError> {
-        let map = self.resolve(collection).await?;
-        let (claims, view) = (self.claims_on(&map).await?, self.view().await?);
+        let (_, claims) = self.known(collection).await?;
+        let view = self.placement_view();
         Ok(claims
             .iter()
             .map(|c| ClaimView {
@@ -466,7 +466,7 @@ impl ShardService {
             )));
         }
         // Only this shard's live replicas' checkpoints: one read per replica, not per map.
-        let (claims, view) = (self.claims_on(&map).await?, self.view().await?);
+        let (claims, view) = (self.claims_on(&map).await?, self.placement_view());
         let live: Vec<ActionHash> =
             shape(&map).live_holders(shard, &claims, &view.eligible).iter().map(|c| c.claim_id.clone()).collect();
         let checkpoints: Vec<CheckpointRecord> = self.mesh.call(ROLE, "sync", "get_checkpoints", &live).await?;
@@ -551,17 +551,18 @@ impl ShardService {
         if capacity == 0 && mine.is_empty() {
             return Ok(());
         }
-        let view = self.view().await?;
+        let view = self.placement_view();
         let me = self.mesh.agent.clone();
         if capacity > 0 && !view.eligible.iter().any(|e| e.agent == me) {
             return Ok(()); // not online in its own view yet: placement would leave this node out
         }
+        self.log_placement_changes(&view);
         let maps: Vec<MapRecord> = self.mesh.call(ROLE, "shards", "list_maps", &()).await?;
         self.update(|s| s.collections = maps.len());
         let settle = Duration::from_secs(
             u64::from(self.policy.settle_heartbeat_windows) * u64::from(self.node.state().heartbeat_bucket_secs),
         );
-        let mut proposed = vec![];
+        let (mut proposed, mut wrote) = (vec![], false);
         for map in &maps {
             let claims = self.claims_on(map).await?;
             for step in plan(&me, &shape(map), &claims, &view.eligible) {
@@ -571,13 +572,19 @@ impl ShardService {
                             ClaimInput { map_id: map.map_id.clone(), shard, replica, vector_capacity: capacity };
                         let _chain = self.chain.lock().await;
                         let _: ClaimRecord = self.mesh.call(ROLE, "routing", "claim_shard", &input).await?;
-                        tracing::info!("claimed replica {replica} of shard {shard} of `{}`", map.map.collection);
+                        tracing::info!(
+                            "claimed replica {replica} of shard {shard} of `{}` (placed here among {} online nodes)",
+                            map.map.collection,
+                            view.eligible.len()
+                        );
                         self.update(|s| s.claims_made += 1);
+                        wrote = true;
                     }
                     Step::Drop { shard, claim_id } => {
                         let _chain = self.chain.lock().await;
                         let _: bool = self.mesh.call(ROLE, "routing", "release_claim", &claim_id).await?;
                         tracing::info!("dropped a second claim on shard {shard} of `{}`", map.map.collection);
+                        wrote = true;
                     }
                     Step::Release { shard, claim_id } => {
                         let since = *self.handover().entry(claim_id.clone()).or_insert_with(Instant::now);
@@ -589,6 +596,7 @@ impl ShardService {
                         let _: bool = self.mesh.call(ROLE, "routing", "release_claim", &claim_id).await?;
                         tracing::info!("handed shard {shard} of `{}` back to its placed holders", map.map.collection);
                         self.update(|s| s.claims_released += 1);
+                        wrote = true;
                     }
                 }
             }
@@ -600,7 +608,35 @@ impl ShardService {
             handover.len()
         };
         self.update(|s| s.handing_over = waiting);
+        if wrote {
+            self.refresh_view().await;
+        }
         Ok(())
+    }
+
+    /// Names the nodes that joined or left the set shards are placed among since the last pass:
+    /// the reason behind every claim and hand-back that follows.
+    fn log_placement_changes(&self, view: &View) {
+        let now: Vec<AgentPubKey> = view.eligible.iter().map(|e| e.agent.clone()).collect();
+        let before = std::mem::replace(&mut *self.placed_among.lock().unwrap_or_else(|p| p.into_inner()), now.clone());
+        let name = |a: &AgentPubKey| view.names.get(a).cloned().unwrap_or_else(|| a.to_string());
+        let joined: Vec<String> = now.iter().filter(|a| !before.contains(a)).map(name).collect();
+        let left: Vec<String> = before.iter().filter(|a| !now.contains(a)).map(name).collect();
+        if !joined.is_empty() || !left.is_empty() {
+            tracing::info!(
+                "shard placement now among {} online nodes (joined: {}; left: {})",
+                now.len(),
+                if joined.is_empty() { "none".into() } else { joined.join(", ") },
+                if left.is_empty() { "none".into() } else { left.join(", ") }
+            );
+        }
+    }
+
+    /// After this node's own shard writes: routes read here see them at once.
+    async fn refresh_view(&self) {
+        if let Err(e) = self.view.read_shards().await {
+            tracing::debug!("re-reading shard maps after a write: {e}");
+        }
     }
 
     /// The pending hand-backs. Only instants live there, so a panic elsewhere cannot leave them
@@ -653,5 +689,30 @@ fn checkpoint_view(c: &CheckpointRecord) -> CheckpointView {
         vector_count: c.checkpoint.vector_count,
         snapshot_cid: c.checkpoint.snapshot_cid.clone(),
         written_at: c.written_at.to_string(),
+    }
+}
+fn check_collection(name: &str) -> Result<(), ShardError> {
+    if is_collection(name) {
+        return Ok(());
+    }
+    Err(ShardError::BadInput(format!("collection `{name}` must be 1-{COLLECTION_MAX} characters of [a-z0-9._-]")))
+}
+
+fn no_collection(name: &str) -> ShardError {
+    ShardError::NotFound(format!("no collection `{name}` on the mesh: create it with `ripple shards create {name}`"))
+}
+
+/// The mesh's one collection, when no name was given.
+fn the_only<T>(mut maps: Vec<T>, map: impl Fn(&T) -> &MapRecord) -> Result<T, ShardError> {
+    match maps.len() {
+        0 => Err(ShardError::NotFound(
+            "no collections on the mesh yet: create one with `ripple shards create NAME`".into(),
+        )),
+        1 => Ok(maps.remove(0)),
+        _ => Err(ShardError::BadInput(format!(
+            "the mesh has {} collections ({}): name one",
+            maps.len(),
+            maps.iter().map(|m| map(m).map.collection.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }

@@ -80,6 +80,14 @@ export interface RegistrySignal {
 }
 
 /** The busier of CPU and GPU, the figure routing compares. */
+/** A node's state at `nowMs`, as the sidecar's mesh view decides it: online only while its newest
+ * heartbeat is in the current or previous bucket and its advert does not say otherwise. */
+export function stateOf(p: PeerRecord, nowMs: number, bucketSecs: number): Availability {
+  const bucket = (micros: number) => Math.floor(micros / (bucketSecs * 1_000_000));
+  const beating = !!p.last_heartbeat && bucket(p.last_heartbeat.at) >= bucket(nowMs * 1000) - 1;
+  return beating ? p.advert.availability : "offline";
+}
+
 export function load(sample: HeartbeatSample): number {
   return Math.max(sample.cpu_percent, sample.gpu_percent ?? 0);
 }

@@ -12,6 +12,7 @@ import { ago, errorBox, h, table } from "../dom";
 import {
   gpus,
   load,
+  stateOf,
   type DiscoveryQuery,
   type PeerRecord,
   type RegistryProperties,
@@ -30,7 +31,7 @@ const FILTERS: [keyof DiscoveryQuery, string, "text" | "number"][] = [
 
 export async function meshPage(conductor: Conductor, root: HTMLElement): Promise<() => void> {
   const settings = await conductor.call<RegistryProperties>("agent_registry", "heartbeat", "get_heartbeat_settings");
-  // "Online" is a beat in the current or previous bucket; without one for two buckets a node is offline.
+  // The chart spans at least three online windows (the current and previous heartbeat bucket).
   const onlineWindowMs = 2 * settings.heartbeat_bucket_secs * 1000;
   const chart = new LoadChart(Math.max(10 * 60_000, 3 * onlineWindowMs));
   const peers = new Map<string, PeerRecord>();
@@ -54,8 +55,8 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
   );
   root.replaceChildren(h("h2", {}, "Mesh"), form, status, list, h("h3", {}, "Load over time"), chart.element);
 
-  const online = (p: PeerRecord, now: number) =>
-    p.advert.availability !== "offline" && !!p.last_heartbeat && now - p.last_heartbeat.at / 1000 < onlineWindowMs;
+  const state = (p: PeerRecord, now: number) => stateOf(p, now, settings.heartbeat_bucket_secs);
+  const online = (p: PeerRecord, now: number) => state(p, now) === "online";
 
   const render = () => {
     const now = Date.now();
@@ -63,11 +64,11 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
       .filter((p) => !query.online_only || online(p, now))
       .sort((a, b) => Number(online(b, now)) - Number(online(a, now)) || a.advert.agent_name.localeCompare(b.advert.agent_name))
       .map((p) => {
-        const state = online(p, now) ? p.advert.availability : "offline";
+        const shown = state(p, now);
         const beat = p.last_heartbeat;
         return [
           h("span", { "data-node": p.advert.agent_name }, p.advert.agent_name, encodeHashToBase64(p.agent) === encodeHashToBase64(conductor.me) ? " (this node)" : ""),
-          h("span", { class: `state ${state}`, "data-testid": `state-${p.advert.agent_name}` }, state),
+          h("span", { class: `state ${shown}`, "data-testid": `state-${p.advert.agent_name}` }, shown),
           p.advert.hardware_class,
           `${p.advert.compute.cpu_cores} × ${p.advert.compute.cpu_arch}, ${p.advert.compute.ram_gb} GB`,
           h("span", { "data-testid": `gpus-${p.advert.agent_name}` }, gpus(p.advert)),

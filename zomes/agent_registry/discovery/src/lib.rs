@@ -9,9 +9,9 @@ use agent_registry_integrity::{
     AdvertIndexTag, HeartbeatSample, IndexKey, LinkTypes, NodeAdvert, RegistryProperties, CPU_CORES_MAX, RAM_GB_MAX,
     STORAGE_GB_MAX, VRAM_GB_MAX,
 };
-use agent_registry_types::{DiscoveryQuery, HeartbeatSeen, PeerRecord};
+use agent_registry_types::{AdvertSeen, DiscoveryQuery, HeartbeatSeen, PeerRecord, RegistryChanges};
 use hdk::prelude::*;
-use peer_reads::from_peers;
+use peer_reads::{from_peers, links_from_peers_each};
 
 /// Anyone: nodes matching every given filter, online nodes first, then by name.
 #[hdk_extern]
@@ -26,10 +26,10 @@ pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
     };
     let mut peers: Vec<PeerRecord> = read_adverts(listings)?
         .into_iter()
-        .filter(|(_, _, advert)| matches(&query, advert))
-        .map(|(agent, advert_version, advert)| {
+        .filter(|seen| query.matches(&seen.advert))
+        .map(|AdvertSeen { agent, version, advert, .. }| {
             let last_heartbeat = heard.get(&agent).cloned();
-            PeerRecord { online: last_heartbeat.is_some(), agent, advert_version, advert, last_heartbeat }
+            PeerRecord { online: last_heartbeat.is_some(), agent, advert_version: version, advert, last_heartbeat }
         })
         .filter(|peer| peer.online || !query.online_only)
         .collect();
@@ -49,11 +49,37 @@ pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
 #[hdk_extern]
 pub fn get_peer(agent: AgentPubKey) -> ExternResult<Option<PeerRecord>> {
     let listings = latest_listings_of(std::slice::from_ref(&agent))?;
-    let Some((agent, advert_version, advert)) = read_adverts(listings)?.pop() else {
+    let Some(AdvertSeen { agent, version, advert, .. }) = read_adverts(listings)?.pop() else {
         return Ok(None);
     };
     let last_heartbeat = heartbeats_in_window_of(&agent)?;
-    Ok(Some(PeerRecord { online: last_heartbeat.is_some(), agent, advert_version, advert, last_heartbeat }))
+    Ok(Some(PeerRecord { online: last_heartbeat.is_some(), agent, advert_version: version, advert, last_heartbeat }))
+}
+
+/// Anyone: what the registry holds that was written after `since` (a listing or heartbeat link's
+/// timestamp): each newly listed node's newest advert and each node's newest heartbeat in the
+/// online window. Without `since`, every listed node and the whole window. The sidecar's mesh view
+/// reads everything on start and at a slow interval, and only the changes in between.
+#[hdk_extern]
+pub fn read_changes(since: Option<Timestamp>) -> ExternResult<RegistryChanges> {
+    let read_at = sys_time()?;
+    let after = |query: LinkQuery| match since {
+        Some(at) => query.after(at),
+        None => query,
+    };
+    let listing_queries = (0..ALL_NODES_SHARDS)
+        .map(|shard| {
+            Ok(after(LinkQuery::try_new(IndexKey::AllNodes { shard }.path_hash()?, LinkTypes::CapabilityToNodes)?))
+        })
+        .collect::<ExternResult<Vec<_>>>()?;
+    let listings = listings_per_agent(links_from_peers_each(listing_queries)?.into_iter().flatten());
+    let heartbeat_queries = window_anchor_hashes(0..HEARTBEAT_SHARDS)?
+        .into_iter()
+        .map(|base| Ok(after(LinkQuery::try_new(base, LinkTypes::BucketToHeartbeats)?)))
+        .collect::<ExternResult<Vec<_>>>()?;
+    let heartbeats =
+        newest_heartbeats(links_from_peers_each(heartbeat_queries)?.into_iter().flatten()).into_values().collect();
+    Ok(RegistryChanges { read_at, adverts: read_adverts(listings)?, heartbeats })
 }
 
 /// Anyone: every node seen in the current or previous heartbeat bucket, with its newest sample.
@@ -92,19 +118,6 @@ fn candidate_keys(q: &DiscoveryQuery) -> Vec<IndexKey> {
     } else {
         (0..ALL_NODES_SHARDS).map(|shard| IndexKey::AllNodes { shard }).collect()
     }
-}
-
-fn matches(q: &DiscoveryQuery, a: &NodeAdvert) -> bool {
-    let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have));
-    let at_least = |want: Option<u64>, have: Option<u64>| want.is_none_or(|w| have.is_some_and(|h| h >= w));
-    eq(&q.cpu_arch, &a.compute.cpu_arch)
-        && eq(&q.region, &a.network.region)
-        && q.gpu_vendor.as_ref().is_none_or(|v| a.compute.gpus.iter().any(|g| g.vendor.eq_ignore_ascii_case(v)))
-        && q.model.as_ref().is_none_or(|m| a.inference.models_loaded.iter().any(|have| have.eq_ignore_ascii_case(m)))
-        && at_least(q.min_vram_gb.map(u64::from), a.max_vram_gb().map(u64::from))
-        && at_least(q.min_cpu_cores.map(u64::from), Some(a.compute.cpu_cores.into()))
-        && at_least(q.min_ram_gb.map(u64::from), Some(a.compute.ram_gb.into()))
-        && at_least(q.min_storage_gb, Some(a.storage_gb()))
 }
 
 /// Per agent, the advert versions its listings on any of `keys` name, newest first.
@@ -165,7 +178,7 @@ const ADVERT_VERSIONS_TRIED: usize = 3;
 /// Each agent's newest advert that can be read, fetched in one batch per round. A listing can
 /// arrive before the advert it names (a node that just republished): then the version before it
 /// stands in, so the node does not drop out of the mesh's view while its update spreads.
-fn read_adverts(listings: Listings) -> ExternResult<Vec<(AgentPubKey, ActionHash, NodeAdvert)>> {
+fn read_adverts(listings: Listings) -> ExternResult<Vec<AdvertSeen>> {
     let mut out = Vec::with_capacity(listings.len());
     let mut pending: Vec<(AgentPubKey, std::vec::IntoIter<ActionHash>)> =
         listings.into_iter().map(|(agent, versions)| (agent, versions.into_iter())).collect();
@@ -180,11 +193,12 @@ fn read_adverts(listings: Listings) -> ExternResult<Vec<(AgentPubKey, ActionHash
         let inputs = round.iter().map(|(_, v, _)| GetInput::new(v.clone().into(), from_peers())).collect();
         let records = HDK.with(|h| h.borrow().get(inputs))?;
         for ((agent, version, rest), record) in round.into_iter().zip(records) {
-            let advert = record
-                .filter(|r| r.action().author() == &agent)
-                .and_then(|r| r.entry().to_app_option::<NodeAdvert>().ok().flatten());
+            let advert = record.filter(|r| r.action().author() == &agent).and_then(|r| {
+                let advert = r.entry().to_app_option::<NodeAdvert>().ok().flatten()?;
+                Some((r.action().timestamp(), advert))
+            });
             match advert {
-                Some(advert) => out.push((agent, version, advert)),
+                Some((at, advert)) => out.push(AdvertSeen { agent, version, at, advert }),
                 None => pending.push((agent, rest)),
             }
         }
@@ -226,8 +240,13 @@ fn read_heartbeats(
             Ok(GetLinksInput::from_query(query, from_peers()))
         })
         .collect::<ExternResult<Vec<_>>>()?;
+    Ok(newest_heartbeats(HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten()))
+}
+
+/// The newest well-formed heartbeat per agent among `links`.
+fn newest_heartbeats(links: impl Iterator<Item = Link>) -> BTreeMap<AgentPubKey, HeartbeatSeen> {
     let mut newest: BTreeMap<AgentPubKey, HeartbeatSeen> = BTreeMap::new();
-    for link in HDK.with(|h| h.borrow().get_links(inputs))?.into_iter().flatten() {
+    for link in links {
         let (Some(agent), Ok(sample)) = (link.target.into_agent_pub_key(), HeartbeatSample::from_tag(&link.tag)) else {
             continue;
         };
@@ -235,5 +254,5 @@ fn read_heartbeats(
             newest.insert(agent.clone(), HeartbeatSeen { agent, at: link.timestamp, sample });
         }
     }
-    Ok(newest)
+    newest
 }

@@ -56,6 +56,49 @@ pub struct DiscoveryQuery {
     pub limit: Option<u32>,
 }
 
+impl DiscoveryQuery {
+    /// Whether `advert` passes every filter given (liveness and `limit` aside). The discovery zome
+    /// and the sidecar's mesh view both filter with this, so they agree on every answer.
+    pub fn matches(&self, advert: &NodeAdvert) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+        let at_least = |want: Option<u64>, have: Option<u64>| want.is_none_or(|w| have.is_some_and(|h| h >= w));
+        let a = advert;
+        eq(&self.cpu_arch, &a.compute.cpu_arch)
+            && eq(&self.region, &a.network.region)
+            && self.gpu_vendor.as_ref().is_none_or(|v| a.compute.gpus.iter().any(|g| g.vendor.eq_ignore_ascii_case(v)))
+            && self
+                .model
+                .as_ref()
+                .is_none_or(|m| a.inference.models_loaded.iter().any(|have| have.eq_ignore_ascii_case(m)))
+            && at_least(self.min_vram_gb.map(u64::from), a.max_vram_gb().map(u64::from))
+            && at_least(self.min_cpu_cores.map(u64::from), Some(a.compute.cpu_cores.into()))
+            && at_least(self.min_ram_gb.map(u64::from), Some(a.compute.ram_gb.into()))
+            && at_least(self.min_storage_gb, Some(a.storage_gb()))
+    }
+}
+
+/// A node's advert as a registry read found it: the version and when it was written.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AdvertSeen {
+    pub agent: AgentPubKey,
+    pub version: ActionHash,
+    /// The timestamp of the action that wrote this version.
+    pub at: Timestamp,
+    pub advert: NodeAdvert,
+}
+
+/// `discovery.read_changes`: what the registry holds that was written after a moment (every
+/// node's current advert and the whole online window when no moment is given).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RegistryChanges {
+    /// When the read started, on the reading node's clock.
+    pub read_at: Timestamp,
+    /// Each listed node's newest readable advert (of those listed after `since`).
+    pub adverts: Vec<AdvertSeen>,
+    /// Each node's newest heartbeat in the online window (of those written after `since`).
+    pub heartbeats: Vec<HeartbeatSeen>,
+}
+
 /// One node found by discovery: the `holochain.query_peers` result row.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct PeerRecord {

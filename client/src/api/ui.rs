@@ -13,13 +13,13 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::api::ApiState;
+use crate::runtime::services::Services;
 
 /// The built dashboard: path under `/ui/`, content type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../ui/dist/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../ui/dist/app.js")),
-    ("index.css", "text/css; charset=utf-8", include_bytes!("../ui/dist/index.css")),
+    ("index.html", "text/html; charset=utf-8", include_bytes!("../../ui/dist/index.html")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/dist/app.js")),
+    ("index.css", "text/css; charset=utf-8", include_bytes!("../../ui/dist/index.css")),
 ];
 
 /// What the dashboard may call, per role: reads only. Writes stay with the sidecar, its gates and
@@ -64,7 +64,7 @@ pub fn dashboard_functions() -> BTreeMap<&'static str, Vec<(&'static str, &'stat
     ])
 }
 
-pub fn router() -> Router<Arc<ApiState>> {
+pub fn router() -> Router<Arc<Services>> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(|| async { asset("index.html") }))
@@ -97,7 +97,7 @@ pub struct SessionGrant {
     pub node_name: String,
 }
 
-async fn session(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn session(State(s): State<Arc<Services>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let refuse =
         |status: StatusCode, error: String| (status, Json(serde_json::json!({ "error": error }))).into_response();
     // Only the dashboard this node serves may open a session: a page from another site in the

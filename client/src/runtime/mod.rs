@@ -2,12 +2,15 @@
 //! shut down. `ripple up` runs it start to finish; the MCP tools `holochain.init_conductor` and
 //! `holochain.join_mesh` drive the same steps on demand, so both paths check and order things
 //! identically. Every check that can fail on bad input runs before anything is written.
+pub mod services;
+pub mod settings;
+pub mod signals;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{self, ApiState, NodeInfo};
 use crate::artifacts::replication::StoragePolicy;
 use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
@@ -20,6 +23,7 @@ use crate::mesh::{Admission, Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
 use crate::networks::{InvitationFile, NetworkRecord};
 use crate::node::declared::Declared;
+use crate::node::view::MeshView;
 use crate::node::{NodeAgent, NodeSettings};
 use crate::policy::journal::{AuditJournal, AUDIT_JOURNAL_DIR};
 use crate::policy::PolicyService;
@@ -28,8 +32,9 @@ use crate::resources::ResourceService;
 use crate::runfile::RunFile;
 use crate::shards::placement::MemoryPolicy;
 use crate::shards::ShardService;
-use crate::up::{ConductorChoice, UpError, UpSettings};
 use holochain_client::AgentPubKey;
+use services::{NodeInfo, Services};
+use settings::{ConductorChoice, UpError, UpSettings};
 
 const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +68,7 @@ pub struct ConductorReport {
 
 /// A node on the mesh: what the API, the CLI and the MCP tools work with.
 pub struct Joined {
-    pub state: Arc<ApiState>,
+    pub services: Arc<Services>,
     pub api_url: String,
 }
 
@@ -90,6 +95,8 @@ struct Running {
     /// Commits the audit journal; on stop, what is pending first.
     audit_journal: tokio::task::JoinHandle<()>,
     shard_loop: tokio::task::JoinHandle<()>,
+    /// Keeps the mesh view current.
+    view_loop: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The peer listener's server, with `--peer-listen`.
     peer_api: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -102,8 +109,19 @@ struct Stage {
     running: Option<Running>,
 }
 
+/// The HTTP routers a joined node serves, handed in by the surface that starts it: the runtime
+/// sits below the surfaces and does not know them.
+#[derive(Clone, Copy)]
+pub struct Routers {
+    /// The loopback API (with the dashboard and the OpenAI API).
+    pub api: fn(Arc<Services>) -> axum::Router,
+    /// The routes other machines' nodes call (`--peer-listen`).
+    pub peer: fn(Arc<Services>) -> axum::Router,
+}
+
 pub struct Runtime {
     base: UpSettings,
+    routers: Routers,
     metrics: Arc<Metrics>,
     stage: tokio::sync::Mutex<Stage>,
     /// Read on every tool call and API request, so kept outside the stage lock.
@@ -112,9 +130,10 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(base: UpSettings) -> Arc<Self> {
+    pub fn new(base: UpSettings, routers: Routers) -> Arc<Self> {
         Arc::new(Self {
             base,
+            routers,
             metrics: Arc::new(Metrics::default()),
             stage: Default::default(),
             joined: RwLock::new(None),
@@ -183,7 +202,7 @@ impl Runtime {
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Arc<Joined>, UpError> {
         if let Some(joined) = self.joined() {
-            let info = &joined.state.info;
+            let info = &joined.services.info;
             let wanted = choice.network.as_deref().unwrap_or(&info.network);
             let other_bootstrap = choice.bootstrap.as_ref().is_some_and(|b| info.bootstrap_url.as_ref() != Some(b));
             if wanted != info.network || other_bootstrap {
@@ -194,7 +213,7 @@ impl Runtime {
                     choice.bootstrap.as_ref().map(|u| format!(" via {u}")).unwrap_or_default(),
                 )));
             }
-            joined.state.node.reconfigure(configure).await?;
+            joined.services.node.reconfigure(configure).await?;
             return Ok(joined);
         }
         self.start_conductor(choice, progress).await?;
@@ -244,7 +263,15 @@ impl Runtime {
         node_settings.peer_endpoint = Some(endpoint.trim_end_matches('/').to_string());
 
         progress("publishing this node's advert and first heartbeat");
+        let view_settings = node_settings.view;
         let node = NodeAgent::start(mesh.clone(), node_settings).await?;
+        // Beating from the first heartbeat on: the rest of the start can take a minute on a busy
+        // machine, and a node that fell silent meanwhile would drop out of every view. Dropping
+        // `stop` on an early return ends the loop.
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let agent = tokio::spawn(node.clone().run(stop_rx.clone()));
+        progress("reading the mesh: every node's advert and heartbeat");
+        let view = MeshView::start(mesh.clone(), view_settings).await?;
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
@@ -255,14 +282,28 @@ impl Runtime {
         let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone(), journal)
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
         let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
-        let artifacts =
-            ArtifactService::new(mesh.clone(), node.clone(), storage_policy, endpoint, peers.clone(), policy.clone());
+        let artifacts = ArtifactService::new(
+            mesh.clone(),
+            node.clone(),
+            storage_policy,
+            endpoint,
+            peers.clone(),
+            policy.clone(),
+            view.clone(),
+        );
         let memory_policy =
             MemoryPolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let shards = ShardService::new(mesh.clone(), node.clone(), memory_policy, policy.clone(), artifacts.clone());
+        let shards = ShardService::new(
+            mesh.clone(),
+            node.clone(),
+            memory_policy,
+            policy.clone(),
+            artifacts.clone(),
+            view.clone(),
+        );
         let inference_policies =
             InferencePolicies::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let inference = InferenceService::new(mesh.clone(), node.clone(), inference_policies, policy.clone(), peers);
+        let inference = InferenceService::new(node.clone(), inference_policies, policy.clone(), peers, view.clone());
         if mesh.installed_now {
             let admins = policy.admins().await?;
             if admins.contains(&mesh.agent) {
@@ -277,12 +318,12 @@ impl Runtime {
                 "the network's policies are not readable yet ({e}); the built-in defaults decide until they are"
             ));
         }
-        let state = Arc::new(ApiState {
+        let services = Arc::new(Services {
             mesh: mesh.clone(),
             node: node.clone(),
             metrics: self.metrics.clone(),
             info: conductor.info.clone(),
-            discovery: Default::default(),
+            view: view.clone(),
             resources: resources.clone(),
             artifacts: artifacts.clone(),
             policy: policy.clone(),
@@ -290,9 +331,8 @@ impl Runtime {
             inference,
             peer: crate::peer::Verifier::new(conductor.info.network_seed.clone()),
         });
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_stop = stop_rx.clone();
-        let router = api::router(state.clone());
+        let router = (self.routers.api)(services.clone());
         let api = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -301,7 +341,7 @@ impl Runtime {
                 .await
         });
         let peer_api = conductor.peer_listener.take().map(|listener| {
-            let (router, mut stop) = (api::peer_router(state.clone()), stop_rx.clone());
+            let (router, mut stop) = ((self.routers.peer)(services.clone()), stop_rx.clone());
             tokio::spawn(async move {
                 axum::serve(listener, router)
                     .with_graceful_shutdown(async move {
@@ -315,7 +355,7 @@ impl Runtime {
         let policy_refresh = tokio::spawn(policy.clone().run(stop_rx.clone()));
         let audit_journal = tokio::spawn(policy.run_journal(stop_rx.clone()));
         let shard_loop = tokio::spawn(shards.run(stop_rx.clone()));
-        let agent = tokio::spawn(node.clone().run(stop_rx));
+        let view_loop = tokio::spawn(view.run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
         stage.running = Some(Running {
             stop,
@@ -325,12 +365,13 @@ impl Runtime {
             policy_refresh,
             audit_journal,
             shard_loop,
+            view_loop,
             api,
             peer_api,
             run_file,
         });
 
-        let joined = Arc::new(Joined { state, api_url });
+        let joined = Arc::new(Joined { services, api_url });
         if let Ok(mut slot) = self.joined.write() {
             *slot = Some(joined.clone());
         }
@@ -358,8 +399,9 @@ impl Runtime {
                 tracing::warn!("the audit journal's committer failed; its events are committed on the next start");
             }
             let _ = running.shard_loop.await;
+            let _ = running.view_loop.await;
             if let Some(joined) = &joined {
-                match tokio::time::timeout(STOP_TIMEOUT, joined.state.node.go_offline()).await {
+                match tokio::time::timeout(STOP_TIMEOUT, joined.services.node.go_offline()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!("could not publish availability offline: {e}"),
                     Err(_) => tracing::warn!("publishing availability offline timed out"),
