@@ -27,6 +27,8 @@ pub const APP_ID: &str = "ripple";
 pub const PRIMARY_ROLE: &str = "agent_registry";
 /// The role of the memory_shards DNA (collections' shard maps and claims).
 pub const SHARDS_ROLE: &str = "memory_shards";
+/// The role of the resource_mesh DNA (offers, requests, grants).
+pub const RESOURCES_ROLE: &str = "resource_mesh";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
@@ -124,6 +126,18 @@ pub enum MeshStatus {
     Isolated,
 }
 
+impl MeshStatus {
+    /// From the peers known and the gossip figures; unknown figures (none completed, none
+    /// pending) never make `connected`.
+    fn of(peers: usize, completed_gossip_rounds: u64, pending_fetch_ops: usize) -> Self {
+        match (peers, completed_gossip_rounds, pending_fetch_ops) {
+            (0, _, _) => MeshStatus::Isolated,
+            (_, 0, _) | (_, _, 1..) => MeshStatus::Syncing,
+            _ => MeshStatus::Connected,
+        }
+    }
+}
+
 /// A peer the conductor knows in the primary role's space.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerSeen {
@@ -142,6 +156,9 @@ pub struct NetworkView {
     pub last_gossip_ms: Option<i64>,
     pub completed_gossip_rounds: u64,
     pub pending_fetch_ops: usize,
+    /// Why the gossip figures are unknown (the metrics call failed); `mesh_status` is then at
+    /// most `syncing`, never `connected` unconfirmed.
+    pub gossip_error: Option<String>,
 }
 
 impl Mesh {
@@ -418,9 +435,11 @@ impl Mesh {
             .collect();
         peers_seen.sort_by(|a, b| a.agent_pubkey.cmp(&b.agent_pubkey));
 
-        let metrics =
-            self.admin.dump_network_metrics(dna.clone(), false).await.map_err(step("dump_network_metrics"))?;
-        let space = dna.as_ref().and_then(|d| metrics.get(d));
+        // The gossip figures are diagnostics: a conductor too busy to dump its metrics in time
+        // still has a status, reported with the figures unknown and the reason.
+        let metrics = self.admin.dump_network_metrics(dna.clone(), false).await.map_err(step("dump_network_metrics"));
+        let gossip_error = metrics.as_ref().err().map(ToString::to_string);
+        let space = metrics.as_ref().ok().zip(dna.as_ref()).and_then(|(metrics, d)| metrics.get(d));
         let (last_gossip_ms, completed_gossip_rounds, pending_fetch_ops) = match space {
             Some(m) => (
                 m.gossip_state_summary
@@ -433,18 +452,14 @@ impl Mesh {
             ),
             None => (None, 0, 0),
         };
-        let mesh_status = match (peers_seen.len(), completed_gossip_rounds, pending_fetch_ops) {
-            (0, _, _) => MeshStatus::Isolated,
-            (_, 0, _) | (_, _, 1..) => MeshStatus::Syncing,
-            _ => MeshStatus::Connected,
-        };
         Ok(NetworkView {
             peer_count: peers_seen.len(),
-            mesh_status,
+            mesh_status: MeshStatus::of(peers_seen.len(), completed_gossip_rounds, pending_fetch_ops),
             peers_seen,
             last_gossip_ms,
             completed_gossip_rounds,
             pending_fetch_ops,
+            gossip_error,
         })
     }
 }
@@ -674,7 +689,15 @@ mod tests {
     use holochain_client::ConductorApiError;
     use holochain_conductor_api::ExternalApiWireError;
 
-    use super::{busy, still_waiting_every};
+    use super::{busy, still_waiting_every, MeshStatus};
+
+    #[test]
+    fn connected_needs_peers_a_completed_round_and_nothing_pending() {
+        assert_eq!(MeshStatus::of(0, 5, 0), MeshStatus::Isolated);
+        assert_eq!(MeshStatus::of(2, 0, 0), MeshStatus::Syncing, "as when the gossip figures are unknown");
+        assert_eq!(MeshStatus::of(2, 3, 1), MeshStatus::Syncing);
+        assert_eq!(MeshStatus::of(2, 3, 0), MeshStatus::Connected);
+    }
 
     #[tokio::test]
     async fn a_long_call_says_it_is_still_running_until_it_answers() {

@@ -268,12 +268,17 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
 /// `GET url` as JSON, or the status and body (for checks that wait for the mesh to catch up).
 pub async fn try_get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
     let response = reqwest::get(url).await.map_err(|e| format!("GET {url}: {e}"))?;
+    read_json(&format!("GET {url}"), response).await
+}
+
+/// A response's body as JSON, or `what` with the status and body (an error answer says why).
+pub async fn read_json<T: serde::de::DeserializeOwned>(what: &str, response: reqwest::Response) -> Result<T, String> {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(format!("GET {url}: {status} {body}"));
+        return Err(format!("{what}: {status} {body}"));
     }
-    serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))
+    serde_json::from_str(&body).map_err(|e| format!("{what}: {e}: {body}"))
 }
 
 /// Polls `check` every second until it returns `Some`, or fails with `what` and the last state.

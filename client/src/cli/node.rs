@@ -28,15 +28,18 @@ pub fn render_status(s: &StatusReport) -> String {
     if let Some(relay) = &d.relay_url {
         line("relay", relay.clone());
     }
-    line(
-        "gossip",
-        format!(
-            "last {}, {} rounds, {} ops pending",
-            ago(d.last_gossip_ms),
-            d.completed_gossip_rounds,
-            d.pending_fetch_ops
+    match &d.gossip_error {
+        Some(e) => line("gossip", format!("UNKNOWN: {e}")),
+        None => line(
+            "gossip",
+            format!(
+                "last {}, {} rounds, {} ops pending",
+                ago(d.last_gossip_ms),
+                d.completed_gossip_rounds,
+                d.pending_fetch_ops
+            ),
         ),
-    );
+    }
     let n = &s.node;
     line(
         "heartbeat",

@@ -320,6 +320,21 @@ impl InferenceService {
         self.node.settings().region
     }
 
+    /// `model`'s servers in the order to ask them: the online nodes' first, then those of nodes
+    /// whose beats are up to one bucket late (`MeshView::all_with_grace`). A busy node's beats can
+    /// reach this one late; asking it last costs only a refused connection when it has really
+    /// gone, and keeps a failover from running out of servers while it is alive.
+    fn servers(&self, model: &str) -> Vec<Server> {
+        let region = self.region();
+        let mut servers = servers_for(model, &self.peers(), &region);
+        let late: Vec<Server> = servers_for(model, &self.view.all_with_grace(), &region)
+            .into_iter()
+            .filter(|late| !servers.iter().any(|s| s.agent == late.agent))
+            .collect();
+        servers.extend(late);
+        servers
+    }
+
     /// Every model served on the mesh with its servers in routing order.
     pub async fn models(&self) -> Result<Vec<MeshModel>, InferenceError> {
         let peers = self.peers();
@@ -330,11 +345,10 @@ impl InferenceService {
     /// The servers for `model` in the order to ask them, or why there are none.
     pub async fn route(&self, model: &str) -> Result<Vec<Server>, InferenceError> {
         check_model_name(model)?;
-        let peers = self.peers();
-        let region = self.region();
-        let servers = servers_for(model, &peers, &region);
+        let servers = self.servers(model);
         if servers.is_empty() {
-            let served: Vec<String> = models_on_mesh(&peers, &region).into_iter().map(|(m, _)| m).collect();
+            let served: Vec<String> =
+                models_on_mesh(&self.peers(), &self.region()).into_iter().map(|(m, _)| m).collect();
             return Err(InferenceError::NotServed(format!(
                 "no online node serves model `{model}`; the mesh serves {}",
                 if served.is_empty() { "no models".to_string() } else { served.join(", ") }
@@ -428,15 +442,13 @@ impl InferenceService {
         let policy = self.policies.get(query.policy_override.as_deref()).map_err(InferenceError::BadInput)?;
         let trace_id = new_trace_id();
         let options = ChatOptions { max_tokens: query.max_tokens, temperature: query.temperature };
-        let peers = self.peers();
-        let region = self.region();
 
         let mut unanswered = Vec::new();
         let mut warnings = Vec::new();
         // Local tier: the models the mesh serves, those specialised for the task first.
         let mut local: Vec<(&policy::LocalModel, Vec<Server>)> = Vec::new();
         for model in &policy.local_tier.models {
-            let servers = servers_for(&model.name, &peers, &region);
+            let servers = self.servers(&model.name);
             if servers.is_empty() {
                 unanswered.push(Unanswered {
                     model: model.name.clone(),
@@ -601,7 +613,7 @@ impl InferenceService {
                 reasons: unanswered.iter().map(|u| format!("{}: {}", u.model, u.reason)).collect(),
             });
         }
-        self.embed_answers(policy, &peers, &mut answers, &mut warnings).await;
+        self.embed_answers(policy, &mut answers, &mut warnings).await;
 
         let merge = weighted_consensus(&answers, policy.reducer.min_agreement, policy.reducer.similarity_threshold)
             .expect("at least one answer");
@@ -676,16 +688,9 @@ impl InferenceService {
 
     /// Embeddings of every answer from the policy's embeddings model, when it names one the mesh
     /// serves; without them answers are compared by their text alone (said in the warnings).
-    async fn embed_answers(
-        &self,
-        policy: &InferencePolicy,
-        peers: &[MeshNode],
-        answers: &mut [Answer],
-        warnings: &mut Vec<String>,
-    ) {
+    async fn embed_answers(&self, policy: &InferencePolicy, answers: &mut [Answer], warnings: &mut Vec<String>) {
         let Some(model) = &policy.reducer.embeddings_model else { return };
-        let region = self.region();
-        let servers = servers_for(model, peers, &region);
+        let servers = self.servers(model);
         let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
         let mut last_error = format!("no online node serves `{model}`");
         for server in &servers {

@@ -1,6 +1,7 @@
 //! The mesh view: this node's one live model of who is on the mesh (every node's advert, its
 //! newest heartbeat, and from those whether it is online), held in memory and answered from
-//! memory. It is the only reader of the discovery zome; `/peers`, `holochain.query_peers`, the
+//! memory, with, once the scheduler asks, every node's resource offer and the capacity in use on
+//! it. It is the only reader of the discovery zome; `/peers`, `holochain.query_peers`, the
 //! scheduler, inference routing, shard placement, artifact repair, peer checks and metrics all
 //! read it, so they agree on one definition of "online" ([`PeerState`]).
 //!
@@ -28,8 +29,9 @@ use agent_registry_types::{
 use holochain_types::prelude::{AgentPubKey, Timestamp};
 
 use memory_shards_types::{ClaimRecord, MapRecord};
+use resource_mesh_types::ProviderStatus;
 
-use crate::mesh::{Mesh, MeshError, MeshStatus, PRIMARY_ROLE, SHARDS_ROLE};
+use crate::mesh::{Mesh, MeshError, MeshStatus, PRIMARY_ROLE, RESOURCES_ROLE, SHARDS_ROLE};
 
 /// How often the view reads what changed, and reads everything, by default.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(5);
@@ -331,6 +333,12 @@ impl ShardsSeen {
     }
 }
 
+/// A provider's resource offer and the capacity its grants hold, and when the view read them.
+struct ProviderSeen {
+    read: Instant,
+    status: ProviderStatus,
+}
+
 pub struct MeshView {
     mesh: Arc<Mesh>,
     props: RegistryProperties,
@@ -338,6 +346,8 @@ pub struct MeshView {
     nodes: RwLock<MeshIndex>,
     /// Shard maps and claims, once something asked for them: kept current with each catch-up.
     shards: RwLock<Option<Arc<ShardsSeen>>>,
+    /// Resource offers and their use, by provider, read when the scheduler asks ([`Self::providers`]).
+    providers: RwLock<HashMap<AgentPubKey, ProviderSeen>>,
     health: std::sync::Mutex<Health>,
     /// One read of the DHT at a time: a catch-up and a full read must not interleave their cursors.
     reads: tokio::sync::Mutex<()>,
@@ -354,6 +364,7 @@ impl MeshView {
             settings,
             nodes: Default::default(),
             shards: Default::default(),
+            providers: Default::default(),
             health: Default::default(),
             reads: Default::default(),
         });
@@ -503,6 +514,50 @@ impl MeshView {
             Some(seen) => Ok(seen),
             None => self.read_shards().await,
         }
+    }
+
+    /// Every known node with its resource offer and the capacity in use on it: the scheduler's
+    /// candidates. A provider's status is reused for one catch-up period and read again after
+    /// that, the stale ones in one call. Capacity changes with every grant, so the scheduler
+    /// refreshes a provider once it has answered ([`Self::refresh_provider`]); a status that is
+    /// stale meanwhile costs at most one rejected request.
+    pub async fn providers(&self) -> Result<Vec<(MeshNode, ProviderStatus)>, MeshError> {
+        let nodes = self.all();
+        let stale: Vec<AgentPubKey> = {
+            let seen = self.providers.read().unwrap_or_else(|p| p.into_inner());
+            nodes
+                .iter()
+                .filter(|n| seen.get(&n.agent).is_none_or(|p| p.read.elapsed() >= self.settings.catch_up))
+                .map(|n| n.agent.clone())
+                .collect()
+        };
+        if !stale.is_empty() {
+            self.read_providers(stale).await?;
+        }
+        let seen = self.providers.read().unwrap_or_else(|p| p.into_inner());
+        Ok(nodes
+            .into_iter()
+            .filter_map(|node| {
+                let status = seen.get(&node.agent)?.status.clone();
+                Some((node, status))
+            })
+            .collect())
+    }
+
+    /// One provider's offer and use read again now (after it granted or rejected a request).
+    pub async fn refresh_provider(&self, agent: &AgentPubKey) -> Result<(), MeshError> {
+        self.read_providers(vec![agent.clone()]).await
+    }
+
+    async fn read_providers(&self, agents: Vec<AgentPubKey>) -> Result<(), MeshError> {
+        let statuses: Vec<ProviderStatus> =
+            self.mesh.call(RESOURCES_ROLE, "resources", "get_provider_statuses", &agents).await?;
+        let read = Instant::now();
+        let mut seen = self.providers.write().unwrap_or_else(|p| p.into_inner());
+        for status in statuses {
+            seen.insert(status.provider.clone(), ProviderSeen { read, status });
+        }
+        Ok(())
     }
 
     /// Every known node matching `query`, online first.

@@ -32,7 +32,7 @@ pub struct Requester<'a> {
 }
 
 /// The hApp role of the resource_mesh DNA.
-pub const ROLE: &str = "resource_mesh";
+pub const ROLE: &str = crate::mesh::RESOURCES_ROLE;
 /// How often the provider loop reads its inbox (it is also woken when this node asks itself).
 const PROVIDER_TICK: Duration = Duration::from_secs(1);
 /// How often ended allocations are billed and receipts acknowledged.
@@ -341,16 +341,14 @@ struct Known {
     active: u32,
 }
 
-/// Every known node as a scheduling candidate: its advert and liveness from the mesh view, its
-/// offer and load from resource_mesh.
+/// Every known node as a scheduling candidate: its advert, liveness, offer and the capacity in
+/// use on it, all from the mesh view.
 async fn candidates(s: &Requester<'_>) -> Result<Vec<Known>, ResourceError> {
-    let peers = s.view.all();
-    let keys: Vec<AgentPubKey> = peers.iter().map(|p| p.agent.clone()).collect();
-    let statuses: Vec<ProviderStatus> = s.mesh.call(ROLE, "resources", "get_provider_statuses", &keys).await?;
-    Ok(peers
+    Ok(s.view
+        .providers()
+        .await?
         .into_iter()
-        .filter_map(|peer| {
-            let status = statuses.iter().find(|st| st.provider == peer.agent)?;
+        .map(|(peer, status)| {
             let candidate = Candidate {
                 agent: peer.agent.to_string(),
                 name: peer.advert.agent_name.clone(),
@@ -364,7 +362,7 @@ async fn candidates(s: &Requester<'_>) -> Result<Vec<Known>, ResourceError> {
                 offer: status.offer.as_ref().map(|o| o.offer.clone()),
                 in_use: status.in_use,
             };
-            Some(Known { candidate, peer, active: status.active })
+            Known { candidate, peer, active: status.active }
         })
         .collect())
 }
@@ -419,7 +417,12 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
             request_id: written.request_id.to_string(),
             outcome: String::new(),
         };
-        match await_answer(s.mesh, &written.request_id).await? {
+        let answer = await_answer(s.mesh, &written.request_id).await?;
+        // The answer changed (or, rejected, showed stale) what the view knows of this provider.
+        if let Err(e) = s.view.refresh_provider(&provider).await {
+            tracing::debug!("refreshing {}'s offer in the mesh view failed: {e}", candidate.name);
+        }
+        match answer {
             Some(Answer::Granted(grant)) => {
                 attempt.outcome = "granted".into();
                 attempts.push(attempt);

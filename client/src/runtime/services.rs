@@ -78,6 +78,9 @@ pub struct Diagnostics {
     pub last_gossip_ms: Option<i64>,
     pub completed_gossip_rounds: u64,
     pub pending_fetch_ops: usize,
+    /// Why the gossip figures are unknown: the conductor did not answer its metrics call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_error: Option<String>,
     pub uptime_secs: u64,
 }
 
@@ -114,6 +117,7 @@ impl Services {
                 last_gossip_ms: view.last_gossip_ms,
                 completed_gossip_rounds: view.completed_gossip_rounds,
                 pending_fetch_ops: view.pending_fetch_ops,
+                gossip_error: view.gossip_error,
                 uptime_secs: self.info.started.elapsed().as_secs(),
             },
             node: self.node.state(),
