@@ -39,6 +39,8 @@ pub const DEFAULT_RECONCILE: Duration = Duration::from_secs(300);
 /// A catch-up asks from this long before the previous one started: ops written on another node
 /// reach this one after gossip, stamped with their author's clock.
 const LOOKBACK: Duration = Duration::from_secs(30);
+/// Adverts read one by one per catch-up pass, at most (`MeshView::repair_missing_adverts`).
+const MAX_ADVERT_REPAIRS: usize = 8;
 
 /// How the view keeps itself current (`[node] view_catch_up_secs`, `view_signals` in ripple.toml).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -206,10 +208,14 @@ impl MeshIndex {
         }
     }
 
-    /// A full read: every listed node as read, and nodes it did not list dropped, except news
-    /// that arrived after the read started (a node that just joined, heard of by signal).
+    /// A full read: every listed node as read, and nodes it did not list dropped, except nodes it
+    /// heard beating and news that arrived after the read started (a node that just joined, heard
+    /// of by signal). A beating node is alive: when the read missed its advert (an update's new
+    /// version not yet here while the old one's deletion is), the view keeps the version it has
+    /// and `missing_adverts` names the node if it has none.
     pub fn replace(&mut self, full: RegistryChanges) {
-        let listed: std::collections::HashSet<&AgentPubKey> = full.adverts.iter().map(|a| &a.agent).collect();
+        let listed: std::collections::HashSet<&AgentPubKey> =
+            full.adverts.iter().map(|a| &a.agent).chain(full.heartbeats.iter().map(|h| &h.agent)).collect();
         let started = full.read_at;
         self.known.retain(|agent, known| {
             listed.contains(agent)
@@ -217,6 +223,13 @@ impl MeshIndex {
                 || (known.advert.is_none() && known.heartbeat.as_ref().is_some_and(|h| h.at >= started))
         });
         self.merge(full);
+    }
+
+    /// Nodes heard beating whose advert the view lacks: a read to repair, since catch-ups ask
+    /// only for adverts written lately.
+    pub fn missing_adverts(&self) -> Vec<AgentPubKey> {
+        let missing = self.known.iter().filter(|(_, known)| known.advert.is_none() && known.heartbeat.is_some());
+        missing.map(|(agent, _)| agent.clone()).collect()
     }
 
     pub fn signal(&mut self, signal: RegistrySignal) -> bool {
@@ -415,10 +428,23 @@ impl MeshView {
             if let Err(e) = result {
                 tracing::debug!("mesh view read failed: {e}");
             }
+            self.repair_missing_adverts().await;
             if self.shards.read().is_ok_and(|s| s.is_some()) {
                 if let Err(e) = self.read_shards().await {
                     tracing::debug!("mesh view: reading shard maps failed: {e}");
                 }
+            }
+        }
+    }
+
+    /// Reads the adverts of nodes heard beating without one (at most a few per pass), one node
+    /// at a time: without this a node whose advert a read missed would stay out of the view until
+    /// it next changed its advert.
+    async fn repair_missing_adverts(&self) {
+        let missing = self.nodes.read().map(|nodes| nodes.missing_adverts()).unwrap_or_default();
+        for agent in missing.into_iter().take(MAX_ADVERT_REPAIRS) {
+            if let Err(e) = self.refresh(&agent).await {
+                tracing::debug!("mesh view: reading the advert of {agent} failed: {e}");
             }
         }
     }
@@ -813,6 +839,30 @@ mod tests {
         let me = nodes.find(&DiscoveryQuery::default(), &props(), secs(100), &key(3));
         assert!(me[0].is_self && !me[1].is_self);
         assert_eq!(me[0].row().state, "online");
+    }
+
+    #[test]
+    fn a_full_read_keeps_a_beating_node_whose_advert_it_missed_and_names_it_when_it_has_none() {
+        let mut nodes = MeshIndex::default();
+        nodes.replace(RegistryChanges {
+            read_at: secs(100),
+            adverts: vec![seen(1, 10, advert("a", Availability::Online, "eu"))],
+            heartbeats: vec![beat(1, 95)],
+        });
+        // Node a updates its advert; this full read sees the old version deleted and not the new
+        // one, but hears a beating. Node b beats but the view never had its advert.
+        nodes.replace(RegistryChanges {
+            read_at: secs(110),
+            adverts: vec![],
+            heartbeats: vec![beat(1, 105), beat(2, 106)],
+        });
+        assert_eq!(states(&nodes, 110), vec![("a".into(), PeerState::Online)], "the version it had");
+        assert_eq!(nodes.missing_adverts(), vec![key(2)]);
+        nodes.advert(key(2), Timestamp::from_micros(0), advert("b", Availability::Online, "us"));
+        assert!(nodes.missing_adverts().is_empty());
+        // Neither listed nor beating: gone.
+        nodes.replace(RegistryChanges { read_at: secs(200), adverts: vec![], heartbeats: vec![beat(2, 195)] });
+        assert_eq!(states(&nodes, 200), vec![("b".into(), PeerState::Online)]);
     }
 
     #[test]
