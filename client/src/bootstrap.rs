@@ -11,6 +11,8 @@ use kitsune2_bootstrap_srv::{BootstrapSrv, Config};
 /// The running server; dropping it stops it.
 pub struct LocalBootstrap {
     server: Option<BootstrapSrv>,
+    /// The address it listens on (the port chosen when port 0 was asked for).
+    pub addr: SocketAddr,
     pub url: url::Url,
 }
 
@@ -50,7 +52,7 @@ impl LocalBootstrap {
         let addr =
             *server.listen_addrs().first().ok_or_else(|| std::io::Error::other("bootstrap server bound nothing"))?;
         let url = url::Url::parse(&format!("{scheme}://{addr}")).map_err(std::io::Error::other)?;
-        Ok(Self { server: Some(server), url })
+        Ok(Self { server: Some(server), addr, url })
     }
 }
 

@@ -18,6 +18,8 @@ use crate::manifests::{Network, NetworkSpec, POLICY_ROLE};
 
 /// The record of the network a data dir belongs to (created or joined from a network file).
 pub const RECORD_FILE: &str = "network.json";
+/// How a data dir joined a network from networks.json (`JoinedRecord`).
+pub const JOINED_FILE: &str = "joined.json";
 /// The format version of network and invitation files.
 const FORMAT: u32 = 1;
 
@@ -35,6 +37,12 @@ pub enum NetworkError {
         "this data dir belongs to network `{have}` ({record}); one network per data dir: use another --data for `{want}`"
     )]
     OtherNetwork { have: String, want: String, record: PathBuf },
+    #[error(
+        "{given} contradicts what this data dir joined: it {joined} (saved in {record}). One mesh per data dir: \
+         start without the flag to rejoin it, use another --data for another mesh, or, if that server has moved \
+         for good, remove {record} and start with the new one"
+    )]
+    Contradicts { given: String, joined: String, record: PathBuf },
     #[error("invitation {path}: {reason}")]
     BadInvitation { path: PathBuf, reason: String },
     #[error("cannot serve the network's bootstrap+relay on {addr}: {source}")]
@@ -143,6 +151,91 @@ impl NetworkRecord {
     pub fn needs_invitation(&self, agent: &AgentPubKey) -> bool {
         !self.network.admins.is_empty() && !self.network.admins.contains(&agent.to_string())
     }
+}
+
+/// `<data>/joined.json`: how this data dir joined a network from networks.json (ripple-local,
+/// testnet, mainnet), so that a plain `ripple up` rejoins the same mesh. A created network keeps
+/// the same facts in its `NetworkRecord`; the policy admin is kept by the install itself (a
+/// different `--policy-admin` is refused by `Mesh::join`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinedRecord {
+    pub network: String,
+    /// The bootstrap+relay server this node joined through (`--bootstrap`); none when it uses the
+    /// network's own (networks.json) or serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+    /// Where this node serves ripple-local's bootstrap+relay: the address the other nodes joined,
+    /// chosen on the first start and kept, so a restart does not move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves_bootstrap: Option<SocketAddr>,
+}
+
+impl JoinedRecord {
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(JOINED_FILE)
+    }
+
+    /// The record, if this data dir has joined a network from networks.json.
+    pub fn load(data_dir: &Path) -> Result<Option<Self>, NetworkError> {
+        let path = Self::path(data_dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_json(&path, "joined-network record").map(Some)
+    }
+
+    pub fn save(&self, data_dir: &Path) -> Result<(), NetworkError> {
+        write_json(&Self::path(data_dir), self)
+    }
+
+    /// Fills what a start left unsaid from the record, and refuses what contradicts it: another
+    /// network, another bootstrap server, or another address for the one this node serves.
+    pub fn apply(&self, start: &mut JoinChoice, data_dir: &Path) -> Result<(), NetworkError> {
+        let contradiction =
+            |given: String, joined: String| NetworkError::Contradicts { given, joined, record: Self::path(data_dir) };
+        if start.network != self.network {
+            let (have, want, record) = (self.network.clone(), start.network.clone(), Self::path(data_dir));
+            return Err(NetworkError::OtherNetwork { have, want, record });
+        }
+        let joined = match (&self.bootstrap, self.serves_bootstrap) {
+            (Some(url), _) => format!("joined through bootstrap {url}"),
+            (None, Some(addr)) => format!("serves its own bootstrap+relay on {addr}"),
+            (None, None) => format!("joined through network `{}`'s own bootstrap server", self.network),
+        };
+        let saved = self
+            .bootstrap
+            .as_deref()
+            .map(|url| {
+                url::Url::parse(url).map_err(|e| invalid(&Self::path(data_dir), "joined-network record", e.to_string()))
+            })
+            .transpose()?;
+        match (&start.bootstrap, saved) {
+            (Some(given), Some(url)) if *given != url => {
+                return Err(contradiction(format!("--bootstrap {given}"), joined));
+            }
+            (Some(given), None) => return Err(contradiction(format!("--bootstrap {given}"), joined)),
+            (None, Some(url)) => start.bootstrap = Some(url),
+            _ => {}
+        }
+        if let Some(addr) = self.serves_bootstrap {
+            match start.bootstrap_listen {
+                Some(given) if given != addr => {
+                    return Err(contradiction(format!("--bootstrap-listen {given}"), joined));
+                }
+                _ => start.bootstrap_listen = Some(addr),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a start asks for, before `JoinedRecord::apply` fills it from what the data dir joined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinChoice {
+    pub network: String,
+    pub bootstrap: Option<url::Url>,
+    pub bootstrap_listen: Option<SocketAddr>,
 }
 
 /// What `ripple network invite` writes: the membrane proof for one agent on one network.
@@ -497,6 +590,92 @@ mod tests {
 
     fn key(n: u8) -> AgentPubKey {
         AgentPubKey::from_raw_32(vec![n; 32])
+    }
+
+    fn choice(network: &str, bootstrap: Option<&str>, listen: Option<&str>) -> JoinChoice {
+        JoinChoice {
+            network: network.into(),
+            bootstrap: bootstrap.map(|u| url::Url::parse(u).unwrap()),
+            bootstrap_listen: listen.map(|a| a.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_plain_restart_rejoins_what_the_data_dir_joined_and_a_contradiction_is_refused() {
+        let dir = Path::new("/data");
+        let joiner = JoinedRecord {
+            network: "local".into(),
+            bootstrap: Some("http://127.0.0.1:4100/".into()),
+            serves_bootstrap: None,
+        };
+        // Nothing said: the saved bootstrap. The same one said again (without the slash): fine.
+        for given in [None, Some("http://127.0.0.1:4100")] {
+            let mut start = choice("local", given, None);
+            joiner.apply(&mut start, dir).unwrap();
+            assert_eq!(start, choice("local", Some("http://127.0.0.1:4100/"), None));
+        }
+        let refused = joiner.apply(&mut choice("local", Some("http://127.0.0.1:4200"), None), dir).unwrap_err();
+        let text = refused.to_string();
+        assert!(
+            text.contains("--bootstrap http://127.0.0.1:4200/ contradicts what this data dir joined")
+                && text.contains("joined through bootstrap http://127.0.0.1:4100/")
+                && text.contains("/data/joined.json"),
+            "{text}"
+        );
+        assert!(refused.is_bad_input());
+        let other = joiner.apply(&mut choice("testnet", None, None), dir).unwrap_err();
+        assert!(matches!(other, NetworkError::OtherNetwork { .. }), "{other}");
+
+        // The first node keeps the address it served on; it cannot join another server instead.
+        let first = JoinedRecord {
+            network: "local".into(),
+            bootstrap: None,
+            serves_bootstrap: Some(([127, 0, 0, 1], 4100).into()),
+        };
+        let mut start = choice("local", None, None);
+        first.apply(&mut start, dir).unwrap();
+        assert_eq!(start, choice("local", None, Some("127.0.0.1:4100")));
+        let moved = first.apply(&mut choice("local", None, Some("127.0.0.1:4300")), dir).unwrap_err().to_string();
+        assert!(
+            moved.contains("--bootstrap-listen 127.0.0.1:4300 contradicts")
+                && moved.contains("serves its own bootstrap+relay on 127.0.0.1:4100"),
+            "{moved}"
+        );
+        let joins =
+            first.apply(&mut choice("local", Some("http://127.0.0.1:4200"), None), dir).unwrap_err().to_string();
+        assert!(joins.contains("--bootstrap http://127.0.0.1:4200/ contradicts"), "{joins}");
+
+        // A node on a network's own bootstrap server (networks.json) keeps to it.
+        let testnet = JoinedRecord { network: "testnet".into(), bootstrap: None, serves_bootstrap: None };
+        let mut start = choice("testnet", None, Some("127.0.0.1:4300"));
+        testnet.apply(&mut start, dir).unwrap();
+        assert_eq!(
+            start,
+            choice("testnet", None, Some("127.0.0.1:4300")),
+            "--bootstrap-listen is only for a server it runs"
+        );
+        let text =
+            testnet.apply(&mut choice("testnet", Some("http://127.0.0.1:4200"), None), dir).unwrap_err().to_string();
+        assert!(text.contains("joined through network `testnet`'s own bootstrap server"), "{text}");
+    }
+
+    #[test]
+    fn the_joined_record_survives_a_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("ripple-joined-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(JoinedRecord::load(&dir).unwrap(), None);
+        let record = JoinedRecord {
+            network: "local".into(),
+            bootstrap: None,
+            serves_bootstrap: Some(([127, 0, 0, 1], 4100).into()),
+        };
+        record.save(&dir).unwrap();
+        assert_eq!(JoinedRecord::load(&dir).unwrap(), Some(record));
+        std::fs::write(JoinedRecord::path(&dir), "{\"network\": 3}").unwrap();
+        let text = JoinedRecord::load(&dir).unwrap_err().to_string();
+        assert!(text.contains("joined.json is not a ripple joined-network record file"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -137,7 +137,7 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap().to_string();
     let mut args = base(&["--network", "e2e"]);
-    args[6] = busy_addr;
+    args[6] = busy_addr.clone();
     check(&data, Case { what: "API port in use", args, expect: vec!["cannot serve the HTTP API on"] });
 
     let create = |extra: &[&str]| -> Vec<String> {
@@ -168,6 +168,55 @@ async fn bad_input_is_a_clear_error_that_writes_nothing() {
     ] {
         check(&data, Case { what, args, expect: vec![expect] });
     }
+
+    // A data dir that joined a mesh refuses a start that contradicts it, before writing anything.
+    let joined_dir = tmp.path().join("joined");
+    std::fs::create_dir_all(&joined_dir).unwrap();
+    let joined_file = joined_dir.join("joined.json");
+    let joined_text = r#"{"network":"e2e","bootstrap":"http://127.0.0.1:9/"}"#;
+    std::fs::write(&joined_file, joined_text).unwrap();
+    let on_joined = |extra: &[&str]| -> Vec<String> {
+        let mut args = base(extra);
+        args[1] = joined_dir.display().to_string();
+        args
+    };
+    // The first node keeps the address it served on; one that is taken now is named as such.
+    let served_dir = tmp.path().join("served");
+    std::fs::create_dir_all(&served_dir).unwrap();
+    std::fs::write(served_dir.join("joined.json"), format!(r#"{{"network":"e2e","serves_bootstrap":"{busy_addr}"}}"#))
+        .unwrap();
+    let mut on_served = base(&[]);
+    on_served[1] = served_dir.display().to_string();
+    for (what, args, expect) in [
+        (
+            "another bootstrap than the one joined",
+            on_joined(&["--bootstrap", "http://127.0.0.1:10"]),
+            vec![
+                "--bootstrap http://127.0.0.1:10/ contradicts what this data dir joined",
+                "joined through bootstrap http://127.0.0.1:9/",
+                "joined.json",
+            ],
+        ),
+        ("another network than the one joined", on_joined(&["--network", "local"]), vec!["belongs to network `e2e`"]),
+        (
+            "the kept bootstrap address is taken",
+            on_served,
+            vec!["cannot start ripple-local's bootstrap server on", "the address this node served before"],
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = ripple(&args);
+        assert_eq!(code, 2, "{what}: exit code {code}, stderr:\n{err}");
+        for needle in expect {
+            assert!(err.contains(needle), "{what}: stderr lacks {needle:?}:\n{err}");
+        }
+    }
+    for dir in [&joined_dir, &served_dir] {
+        let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["joined.json"], "{} holds only its record", dir.display());
+    }
+    assert_eq!(std::fs::read_to_string(&joined_file).unwrap(), joined_text, "the record is unchanged");
+    drop(busy);
 
     // No node running: status says so, with its own exit code.
     let (code, _, err) = ripple(&["--data", &data.display().to_string(), "status"]);

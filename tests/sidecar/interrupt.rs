@@ -1,5 +1,6 @@
 //! Ctrl-C while the first start installs the hApp: the node stops cleanly with exit code 130, and
-//! the next start on the same data dir carries on.
+//! the next start on the same data dir carries on; after a crash, it serves its bootstrap at the
+//! same URL again.
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,15 +48,25 @@ async fn an_interrupted_first_start_stops_cleanly_and_the_next_start_carries_on(
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!data.join("ripple.run.json").exists());
 
-    let node = Sidecar::start(Launch {
-        name: "after-interrupt".into(),
-        data,
+    let launch = |name: &str| Launch {
+        name: name.into(),
+        data: data.clone(),
         manifests: manifests.root.clone(),
         network: "e2e".into(),
         extra: vec![],
         env: vec![],
         host: None,
-    });
+    };
+    let node = Sidecar::start(launch("after-interrupt"));
     assert!(node.status().await.node.advert.is_some());
+    // The first node serves ripple-local's bootstrap+relay on a port picked at its first start and
+    // keeps it: after a crash, the next plain `ripple up` serves the URL the other nodes joined.
+    let url = node.ready.status.diagnostics.bootstrap_url.clone().expect("the bootstrap URL it serves");
+    let joined: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("joined.json")).unwrap()).unwrap();
+    assert_eq!(format!("http://{}/", joined["serves_bootstrap"].as_str().unwrap()), url, "{joined}");
+    node.kill_hard();
+    let node = Sidecar::start(launch("after-crash"));
+    assert_eq!(node.ready.status.diagnostics.bootstrap_url.as_deref(), Some(url.as_str()), "the same bootstrap URL");
     assert!(node.terminate().success());
 }

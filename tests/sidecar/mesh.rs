@@ -2,8 +2,9 @@
 //! collection (16 shards, replication factor 2: every shard on exactly two live nodes, every node
 //! routing every key the same way); a node that crashes between a policy decision and its action
 //! goes offline after the window and its shards are re-claimed by the next nodes on their rings;
-//! a restart keeps its agent key, its one advert and the decision, without the action, and the
-//! shards settle back to where they were without flapping.
+//! a plain restart (no flags: it rejoins what its data dir joined) keeps its agent key, its one
+//! advert and the decision, without the action, and the shards settle back to where they were
+//! without flapping.
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -273,8 +274,11 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     eventually("the survivors to route every key the same way", Duration::from_secs(60), || agreed_routes(&survivors))
         .await;
 
-    // Restart with the same data dir: same agent, same advert entry, no reinstall.
-    let c = Sidecar::start(launch("node-c", join()));
+    // Restart with the same data dir and a plain `ripple up`: it rejoins node-a's bootstrap from
+    // what the data dir joined. Same agent, same advert entry, no reinstall.
+    let c = Sidecar::start(launch("node-c", vec![]));
+    assert_eq!(c.ready.status.diagnostics.bootstrap_url, a.ready.status.diagnostics.bootstrap_url, "rejoined node-a's");
+    assert!(!c.ready.status.diagnostics.serving_bootstrap);
     assert_eq!(c.agent(), c_agent, "the restart reuses the agent key");
     assert!(!c.ready.installed_now, "the hApp is installed once");
     assert_eq!(

@@ -22,7 +22,7 @@ use agent_registry_types::DiscoveryQuery;
 use self::{artifacts::*, inference::*, network::*, node::*, policy::*, resources::*, shards::*, start::*};
 use crate::api::PeerRow;
 use crate::compiled_zomes::{bundle_zomes, ZomeCache};
-use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN, DEFAULT_BOOTSTRAP_LISTEN};
+use crate::config::{self, ConfigError, ConfigFile, CONFIG_FILE, DEFAULT_API_LISTEN};
 use crate::manifests::Manifests;
 use crate::mcp::ToolNames;
 use crate::node::probe::ProbeSources;
@@ -423,10 +423,12 @@ pub struct UpArgs {
     /// Attach to a running conductor's admin websocket (e.g. from `hc sandbox`) instead of embedding one.
     #[arg(long, value_name = "ws://127.0.0.1:PORT")]
     pub admin_url: Option<String>,
-    /// Join this bootstrap+relay server (ripple-local: the URL the first node printed).
+    /// Join this bootstrap+relay server (ripple-local: the URL the first node printed). Needed on
+    /// the first start only: later starts rejoin what the data dir joined (<data>/joined.json).
     #[arg(long, value_name = "URL")]
     pub bootstrap: Option<String>,
-    /// Where the first ripple-local node serves bootstrap+relay [default: 127.0.0.1:0, any free port].
+    /// Where the first ripple-local node serves bootstrap+relay [default: the address it served
+    /// before, else 127.0.0.1:0, any free port, kept for later starts].
     #[arg(long, value_name = "ADDR")]
     pub bootstrap_listen: Option<SocketAddr>,
     /// ripple-local: the agent key of the node that created the network, its policy admin (the first

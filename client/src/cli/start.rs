@@ -91,10 +91,7 @@ pub fn resolve_up(
         conductor,
         bootstrap,
         policy_admin,
-        bootstrap_listen: args
-            .bootstrap_listen
-            .or(file.bootstrap_listen)
-            .unwrap_or_else(|| parse_addr(DEFAULT_BOOTSTRAP_LISTEN)),
+        bootstrap_listen: args.bootstrap_listen.or(file.bootstrap_listen),
         happ: args.happ.clone().or(file.happ.clone()).unwrap_or_else(default_happ),
         zome_cache: ZomeCache::new(zome_cache),
         api_listen,
@@ -157,7 +154,8 @@ pub(super) fn advertised_url(
 }
 
 /// The network `up` runs: the data dir's created network if it has one (a `--network` that names
-/// another is refused: one network per data dir), a network file, or an entry of networks.json.
+/// another is refused: one network per data dir), a network file, or an entry of networks.json
+/// (by default the one this data dir joined, else local).
 pub(super) fn resolve_network(
     wanted: Option<String>,
     data_dir: &Path,
@@ -191,7 +189,12 @@ pub(super) fn resolve_network(
             };
             Ok((file.network(), Some(record)))
         }
-        (wanted, None) => Ok((manifests.network(wanted.as_deref().unwrap_or("local"))?, None)),
+        (wanted, None) => {
+            // A plain `ripple up` rejoins what this data dir joined (`JoinedRecord`); the runtime
+            // refuses a network or bootstrap that contradicts it.
+            let joined = crate::networks::JoinedRecord::load(data_dir)?.map(|j| j.network);
+            Ok((manifests.network(wanted.or(joined).as_deref().unwrap_or("local"))?, None))
+        }
     }
 }
 

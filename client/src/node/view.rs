@@ -225,6 +225,12 @@ impl MeshIndex {
         self.merge(full);
     }
 
+    /// Whether a node other than `me` beat at or after `since`, or no other node is known.
+    pub fn heard_since(&self, since: Timestamp, me: &AgentPubKey) -> bool {
+        let mut others = self.known.iter().filter(|(agent, known)| *agent != me && known.advert.is_some()).peekable();
+        others.peek().is_none() || others.any(|(_, known)| known.heartbeat.as_ref().is_some_and(|h| h.at >= since))
+    }
+
     /// Nodes heard beating whose advert the view lacks: a read to repair, since catch-ups ask
     /// only for adverts written lately.
     pub fn missing_adverts(&self) -> Vec<AgentPubKey> {
@@ -362,6 +368,8 @@ pub struct MeshView {
     /// Resource offers and their use, by provider, read when the scheduler asks ([`Self::providers`]).
     providers: RwLock<HashMap<AgentPubKey, ProviderSeen>>,
     health: std::sync::Mutex<Health>,
+    /// When this view started: news written since then shows that this node hears the mesh.
+    started: Timestamp,
     /// One read of the DHT at a time: a catch-up and a full read must not interleave their cursors.
     reads: tokio::sync::Mutex<()>,
 }
@@ -379,6 +387,7 @@ impl MeshView {
             shards: Default::default(),
             providers: Default::default(),
             health: Default::default(),
+            started: Timestamp::now(),
             reads: Default::default(),
         });
         if settings.signals {
@@ -608,6 +617,14 @@ impl MeshView {
         let now = Timestamp::now();
         let last_read = self.health_read(|h| h.read.map(|(_, at)| at));
         Window::spanning(buckets, &self.props, judged_at(now, last_read, self.settings.catch_up), now)
+    }
+
+    /// Whether this node may act on its picture of the mesh: since this view started it has
+    /// read a heartbeat another node wrote, or it knows of no other node. A node just restarted
+    /// holds what its store had when it stopped; until news from its peers reaches it, their
+    /// beats age out of its view and it would see itself alone.
+    pub fn has_heard_the_mesh(&self) -> bool {
+        self.nodes.read().is_ok_and(|nodes| nodes.heard_since(self.started, &self.mesh.agent))
     }
 
     /// Every known node.
@@ -863,6 +880,21 @@ mod tests {
         // Neither listed nor beating: gone.
         nodes.replace(RegistryChanges { read_at: secs(200), adverts: vec![], heartbeats: vec![beat(2, 195)] });
         assert_eq!(states(&nodes, 200), vec![("b".into(), PeerState::Online)]);
+    }
+
+    #[test]
+    fn a_restarted_node_hears_the_mesh_once_another_nodes_new_beat_arrives() {
+        let mut nodes = MeshIndex::default();
+        assert!(nodes.heard_since(secs(100), &key(1)), "the first node of a mesh knows nobody else");
+        nodes.advert(key(1), secs(1), advert("me", Availability::Online, "eu"));
+        nodes.heartbeat(beat(1, 101));
+        assert!(nodes.heard_since(secs(100), &key(1)), "its own beats alone");
+        // From its store: a peer that beat before this node started.
+        nodes.advert(key(2), secs(1), advert("peer", Availability::Online, "eu"));
+        nodes.heartbeat(beat(2, 95));
+        assert!(!nodes.heard_since(secs(100), &key(1)), "old news of a peer is not hearing the mesh");
+        nodes.heartbeat(beat(2, 104));
+        assert!(nodes.heard_since(secs(100), &key(1)));
     }
 
     #[test]

@@ -16,12 +16,13 @@ use crate::artifacts::ArtifactService;
 use crate::bootstrap::{self, LocalBootstrap};
 use crate::compiled_zomes;
 use crate::conductor::{self, EmbeddedConductor, NetworkUrls, PassphraseSource};
+use crate::config::DEFAULT_BOOTSTRAP_LISTEN;
 use crate::inference::policy::InferencePolicies;
 use crate::inference::InferenceService;
 use crate::manifests::CheckedBundle;
 use crate::mesh::{Admission, Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
-use crate::networks::{InvitationFile, NetworkRecord};
+use crate::networks::{InvitationFile, JoinChoice, JoinedRecord, NetworkRecord};
 use crate::node::declared::Declared;
 use crate::node::view::MeshView;
 use crate::node::{NodeAgent, NodeSettings};
@@ -249,6 +250,7 @@ impl Runtime {
             progress,
         )
         .await?;
+        remember_join(conductor)?;
         let mesh = Arc::new(mesh);
         let listener = conductor
             .api_listener
@@ -446,7 +448,8 @@ impl Runtime {
         Ok(settings)
     }
 
-    async fn start(&self, settings: UpSettings, progress: &(dyn Fn(&str) + Sync)) -> Result<Conductor, UpError> {
+    async fn start(&self, mut settings: UpSettings, progress: &(dyn Fn(&str) + Sync)) -> Result<Conductor, UpError> {
+        let listen_kept = rejoin(&mut settings)?;
         let network = &settings.network;
         // Checks that need no writes.
         if let Some(needs) = &network.spec.not_live {
@@ -473,8 +476,11 @@ impl Runtime {
         let serve_at = settings.record.as_ref().and_then(|r| r.serve_bootstrap);
         let created_bootstrap = match (serve_at, &settings.conductor) {
             (Some(addr), ConductorChoice::Embedded { .. }) => {
-                let server =
-                    LocalBootstrap::start(addr).await.map_err(|source| UpError::BootstrapBind { addr, source })?;
+                let server = LocalBootstrap::start(addr).await.map_err(|source| UpError::BootstrapBind {
+                    addr,
+                    source,
+                    note: String::new(),
+                })?;
                 progress(&format!("serving network `{}`'s bootstrap+relay on {addr}", network.name));
                 Some(server)
             }
@@ -492,9 +498,14 @@ impl Runtime {
         // Bootstrap (ripple-local's first node), then the conductor.
         let local_bootstrap = match (&settings.conductor, &urls) {
             (ConductorChoice::Embedded { .. }, None) => {
-                let server = LocalBootstrap::start(settings.bootstrap_listen)
-                    .await
-                    .map_err(|source| UpError::BootstrapBind { addr: settings.bootstrap_listen, source })?;
+                let addr = settings.bootstrap_listen.unwrap_or_else(|| {
+                    DEFAULT_BOOTSTRAP_LISTEN.parse().expect("DEFAULT_BOOTSTRAP_LISTEN is an address")
+                });
+                let server = LocalBootstrap::start(addr).await.map_err(|source| UpError::BootstrapBind {
+                    addr,
+                    source,
+                    note: if listen_kept { kept_bootstrap_note(&settings.data_dir) } else { String::new() },
+                })?;
                 progress(&format!(
                     "serving ripple-local bootstrap+relay at {} (other nodes: --bootstrap {})",
                     server.url, server.url
@@ -624,6 +635,53 @@ async fn admission(conductor: &mut Conductor, progress: &(dyn Fn(&str) + Sync)) 
         crate::networks::NetworkError::BadInvitation { path: NetworkRecord::path(&settings.data_dir), reason }
     })?;
     Ok(Admission { needs_invitation: record.needs_invitation(&agent), agent_key: Some(agent), proof })
+}
+
+/// A network from networks.json on an embedded conductor: what this data dir joined before
+/// (`JoinedRecord`) fills what the start left unsaid (bootstrap, the address it serves bootstrap
+/// on) and refuses what contradicts it, before anything is written. True when the bootstrap
+/// address to serve on is the one kept from before.
+fn rejoin(settings: &mut UpSettings) -> Result<bool, UpError> {
+    if settings.record.is_some() || matches!(settings.conductor, ConductorChoice::Attach { .. }) {
+        return Ok(false);
+    }
+    let Some(joined) = JoinedRecord::load(&settings.data_dir)? else { return Ok(false) };
+    let mut choice = JoinChoice {
+        network: settings.network.name.clone(),
+        bootstrap: settings.bootstrap.take(),
+        bootstrap_listen: settings.bootstrap_listen,
+    };
+    joined.apply(&mut choice, &settings.data_dir)?;
+    settings.bootstrap = choice.bootstrap;
+    settings.bootstrap_listen = choice.bootstrap_listen;
+    Ok(joined.serves_bootstrap.is_some())
+}
+
+/// Once the mesh accepted this node, saves what it joined (`JoinedRecord`) so that a plain
+/// restart rejoins the same mesh at the same addresses.
+fn remember_join(conductor: &Conductor) -> Result<(), UpError> {
+    let settings = &conductor.settings;
+    if settings.record.is_some() || conductor.embedded.is_none() {
+        return Ok(());
+    }
+    let record = JoinedRecord {
+        network: settings.network.name.clone(),
+        bootstrap: settings.bootstrap.as_ref().map(|url| url.to_string()),
+        serves_bootstrap: conductor.local_bootstrap.as_ref().map(|b| b.addr),
+    };
+    if JoinedRecord::load(&settings.data_dir)?.as_ref() != Some(&record) {
+        record.save(&settings.data_dir)?;
+    }
+    Ok(())
+}
+
+/// Why the kept bootstrap address matters when it cannot be bound again.
+fn kept_bootstrap_note(data_dir: &std::path::Path) -> String {
+    format!(
+        ". It is the address this node served before and the other nodes joined (saved in {}): free the port, \
+         or remove that file to serve on a new one and rejoin the other nodes with its URL",
+        JoinedRecord::path(data_dir).display()
+    )
 }
 
 /// Bootstrap and relay for the embedded conductor: `None` means "serve ripple-local's ourselves".

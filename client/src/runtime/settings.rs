@@ -34,8 +34,8 @@ pub enum UpError {
     PeerBind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot serve MCP over HTTP on {addr}: {source}")]
     McpBind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot start ripple-local's bootstrap server on {addr}: {source}")]
-    BootstrapBind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start ripple-local's bootstrap server on {addr}: {source}{note}")]
+    BootstrapBind { addr: SocketAddr, source: std::io::Error, note: String },
 }
 
 /// How to get a conductor.
@@ -56,7 +56,9 @@ pub struct UpSettings {
     pub bootstrap: Option<url::Url>,
     /// The policy admin of the ripple-local network this node joins (the node that created it).
     pub policy_admin: Option<holochain_client::AgentPubKey>,
-    pub bootstrap_listen: SocketAddr,
+    /// Where ripple-local's first node serves bootstrap+relay [default: what this data dir served
+    /// before (`JoinedRecord`), else `DEFAULT_BOOTSTRAP_LISTEN`].
+    pub bootstrap_listen: Option<SocketAddr>,
     pub happ: PathBuf,
     /// This machine's compiled zomes, shared by its nodes.
     pub zome_cache: crate::compiled_zomes::ZomeCache,

@@ -147,6 +147,10 @@ pub struct ShardLoopState {
     pub claims_released: u64,
     /// Releases waiting for the settle window.
     pub handing_over: usize,
+    /// This node restarted and has not heard its peers yet (`MeshView::has_heard_the_mesh`): it
+    /// claims and hands back nothing on a picture of the mesh that may be stale.
+    #[serde(default)]
+    pub waiting_for_mesh: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -555,6 +559,11 @@ impl ShardService {
         let me = self.mesh.agent.clone();
         if capacity > 0 && !view.eligible.iter().any(|e| e.agent == me) {
             return Ok(()); // not online in its own view yet: placement would leave this node out
+        }
+        let waiting = !self.view.has_heard_the_mesh();
+        self.update(|s| s.waiting_for_mesh = waiting);
+        if waiting {
+            return Ok(());
         }
         self.log_placement_changes(&view);
         let maps: Vec<MapRecord> = self.mesh.call(ROLE, "shards", "list_maps", &()).await?;
