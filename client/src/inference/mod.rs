@@ -321,7 +321,7 @@ impl InferenceService {
     }
 
     /// `model`'s servers in the order to ask them: the online nodes' first, then those of nodes
-    /// whose beats are up to one bucket late (`MeshView::all_with_grace`). A busy node's beats can
+    /// whose beats are up to two buckets late (`MeshView::all_with_grace`). A busy node's beats can
     /// reach this one late; asking it last costs only a refused connection when it has really
     /// gone, and keeps a failover from running out of servers while it is alive.
     fn servers(&self, model: &str) -> Vec<Server> {

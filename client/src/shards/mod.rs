@@ -289,7 +289,7 @@ impl ShardService {
         seen.map(name).cloned().ok_or_else(|| no_collection(name))
     }
 
-    /// Nodes online with the grace bucket (`MeshView::all_with_grace`) and vector capacity, and
+    /// Nodes online with the grace buckets (`MeshView::all_with_grace`) and vector capacity, and
     /// every known node's name.
     fn placement_view(&self) -> View {
         let nodes = self.view.all_with_grace();

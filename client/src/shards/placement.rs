@@ -3,7 +3,7 @@
 //!
 //! - **key → shard**: jump consistent hash (Lamping & Veach) of the first 8 bytes of sha256(key),
 //!   so growing a collection's shard count moves only the keys that must move;
-//! - **shard → nodes**: the eligible nodes (online with a grace bucket, see
+//! - **shard → nodes**: the eligible nodes (online with the grace buckets, see
 //!   `MeshView::all_with_grace`; advertising vector capacity) ranked by
 //!   sha256(`collection/shard/agent key`), highest first (rendezvous hashing: the "ring"). The
 //!   first `replication_factor` with room are the shard's placed holders; when one leaves, the
@@ -169,7 +169,7 @@ pub fn rank(collection: &str, shard: u32, agent: &AgentPubKey) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A node that may hold shards: online in agent_registry (with the grace bucket), advertising
+/// A node that may hold shards: online in agent_registry (with the grace buckets), advertising
 /// `capacity` vector shards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Eligible {
