@@ -122,11 +122,7 @@ impl NetworkRecord {
 
     /// The record, if this data dir has one.
     pub fn load(data_dir: &Path) -> Result<Option<Self>, NetworkError> {
-        let path = Self::path(data_dir);
-        if !path.exists() {
-            return Ok(None);
-        }
-        read_json(&path, "network record").map(Some)
+        read_json_if_present(&Self::path(data_dir), "network record")
     }
 
     pub fn save(&self, data_dir: &Path) -> Result<(), NetworkError> {
@@ -178,11 +174,7 @@ impl JoinedRecord {
 
     /// The record, if this data dir has joined a network from networks.json.
     pub fn load(data_dir: &Path) -> Result<Option<Self>, NetworkError> {
-        let path = Self::path(data_dir);
-        if !path.exists() {
-            return Ok(None);
-        }
-        read_json(&path, "joined-network record").map(Some)
+        read_json_if_present(&Self::path(data_dir), "joined-network record")
     }
 
     pub fn save(&self, data_dir: &Path) -> Result<(), NetworkError> {
@@ -423,6 +415,17 @@ pub fn created_spec(
 
 fn invalid(path: &Path, what: &'static str, reason: String) -> NetworkError {
     NetworkError::Invalid { path: path.into(), what, reason }
+}
+
+/// A data dir's record file, or none when the data dir has not written it.
+fn read_json_if_present<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<T>, NetworkError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(path, what).map(Some)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T, NetworkError> {
