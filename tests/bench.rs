@@ -337,6 +337,57 @@ fn view_against_redis(full: RegistryChanges) -> (Vec<Stats>, String) {
     (rows, note)
 }
 
+/// `cargo xtask bench liveness`: the protocol alone, in simulation. Traffic per node over five
+/// quiet minutes at each size; crash detection (kill one member, time until every survivor holds
+/// it dead) over 20 crashes per size, each after a minute of warm-up.
+#[test]
+#[ignore = "benchmark: cargo xtask bench liveness"]
+fn liveness() {
+    use ripple::node::swim::sim::{crash_detection, Sim};
+    use ripple::node::swim::LivenessSettings;
+    const QUIET_MS: u64 = 300_000;
+    const CRASHES: u64 = 20;
+    let settings = LivenessSettings::default();
+    let mut out = String::from(
+        "| members | messages/s per node | bytes/s per node | crash seen by every survivor p50 s | p95 s | false deaths |\n|---|---|---|---|---|---|\n",
+    );
+    for n in [5, 8, 10, 20, 50] {
+        let mut sim = Sim::new(n, settings, 42);
+        sim.run_for(QUIET_MS, |_| {});
+        let secs = QUIET_MS as f64 / 1000.0;
+        let messages = sim.messages_sent.iter().sum::<u64>() as f64 / n as f64 / secs;
+        let bytes = sim.bytes_sent.iter().sum::<u64>() as f64 / n as f64 / secs;
+        let mut detections = Vec::new();
+        let mut false_deaths = 0;
+        for seed in 0..CRASHES {
+            let (at, false_death) = crash_detection(n, 1_000 + seed);
+            detections.push(at);
+            false_deaths += u32::from(false_death);
+        }
+        detections.sort_by(f64::total_cmp);
+        let pct = |p: f64| detections[((detections.len() - 1) as f64 * p).round() as usize];
+        out += &format!("| {n} | {messages:.2} | {bytes:.0} | {:.1} | {:.1} | {false_deaths} |\n", pct(0.5), pct(0.95));
+    }
+    out += &format!(
+        "\nSettings (networks.json's defaults): a probe every {} ms, indirect probes through {} members after {} ms, \
+         a suspicion standing {}× log10(members) periods (at least {}) once confirmed, {}× that with one accuser. \
+         Each node sends one probe and one answer per period whatever the size; the news piggybacked on them grows \
+         the bytes a little with log10(members). The simulated members' ids are 2 characters: a real agent key is 53, \
+         and a real message also carries the sender's load, so real messages are a few hundred bytes. \
+         The real mesh (4 `ripple up` processes, remote signals through the conductor) is in docs/reliability.md.\n",
+        settings.period_ms,
+        settings.indirect_probes,
+        settings.probe_timeout_ms,
+        settings.suspicion_mult,
+        settings.suspicion_mult,
+        settings.suspicion_max_mult
+    );
+    println!("{out}");
+    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
+        std::fs::write(path, out).expect("write benchmark results");
+    }
+}
+
 /// `cargo xtask bench node`: the real `ripple` binary (release). Node A serves a local network;
 /// node B's data dir is made warm by one start and stop, then each sample restarts B and times
 /// spawn → B ready and spawn → A's discovery shows B online again. Idle memory is B's resident

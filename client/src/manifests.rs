@@ -73,6 +73,75 @@ pub struct NetworkSpec {
     /// it with this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_live: Option<String>,
+    /// The liveness protocol's timing; the defaults where absent.
+    #[serde(default, skip_serializing_if = "LivenessSettings::is_default")]
+    pub liveness: LivenessSettings,
+}
+
+/// The liveness protocol's timing (`node::swim`), per network (`liveness` in networks.json). The defaults detect a
+/// crashed node in 5 to 8 s in a mesh of 5 to 50 (docs/reliability.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessSettings {
+    /// One probe per period.
+    pub period_ms: u64,
+    /// A direct probe unanswered this long is tried through other members.
+    pub probe_timeout_ms: u64,
+    /// How many members are asked to probe an unanswering one.
+    pub indirect_probes: usize,
+    /// The suspicion timeout is this many periods times log10 of the mesh size (at least one).
+    pub suspicion_mult: u32,
+    /// While only one node suspects a member, the suspicion stands this many times longer;
+    /// independent accusers bring it down to the minimum (Lifeguard).
+    pub suspicion_max_mult: u32,
+    /// Each item of news is passed on this many times log10 of the mesh size (at least one).
+    pub retransmit_mult: u32,
+    /// Items of news carried by one message, at most.
+    pub news_per_message: usize,
+    /// Lifeguard's ceiling on the local health score; timeouts stretch by up to (1 + this).
+    pub max_local_health: u32,
+}
+
+impl Default for LivenessSettings {
+    fn default() -> Self {
+        Self {
+            period_ms: 1_000,
+            probe_timeout_ms: 500,
+            indirect_probes: 3,
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            retransmit_mult: 4,
+            news_per_message: 8,
+            max_local_health: 8,
+        }
+    }
+}
+
+impl LivenessSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if !(100..=60_000).contains(&self.period_ms) {
+            return Err(format!("liveness.period_ms = {}: must be 100 to 60000", self.period_ms));
+        }
+        if self.probe_timeout_ms == 0 || self.probe_timeout_ms >= self.period_ms {
+            return Err(format!(
+                "liveness.probe_timeout_ms = {}: must be above 0 and below period_ms ({}), so an indirect probe fits in the period",
+                self.probe_timeout_ms, self.period_ms
+            ));
+        }
+        if [self.suspicion_mult, self.suspicion_max_mult, self.retransmit_mult].contains(&0)
+            || self.news_per_message == 0
+        {
+            return Err(
+                "liveness.suspicion_mult, suspicion_max_mult, retransmit_mult and news_per_message must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A named network.
@@ -119,7 +188,15 @@ impl Manifests {
 
     pub fn networks(&self) -> Result<BTreeMap<String, NetworkSpec>, ManifestError> {
         let path = self.networks_path();
-        serde_json::from_str(&read(&path)?).map_err(|e| ManifestError::Invalid { path, reason: e.to_string() })
+        let networks: BTreeMap<String, NetworkSpec> = serde_json::from_str(&read(&path)?)
+            .map_err(|e| ManifestError::Invalid { path: path.clone(), reason: e.to_string() })?;
+        for (name, spec) in &networks {
+            spec.liveness.check().map_err(|reason| ManifestError::Invalid {
+                path: path.clone(),
+                reason: format!("network `{name}`: {reason}"),
+            })?;
+        }
+        Ok(networks)
     }
 
     pub fn network(&self, name: &str) -> Result<Network, ManifestError> {

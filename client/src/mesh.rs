@@ -99,6 +99,14 @@ pub struct Mesh {
     metrics: Arc<Metrics>,
 }
 
+/// This node's signed agent infos and the addresses they give (which change when the node
+/// restarts; the infos themselves are re-signed every few minutes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnAgentInfos {
+    pub signed: Vec<String>,
+    pub urls: std::collections::BTreeSet<String>,
+}
+
 /// What a web page needs to call zomes on this node's conductor itself.
 #[derive(Debug, Clone)]
 pub struct AppSession {
@@ -159,6 +167,16 @@ pub struct NetworkView {
     /// Why the gossip figures are unknown (the metrics call failed); `mesh_status` is then at
     /// most `syncing`, never `connected` unconfirmed.
     pub gossip_error: Option<String>,
+    /// Messages the transport dropped because it knew no agent at the sender's (or receiver's)
+    /// address, summed over peers and DNAs (`dump_network_stats`): a peer that restarted at an
+    /// address this node has not learnt yet (docs/reliability.md). None when the call failed.
+    pub blocked_messages: Option<BlockedMessages>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedMessages {
+    pub incoming: u64,
+    pub outgoing: u64,
 }
 
 impl Mesh {
@@ -417,16 +435,84 @@ impl Mesh {
     }
 
     /// Peers, gossip and fetch state of the primary role's space.
-    pub async fn network_view(&self) -> Result<NetworkView, MeshError> {
+    /// This node's own signed agent infos, one per cell's DNA: what a peer needs to reach it
+    /// (its current URL). Read from the conductor's peer store, which holds them from the start.
+    pub async fn own_agent_infos(&self) -> Result<OwnAgentInfos, MeshError> {
+        let dnas = self.cells.values().map(|c| c.dna_hash().clone()).collect();
+        let infos = self.admin.agent_info(Some(dnas)).await.map_err(step("agent_info"))?;
+        let signed: Vec<String> = infos.into_iter().filter(|signed| is_info_of(signed, &self.agent)).collect();
+        let urls = signed.iter().filter_map(|s| decode_agent_info(s)?.url.map(|u| u.as_str().to_string())).collect();
+        Ok(OwnAgentInfos { signed, urls })
+    }
+
+    /// Adds `agent`'s signed agent infos to the conductor's peer store (a node that restarted and
+    /// handed them over itself). Infos of any other agent are dropped; the conductor checks each
+    /// signature. Returns how many were added.
+    pub async fn add_agent_infos_of(&self, agent: &AgentPubKey, infos: Vec<String>) -> Result<usize, MeshError> {
+        let own: Vec<String> = infos.into_iter().filter(|signed| is_info_of(signed, agent)).collect();
+        let count = own.len();
+        if count > 0 {
+            self.admin.add_agent_info(own).await.map_err(step("add_agent_info"))?;
+        }
+        Ok(count)
+    }
+
+    /// Every other agent's info the bootstrap server holds for each of this node's spaces, added
+    /// to the conductor's peer store now rather than at its next poll (up to a minute away): how
+    /// a peer that restarted at a new address is reached again at once, in every DNA. Returns
+    /// how many infos were added.
+    pub async fn refresh_peers_from(&self, bootstrap: &url::Url) -> Result<usize, MeshError> {
+        use base64::Engine;
+        let fail = |reason: String| MeshError::Conductor { step: "read the bootstrap server", reason };
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| fail(e.to_string()))?;
+        let mut infos = Vec::new();
+        for cell in self.cells.values() {
+            let space = base64::prelude::BASE64_URL_SAFE_NO_PAD.encode(cell.dna_hash().get_raw_32());
+            let mut url = bootstrap.clone();
+            url.set_path(&format!("bootstrap/{space}"));
+            let response = client.get(url.clone()).send().await.map_err(|e| fail(format!("{url}: {e}")))?;
+            let listed: Vec<serde_json::Value> = response
+                .error_for_status()
+                .map_err(|e| fail(format!("{url}: {e}")))?
+                .json()
+                .await
+                .map_err(|e| fail(format!("{url}: {e}")))?;
+            infos.extend(listed.iter().map(|v| v.to_string()).filter(|signed| !is_info_of(signed, &self.agent)));
+        }
+        let count = infos.len();
+        if count > 0 {
+            self.admin.add_agent_info(infos).await.map_err(step("add_agent_info"))?;
+        }
+        Ok(count)
+    }
+
+    /// The other agents the conductor's peer store holds a live agent info of, for the
+    /// agent_registry space: the peers this node can reach.
+    async fn peer_infos(&self) -> Result<Vec<(AgentPubKey, kitsune2_api::AgentInfo)>, MeshError> {
         let dna = self.cells.get(PRIMARY_ROLE).map(|c| c.dna_hash().clone());
-        let infos = self.admin.agent_info(dna.clone().map(|d| vec![d])).await.map_err(step("agent_info"))?;
+        let infos = self.admin.agent_info(dna.map(|d| vec![d])).await.map_err(step("agent_info"))?;
         let now_ms = unix_ms();
-        let mut peers_seen: Vec<PeerSeen> = infos
+        Ok(infos
             .iter()
             .filter_map(|signed| decode_agent_info(signed))
             .filter(|info| !info.is_tombstone && info.expires_at.as_micros() / 1000 > now_ms)
             .map(|info| (AgentPubKey::from_k2_agent(&info.agent), info))
             .filter(|(agent, _)| agent != &self.agent)
+            .collect())
+    }
+
+    /// The agents of [`Self::peer_infos`].
+    pub async fn known_peers(&self) -> Result<Vec<AgentPubKey>, MeshError> {
+        Ok(self.peer_infos().await?.into_iter().map(|(agent, _)| agent).collect())
+    }
+
+    pub async fn network_view(&self) -> Result<NetworkView, MeshError> {
+        let dna = self.cells.get(PRIMARY_ROLE).map(|c| c.dna_hash().clone());
+        let mut peers_seen: Vec<PeerSeen> = self
+            .peer_infos()
+            .await?
+            .into_iter()
             .map(|(agent, info)| PeerSeen {
                 agent_pubkey: agent.to_string(),
                 url: info.url.as_ref().map(|u| u.as_str().to_string()),
@@ -452,7 +538,15 @@ impl Mesh {
             ),
             None => (None, 0, 0),
         };
+        let blocked_messages = self.admin.dump_network_stats().await.ok().map(|stats| {
+            let counts = stats.blocked_message_counts.values().flat_map(|per_dna| per_dna.values());
+            counts.fold(BlockedMessages::default(), |sum, c| BlockedMessages {
+                incoming: sum.incoming + u64::from(c.incoming),
+                outgoing: sum.outgoing + u64::from(c.outgoing),
+            })
+        });
         Ok(NetworkView {
+            blocked_messages,
             peer_count: peers_seen.len(),
             mesh_status: MeshStatus::of(peers_seen.len(), completed_gossip_rounds, pending_fetch_ops),
             peers_seen,
@@ -648,6 +742,10 @@ fn role_settings<'a>(
 pub async fn generate_agent_key(admin_port: u16) -> Result<AgentPubKey, MeshError> {
     let admin = connect_admin(admin_port, WebsocketConfig::CLIENT_DEFAULT.default_request_timeout).await?;
     admin.generate_agent_pub_key().await.map_err(step("generate_agent_pub_key"))
+}
+
+fn is_info_of(signed: &str, agent: &AgentPubKey) -> bool {
+    decode_agent_info(signed).is_some_and(|info| !info.is_tombstone && info.agent == agent.to_k2_agent())
 }
 
 fn decode_agent_info(signed: &str) -> Option<kitsune2_api::AgentInfo> {

@@ -90,6 +90,7 @@ impl NetworkFile {
         if file.network.dnas.is_empty() {
             return Err(invalid(path, "network", "it pins no DNA hashes (`network.dnas`)".into()));
         }
+        file.network.liveness.check().map_err(|reason| invalid(path, "network", reason))?;
         Ok(file)
     }
 

@@ -1,7 +1,8 @@
 //! Four real sidecars on a local network: they find each other and shard a vector-memory
 //! collection (16 shards, replication factor 2: every shard on exactly two live nodes, every node
 //! routing every key the same way); a node that crashes between a policy decision and its action
-//! goes offline after the window and its shards are re-claimed by the next nodes on their rings;
+//! is declared dead by every survivor's probes, nobody else changes state, and its shards are
+//! re-claimed by the next nodes on their rings;
 //! a plain restart (no flags: it rejoins what its data dir joined) keeps its agent key, its one
 //! advert and the decision, without the action, and the shards settle back to where they were
 //! without flapping.
@@ -10,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use ripple::api::PeerRow;
+use ripple::node::swim::MemberState;
 use ripple::policy::service::DecisionView;
 use ripple::shards::{CheckpointView, ClaimView, MapReport, MapView, RouteView};
 use serde_json::json;
@@ -25,7 +27,7 @@ fn names_by_state(peers: &[PeerRow], state: &str) -> BTreeSet<String> {
 }
 
 /// Slow (several minutes): four real nodes each compile the hApp's wasm on their first start, one
-/// crashes and must age out of the heartbeat window (two 6 s buckets) before its shards are
+/// crashes and must be declared dead by every survivor's liveness protocol before its shards are
 /// re-claimed, restarts, and the shards settle back after the settle window; each phase waits for
 /// the mesh's own loops, which is what it tests.
 #[tokio::test(flavor = "multi_thread")]
@@ -236,12 +238,13 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
 
     // Crash between decision and action: `ripple allocate` on node-c passes the gate, the Decision
     // is committed, and the process aborts before it allocates (no goodbye either, so node-c drops
-    // out only when its heartbeats leave the window).
+    // out only when its peers' probes go unanswered).
     let c_agent = c.agent().to_string();
     let c_original = c.status().await.node.advert.expect("advert").original;
     let c_data = data("node-c");
     let c_dir = c_data.to_str().unwrap();
     let (code, _, err) = ripple(&["--data", c_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);
+    let crashed = std::time::Instant::now();
     assert_ne!(code, 0, "the node died under the allocation: {err}");
     assert!(
         !err.contains("the node answered"),
@@ -250,16 +253,28 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     );
     let status = c.wait_exit(Duration::from_secs(60));
     assert!(!status.success(), "node-c aborted: {status:?}");
-    eventually("node-c to show offline on node-a", Duration::from_secs(120), || async {
-        let peers = a.try_peers("").await?;
-        let c_row = peers.iter().find(|p| p.agent_pubkey == c_agent).ok_or("node-c missing")?;
-        if c_row.state == "offline" {
-            Ok(())
-        } else {
-            Err(c_row.state.clone())
+    // Every survivor's liveness protocol declares node-c dead (its probes, not the heartbeat
+    // window: the row's `liveness` says so), and no survivor sees another change state meanwhile.
+    let survivors = [&a, &b, &d];
+    let mut detected: Vec<Option<Duration>> = vec![None; survivors.len()];
+    let mut flaps = Vec::new();
+    while detected.iter().any(Option::is_none) && crashed.elapsed() < Duration::from_secs(120) {
+        for (node, seen) in survivors.iter().zip(&mut detected) {
+            let Ok(peers) = node.try_peers("").await else { continue };
+            for p in &peers {
+                if p.agent_pubkey != c_agent && p.state != "online" {
+                    flaps.push(format!("{} saw {} {} ({:?})", node.name, p.advert.agent_name, p.state, p.liveness));
+                } else if p.agent_pubkey == c_agent && p.state == "offline" && seen.is_none() {
+                    assert_eq!(p.liveness, Some(MemberState::Dead), "{} judged node-c by its probes", node.name);
+                    *seen = Some(crashed.elapsed());
+                }
+            }
         }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(flaps.is_empty(), "only node-c changed state: {flaps:?}");
+    let detected: Vec<Duration> = detected.into_iter().map(|d| d.expect("every survivor saw node-c's crash")).collect();
+    eprintln!("node-c's crash seen by node-a, node-b, node-d after {detected:?}");
     let online: Vec<PeerRow> = a.peers("online_only=true").await;
     assert!(online.iter().all(|p| p.agent_pubkey != c_agent), "--online leaves node-c out");
 
@@ -276,6 +291,7 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
 
     // Restart with the same data dir and a plain `ripple up`: it rejoins node-a's bootstrap from
     // what the data dir joined. Same agent, same advert entry, no reinstall.
+    let restarted = std::time::Instant::now();
     let c = Sidecar::start(launch("node-c", vec![]));
     assert_eq!(c.ready.status.diagnostics.bootstrap_url, a.ready.status.diagnostics.bootstrap_url, "rejoined node-a's");
     assert!(!c.ready.status.diagnostics.serving_bootstrap);
@@ -295,6 +311,14 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
         }
     })
     .await;
+    eprintln!("node-c online again on node-a {:?} after its restart began", restarted.elapsed());
+    let liveness = c.status().await.liveness;
+    eprintln!("node-c's liveness after the restart: {liveness:?}");
+    assert!(liveness.introductions_sent > 0, "node-c introduced its new address: {liveness:?}");
+    for node in [&a, &b, &c, &d] {
+        let blocked = node.status().await.diagnostics.blocked_messages;
+        eprintln!("{}: messages dropped for an unknown peer address so far: {blocked:?}", node.name);
+    }
     assert_eq!(a.peers("").await.len(), 4, "four nodes, four rows");
     // Back on the mesh, node-c's old claims count again: the interim holders hand its shards back
     // after the settle window, and the map returns to where it was, then stays there.

@@ -28,6 +28,10 @@ pub enum Suite {
     /// vs the holder's IPFS directly (goal ≤ 1.3×), inference overhead over the remote server
     /// (goal ≤ 15 ms), a peer request's check (goal ≤ 0.5 ms).
     Net,
+    /// The liveness protocol (SWIM + Lifeguard) in simulation, 5 to 50 members: messages and bytes
+    /// per node per second (goal: constant), and crash detection by every survivor (goal at 5 to 8
+    /// members: p50 ≤ 10 s, p95 ≤ 20 s).
+    Liveness,
     /// The test suite itself, from the runs `cargo xtask test` recorded: the newest full cold and
     /// warm runs' minutes by step, and the ten slowest tests. Runs nothing.
     Ci,
@@ -45,6 +49,7 @@ impl Suite {
             Suite::Shards => "shards",
             Suite::Inference => "inference",
             Suite::Net => "net",
+            Suite::Liveness => "liveness",
             Suite::Ci => "ci",
         }
     }
@@ -66,6 +71,9 @@ impl Suite {
             }
             Suite::Net => {
                 "two `ripple` nodes (release, embedded Holochain 0.7.1) on two test hosts, with js-ipfs 0.66.1 daemons and a llama.cpp server (xllamacpp)"
+            }
+            Suite::Liveness => {
+                "the sidecar's liveness protocol (`client/src/node/swim.rs`, release build) over a simulated network: 2–21 ms latency, 10 ms steps, the production settings of networks.json"
             }
             Suite::Ci => "`cargo xtask test` as `.ci/run` runs it (tests on the release build)",
         }

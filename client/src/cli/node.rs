@@ -52,6 +52,14 @@ pub fn render_status(s: &StatusReport) -> String {
             n.heartbeat_failures
         ),
     );
+    let l = &s.liveness;
+    line(
+        "liveness",
+        format!(
+            "probing {} member(s) every {} ms: {} alive, {} suspect, {} dead; local health {}, {} msgs sent, {} received",
+            l.members, l.period_ms, l.alive, l.suspect, l.dead, l.local_health, l.counters.messages_sent, l.counters.messages_received
+        ),
+    );
     if let Some(advert) = &n.advert {
         let a = &advert.advert;
         line(
@@ -78,9 +86,10 @@ pub fn render_status(s: &StatusReport) -> String {
 }
 
 pub(super) fn render_peers(peers: &Vec<PeerRow>) -> String {
-    let mut rows = vec![["NAME", "STATE", "AGENT", "CLASS", "CPU", "RAM", "GPUS", "MODELS", "REGION", "LAST BEAT"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows =
+        vec![["NAME", "STATE", "PROBE", "AGENT", "CLASS", "CPU", "RAM", "GPUS", "MODELS", "REGION", "LAST BEAT"]
+            .map(String::from)
+            .to_vec()];
     for p in peers {
         let a = &p.advert;
         let gpus =
@@ -88,6 +97,7 @@ pub(super) fn render_peers(peers: &Vec<PeerRow>) -> String {
         rows.push(vec![
             format!("{}{}", a.agent_name, if p.is_self { " (self)" } else { "" }),
             p.state.clone(),
+            p.liveness.map_or("-", |l| l.as_str()).to_string(),
             short(&p.agent_pubkey),
             serde_plain(&a.hardware_class),
             format!("{}x {}", a.compute.cpu_cores, a.compute.cpu_arch),

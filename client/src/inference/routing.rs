@@ -115,7 +115,14 @@ pub(crate) mod tests {
                 availability: Availability::Online,
             },
         });
-        MeshNode { agent, advert: advert.into(), last_heartbeat, state: PeerState::Online, is_self: seed == 3 }
+        MeshNode {
+            agent,
+            advert: advert.into(),
+            last_heartbeat,
+            live: None,
+            state: PeerState::Online,
+            is_self: seed == 3,
+        }
     }
 
     #[test]

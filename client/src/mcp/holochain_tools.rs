@@ -190,6 +190,7 @@ async fn query_peers(
                 "agent_name": row.advert.agent_name,
                 "state": row.state,
                 "is_self": row.is_self,
+                "liveness": row.liveness,
                 "last_heartbeat_ms": row.last_heartbeat_ms,
                 "load": row.load,
                 "advert": row.advert,

@@ -1,7 +1,9 @@
 //! The node agent: turns a hardware probe into this node's advert, republishes it when it changes,
 //! beats at the network's pace, and says `offline` on the way out.
 pub mod declared;
+pub mod liveness;
 pub mod probe;
+pub mod swim;
 pub mod view;
 
 use std::path::PathBuf;
@@ -77,8 +79,10 @@ pub struct NodeAgent {
     settings: Mutex<NodeSettings>,
     period: Duration,
     seq: Mutex<u64>,
-    /// Kept between beats: CPU usage is measured over the interval between two refreshes.
+    /// Kept between samples: CPU usage is measured over the interval between two refreshes.
     system: Mutex<sysinfo::System>,
+    /// GPU utilisation as of the last heartbeat.
+    gpu_percent: Mutex<Option<u8>>,
     /// Held by every write to this node's agent_registry chain. The conductor refuses a commit
     /// whose chain head moved meanwhile, and adverts (MCP, refresh loop) and heartbeats race.
     chain: tokio::sync::Mutex<()>,
@@ -112,6 +116,7 @@ impl NodeAgent {
             period: Duration::from_secs(period.into()),
             seq: Mutex::new(0),
             system: Mutex::new(sysinfo::System::new()),
+            gpu_percent: Mutex::new(None),
             chain: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
         });
@@ -226,16 +231,11 @@ impl NodeAgent {
         Ok(AdvertRefresh { changed: true, advert: record })
     }
 
-    /// One heartbeat with the current load; failures are counted and kept for `/status`.
-    pub async fn heartbeat(&self) {
-        let seq = self
-            .seq
-            .lock()
-            .map(|mut s| {
-                *s += 1;
-                *s
-            })
-            .unwrap_or(0);
+    /// This node's load now: CPU and memory measured since the previous sample, and the GPU
+    /// utilisation of the last heartbeat (reading it runs `nvidia-smi`). The liveness protocol
+    /// carries it on every message.
+    pub fn load_sample(&self) -> HeartbeatSample {
+        let seq = self.seq.lock().map(|s| *s).unwrap_or(0);
         let (cpu_percent, memory_percent) = self.system.lock().map_or((0, 0), |mut s| {
             s.refresh_cpu_usage();
             s.refresh_memory();
@@ -244,10 +244,21 @@ impl NodeAgent {
                 percent(100.0 * s.used_memory() as f64 / s.total_memory().max(1) as f64),
             )
         });
+        let gpu_percent = self.gpu_percent.lock().ok().and_then(|g| *g);
+        HeartbeatSample { seq, cpu_percent, gpu_percent, memory_percent, availability: Availability::Online }
+    }
+
+    /// One heartbeat with the current load; failures are counted and kept for `/status`.
+    pub async fn heartbeat(&self) {
+        if let Ok(mut s) = self.seq.lock() {
+            *s += 1;
+        }
         let has_gpus = self.state.lock().is_ok_and(|s| s.probe.as_ref().is_some_and(|p| !p.gpus.is_empty()));
         let gpu_percent = if has_gpus { probe::nvidia_utilisation().await } else { None };
-        let sample =
-            HeartbeatSample { seq, cpu_percent, gpu_percent, memory_percent, availability: Availability::Online };
+        if let Ok(mut g) = self.gpu_percent.lock() {
+            *g = gpu_percent;
+        }
+        let sample = self.load_sample();
         let result: Result<ActionHash, _> = {
             let _chain = self.chain.lock().await;
             self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await

@@ -14,8 +14,11 @@
 //!   then less and less often up to every `reconcile`; it also drops nodes no longer listed and
 //!   repairs what a lost signal or a late op left out.
 //!
-//! Liveness is judged at the moment of the last read (see [`judged_at`]): other nodes' heartbeats
-//! arrive only by reads, so between two reads the view cannot tell a live node from a silent one.
+//! Whether a node is alive comes first from the liveness protocol ([`super::liveness`]): its
+//! verdict, once it has one, is seconds old. Where it has none (a node not heard from yet, or one
+//! beating on the DHT that its probes cannot reach) the heartbeat rule decides, judged at the
+//! moment of the last read (see [`judged_at`]): other nodes' heartbeats arrive only by reads, so
+//! between two reads the view cannot tell a live node from a silent one.
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -31,6 +34,7 @@ use holochain_types::prelude::{AgentPubKey, Timestamp};
 use memory_shards_types::{ClaimRecord, MapRecord};
 use resource_mesh_types::ProviderStatus;
 
+use super::swim::MemberState;
 use crate::mesh::{Mesh, MeshError, MeshStatus, PRIMARY_ROLE, RESOURCES_ROLE, SHARDS_ROLE};
 
 /// How often the view reads what changed, and reads everything, by default.
@@ -57,8 +61,9 @@ impl Default for ViewSettings {
     }
 }
 
-/// What state a node is in. A node is online only while it beats (a heartbeat in the current or
-/// previous bucket, on this node's clock) and its advert does not say otherwise.
+/// What state a node is in. A node is online only while it is alive (by the liveness protocol,
+/// else by a heartbeat in the current or previous bucket, on this node's clock) and its advert
+/// does not say otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerState {
@@ -94,8 +99,17 @@ pub struct MeshNode {
     pub agent: AgentPubKey,
     pub advert: Arc<NodeAdvert>,
     pub last_heartbeat: Option<HeartbeatSeen>,
+    /// What the liveness protocol says of it, and the load it sent with its last message.
+    pub live: Option<Live>,
     pub state: PeerState,
     pub is_self: bool,
+}
+
+/// The liveness protocol's word on a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub state: MemberState,
+    pub load: Option<HeartbeatSample>,
 }
 
 impl MeshNode {
@@ -103,9 +117,15 @@ impl MeshNode {
         self.state == PeerState::Online
     }
 
-    /// The busier of CPU and GPU in the newest heartbeat.
+    /// The newest load sample: the one on its last liveness message, else its newest heartbeat's.
+    pub fn load(&self) -> Option<&HeartbeatSample> {
+        let live = self.live.as_ref().and_then(|l| l.load.as_ref());
+        live.or(self.last_heartbeat.as_ref().map(|h| &h.sample))
+    }
+
+    /// The busier of CPU and GPU in the newest load sample.
     pub fn load_percent(&self) -> Option<u8> {
-        self.last_heartbeat.as_ref().map(|h| h.sample.cpu_percent.max(h.sample.gpu_percent.unwrap_or(0)))
+        self.load().map(|s| s.cpu_percent.max(s.gpu_percent.unwrap_or(0)))
     }
 
     pub fn row(&self) -> PeerRow {
@@ -113,8 +133,9 @@ impl MeshNode {
             agent_pubkey: self.agent.to_string(),
             state: self.state.as_str().into(),
             is_self: self.is_self,
+            liveness: self.live.as_ref().map(|l| l.state),
             last_heartbeat_ms: self.last_heartbeat.as_ref().map(|h| h.at.as_millis()),
-            load: self.last_heartbeat.as_ref().map(|h| h.sample.clone()),
+            load: self.load().cloned(),
             advert: (*self.advert).clone(),
         }
     }
@@ -124,9 +145,14 @@ impl MeshNode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerRow {
     pub agent_pubkey: String,
-    /// `online` (heartbeat in the window and advert says online), `offline`, `draining`, `maintenance`.
+    /// `online` (alive and the advert says online), `offline`, `draining`, `maintenance`.
     pub state: String,
     pub is_self: bool,
+    /// The liveness protocol's word: `alive`, `suspect` (unanswering, still counted alive),
+    /// `dead`, or `listed` / `unreachable` (not heard, so the heartbeat rule decides). None for
+    /// this node itself and where the protocol does not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<MemberState>,
     pub last_heartbeat_ms: Option<i64>,
     pub load: Option<HeartbeatSample>,
     pub advert: NodeAdvert,
@@ -156,15 +182,18 @@ struct Known {
 }
 
 impl Known {
-    /// The node in its state within `window`; none before its advert is known.
-    fn seen(&self, agent: &AgentPubKey, window: &Window, me: &AgentPubKey) -> Option<MeshNode> {
+    /// The node in its state (by the protocol's verdict, else by its heartbeats within `window`);
+    /// none before its advert is known.
+    fn seen(&self, agent: &AgentPubKey, window: &Window, me: &AgentPubKey, live: Option<&Live>) -> Option<MeshNode> {
         let (_, advert) = self.advert.as_ref()?;
         let last_heartbeat = self.heartbeat.clone().filter(|h| window.contains(h.at));
+        let alive = live.and_then(|l| l.state.alive()).unwrap_or(last_heartbeat.is_some());
         Some(MeshNode {
             agent: agent.clone(),
             advert: advert.clone(),
-            state: PeerState::of(last_heartbeat.is_some(), advert.availability),
+            state: PeerState::of(alive, advert.availability),
             last_heartbeat,
+            live: live.cloned(),
             is_self: agent == me,
         })
     }
@@ -175,6 +204,8 @@ impl Known {
 #[derive(Debug, Default)]
 pub struct MeshIndex {
     known: HashMap<AgentPubKey, Known>,
+    /// The liveness protocol's verdicts, kept apart: a full read's drops do not touch them.
+    live: HashMap<AgentPubKey, Live>,
 }
 
 impl MeshIndex {
@@ -225,10 +256,13 @@ impl MeshIndex {
         self.merge(full);
     }
 
-    /// Whether a node other than `me` beat at or after `since`, or no other node is known.
+    /// Whether a node other than `me` beat at or after `since`, or the liveness protocol heard
+    /// one alive (it holds verdicts of this run only), or no other node is known.
     pub fn heard_since(&self, since: Timestamp, me: &AgentPubKey) -> bool {
         let mut others = self.known.iter().filter(|(agent, known)| *agent != me && known.advert.is_some()).peekable();
-        others.peek().is_none() || others.any(|(_, known)| known.heartbeat.as_ref().is_some_and(|h| h.at >= since))
+        others.peek().is_none()
+            || self.live.values().any(|l| l.state == MemberState::Alive)
+            || others.any(|(_, known)| known.heartbeat.as_ref().is_some_and(|h| h.at >= since))
     }
 
     /// Nodes heard beating whose advert the view lacks: a read to repair, since catch-ups ask
@@ -242,7 +276,30 @@ impl MeshIndex {
         match signal {
             RegistrySignal::Advert { agent, at, advert } => self.advert(agent, at, advert),
             RegistrySignal::Heartbeat { agent, at, sample } => self.heartbeat(HeartbeatSeen { agent, at, sample }),
+            // The liveness service's, which tells the view its verdicts (`set_live`).
+            RegistrySignal::Liveness { .. } => false,
         }
+    }
+
+    /// The liveness protocol's word on `agent`; none when it no longer knows the node.
+    pub fn set_live(&mut self, agent: AgentPubKey, live: Option<Live>) {
+        match live {
+            Some(live) => self.live.insert(agent, live),
+            None => self.live.remove(&agent),
+        };
+    }
+
+    /// Every known node's newest heartbeat and whether its advert says it is active: what the
+    /// liveness protocol probes.
+    pub fn members(&self) -> Vec<(AgentPubKey, bool, Option<Timestamp>)> {
+        self.known
+            .iter()
+            .filter_map(|(agent, known)| {
+                let (_, advert) = known.advert.as_ref()?;
+                let active = advert.availability != Availability::Offline;
+                Some((agent.clone(), active, known.heartbeat.as_ref().map(|h| h.at)))
+            })
+            .collect()
     }
 
     /// Every node with an advert, in its state at `now`, matching `query`: online first, then by
@@ -270,7 +327,7 @@ impl MeshIndex {
             .known
             .iter()
             .filter(|(_, known)| known.advert.as_ref().is_some_and(|(_, advert)| query.matches(advert)))
-            .filter_map(|(agent, known)| known.seen(agent, window, me))
+            .filter_map(|(agent, known)| known.seen(agent, window, me, self.live.get(agent)))
             .filter(|node| !query.online_only || node.is_online())
             .collect();
         found.sort_by(|a, b| {
@@ -404,10 +461,35 @@ impl MeshView {
             })
             .await;
         }
-        if let Err(e) = view.read_all().await {
-            tracing::warn!("the mesh view's first read failed ({e}); it tries again in {:?}", settings.catch_up);
+        // A node that restarted holds the mesh as it last saw it: the view starts from that at
+        // once, since its peers may not reach it for a while (issue 26), and reads the network
+        // from its first tick. A node that holds nobody else reads the network now.
+        let known_locally = view.read_local().await;
+        if !known_locally {
+            if let Err(e) = view.read_all().await {
+                tracing::warn!("the mesh view's first read failed ({e}); it tries again in {:?}", settings.catch_up);
+            }
         }
         Ok(view)
+    }
+
+    /// Merges what this node's own store holds (no network); whether it names another node.
+    async fn read_local(&self) -> bool {
+        let local: Result<RegistryChanges, _> =
+            self.mesh.call(PRIMARY_ROLE, "discovery", "read_changes_local", &None::<Timestamp>).await;
+        match local {
+            Ok(changes) => {
+                let others = changes.adverts.iter().any(|a| a.agent != self.mesh.agent);
+                if let Ok(mut nodes) = self.nodes.write() {
+                    nodes.merge(changes);
+                }
+                others
+            }
+            Err(e) => {
+                tracing::debug!("reading the registry from this node's own store failed: {e}");
+                false
+            }
+        }
     }
 
     /// Keeps the view current until `stop` changes. Until the conductor has gossiped with its
@@ -632,6 +714,19 @@ impl MeshView {
         self.nodes.read().is_ok_and(|nodes| nodes.heard_since(self.started, &self.mesh.agent))
     }
 
+    /// The liveness protocol's word on `agent` (none: it no longer knows the node).
+    pub fn set_live(&self, agent: AgentPubKey, live: Option<Live>) {
+        if let Ok(mut nodes) = self.nodes.write() {
+            nodes.set_live(agent, live);
+        }
+    }
+
+    /// Every node with an advert, whether it says it is active, and its newest heartbeat: the
+    /// liveness protocol's members.
+    pub fn members(&self) -> Vec<(AgentPubKey, bool, Option<Timestamp>)> {
+        self.nodes.read().map(|nodes| nodes.members()).unwrap_or_default()
+    }
+
     /// Every known node.
     pub fn all(&self) -> Vec<MeshNode> {
         self.find(&DiscoveryQuery::default())
@@ -650,7 +745,8 @@ impl MeshView {
     /// One node, if the view knows its advert.
     pub fn node(&self, agent: &AgentPubKey) -> Option<MeshNode> {
         let window = self.window(ONLINE_BUCKETS);
-        self.nodes.read().ok()?.known.get(agent)?.seen(agent, &window, &self.mesh.agent)
+        let nodes = self.nodes.read().ok()?;
+        nodes.known.get(agent)?.seen(agent, &window, &self.mesh.agent, nodes.live.get(agent))
     }
 
     /// Whether `agent` has an advert on this network (only admitted agents can write one): the
@@ -901,6 +997,35 @@ mod tests {
         assert!(!nodes.heard_since(secs(100), &key(1)), "old news of a peer is not hearing the mesh");
         nodes.heartbeat(beat(2, 104));
         assert!(nodes.heard_since(secs(100), &key(1)));
+    }
+
+    #[test]
+    fn the_protocols_verdict_comes_before_the_heartbeat_rule_where_it_has_one() {
+        let mut nodes = MeshIndex::default();
+        nodes.advert(key(1), secs(1), advert("a", Availability::Online, "eu"));
+        nodes.advert(key(2), secs(1), advert("b", Availability::Online, "eu"));
+        nodes.heartbeat(beat(1, 95));
+        nodes.heartbeat(beat(2, 95));
+        assert!(!nodes.heard_since(secs(100), &key(0)), "old beats only");
+        let live = |state| Some(Live { state, load: None });
+        // a crashed: its beat is still in the window, but the protocol says dead.
+        nodes.set_live(key(1), live(MemberState::Dead));
+        assert_eq!(states(&nodes, 100), vec![("b".into(), PeerState::Online), ("a".into(), PeerState::Offline)]);
+        // b's beats aged out, but it answers probes; a is unreachable: its beats decide again.
+        nodes.set_live(key(2), live(MemberState::Alive));
+        nodes.set_live(key(1), live(MemberState::Unreachable));
+        assert_eq!(states(&nodes, 200), vec![("b".into(), PeerState::Online), ("a".into(), PeerState::Offline)]);
+        assert_eq!(states(&nodes, 100), vec![("a".into(), PeerState::Online), ("b".into(), PeerState::Online)]);
+        assert!(nodes.heard_since(secs(100), &key(0)), "b answered this run");
+        // The load b sent on its last message is the row's load.
+        let sample = HeartbeatSample { cpu_percent: 77, ..beat(2, 0).sample };
+        nodes.set_live(key(2), Some(Live { state: MemberState::Suspect, load: Some(sample) }));
+        let found = nodes.find(&DiscoveryQuery::default(), &props(), secs(200), &key(0));
+        let b = found.iter().find(|n| n.agent == key(2)).unwrap();
+        assert_eq!(
+            (b.state, b.load_percent(), b.row().liveness),
+            (PeerState::Online, Some(77), Some(MemberState::Suspect))
+        );
     }
 
     #[test]

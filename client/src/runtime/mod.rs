@@ -24,6 +24,7 @@ use crate::mesh::{Admission, Mesh, MeshError, PolicyAdmin};
 use crate::metrics::Metrics;
 use crate::networks::{InvitationFile, JoinChoice, JoinedRecord, NetworkRecord};
 use crate::node::declared::Declared;
+use crate::node::liveness::{self, Liveness};
 use crate::node::view::MeshView;
 use crate::node::{NodeAgent, NodeSettings};
 use crate::policy::journal::{AuditJournal, AUDIT_JOURNAL_DIR};
@@ -98,6 +99,7 @@ struct Running {
     shard_loop: tokio::task::JoinHandle<()>,
     /// Keeps the mesh view current.
     view_loop: tokio::task::JoinHandle<()>,
+    liveness_loop: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The peer listener's server, with `--peer-listen`.
     peer_api: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -252,6 +254,19 @@ impl Runtime {
         .await?;
         remember_join(conductor)?;
         let mesh = Arc::new(mesh);
+        // Peers still hold the address this node had before a restart: hand them the new one
+        // before anything here waits on them.
+        match liveness::introduce_to_known_peers(&mesh).await {
+            Ok(0) => {}
+            Ok(n) => progress(&format!("introduced this node's address to the {n} peer(s) its conductor knows")),
+            Err(e) => tracing::warn!("could not introduce this node to its known peers: {e}"),
+        }
+        // And take theirs as they are now: a peer may have restarted while this node was down.
+        if let Some(bootstrap) = &conductor.info.bootstrap_url {
+            if let Err(e) = mesh.refresh_peers_from(bootstrap).await {
+                tracing::warn!("could not read the peers' addresses from the bootstrap server: {e}");
+            }
+        }
         let listener = conductor
             .api_listener
             .take()
@@ -274,6 +289,14 @@ impl Runtime {
         let agent = tokio::spawn(node.clone().run(stop_rx.clone()));
         progress("reading the mesh: every node's advert and heartbeat");
         let view = MeshView::start(mesh.clone(), view_settings).await?;
+        let liveness = Liveness::start(
+            mesh.clone(),
+            view.clone(),
+            node.clone(),
+            conductor.settings.network.spec.liveness,
+            conductor.info.bootstrap_url.clone(),
+        )
+        .await;
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
@@ -326,6 +349,7 @@ impl Runtime {
             metrics: self.metrics.clone(),
             info: conductor.info.clone(),
             view: view.clone(),
+            liveness: liveness.clone(),
             resources: resources.clone(),
             artifacts: artifacts.clone(),
             policy: policy.clone(),
@@ -357,6 +381,7 @@ impl Runtime {
         let policy_refresh = tokio::spawn(policy.clone().run(stop_rx.clone()));
         let audit_journal = tokio::spawn(policy.run_journal(stop_rx.clone()));
         let shard_loop = tokio::spawn(shards.run(stop_rx.clone()));
+        let liveness_loop = tokio::spawn(liveness.run(stop_rx.clone()));
         let view_loop = tokio::spawn(view.run(stop_rx));
         let run_file = RunFile::write(&conductor.settings.data_dir, &api_url, &conductor.settings.network.name)?;
         stage.running = Some(Running {
@@ -368,6 +393,7 @@ impl Runtime {
             audit_journal,
             shard_loop,
             view_loop,
+            liveness_loop,
             api,
             peer_api,
             run_file,
@@ -402,6 +428,7 @@ impl Runtime {
             }
             let _ = running.shard_loop.await;
             let _ = running.view_loop.await;
+            let _ = running.liveness_loop.await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.services.node.go_offline()).await {
                     Ok(Ok(_)) => {}

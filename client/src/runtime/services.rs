@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::{CellReport, Mesh, MeshError, MeshStatus, PeerSeen};
 use crate::metrics::Metrics;
+use crate::node::liveness::{Liveness, LivenessReport};
 use crate::node::view::{MeshView, ViewReport};
 use crate::node::{NodeAgent, NodeState};
 
@@ -33,6 +34,8 @@ pub struct Services {
     pub info: NodeInfo,
     /// What this node knows of the mesh: every read of who is on it goes here.
     pub view: Arc<MeshView>,
+    /// Who is alive right now, by probing: feeds the view.
+    pub liveness: Arc<Liveness>,
     pub resources: Arc<crate::resources::ResourceService>,
     pub artifacts: Arc<crate::artifacts::ArtifactService>,
     pub policy: Arc<crate::policy::PolicyService>,
@@ -59,6 +62,9 @@ pub struct StatusReport {
     /// The mesh view: how many nodes it knows, how fresh it is.
     #[serde(default)]
     pub view: ViewReport,
+    /// The liveness protocol: members, verdicts, local health, traffic.
+    #[serde(default)]
+    pub liveness: LivenessReport,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +87,9 @@ pub struct Diagnostics {
     /// Why the gossip figures are unknown: the conductor did not answer its metrics call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_error: Option<String>,
+    /// Messages dropped for an unknown peer address (a peer that restarted, not yet learnt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_messages: Option<crate::mesh::BlockedMessages>,
     pub uptime_secs: u64,
 }
 
@@ -118,10 +127,12 @@ impl Services {
                 completed_gossip_rounds: view.completed_gossip_rounds,
                 pending_fetch_ops: view.pending_fetch_ops,
                 gossip_error: view.gossip_error,
+                blocked_messages: view.blocked_messages,
                 uptime_secs: self.info.started.elapsed().as_secs(),
             },
             node: self.node.state(),
             view: self.view.report(),
+            liveness: self.liveness.report(),
         })
     }
 

@@ -1,9 +1,9 @@
 //! Coordinator `capabilities`: a node publishes its own advert and keeps its capability-index
 //! listings in step with it. Reads of other nodes' adverts live in `discovery`.
 use agent_registry_integrity::{AdvertIndexTag, EntryTypes, IndexKey, LinkTypes, NodeAdvert, UnitEntryTypes};
-use agent_registry_types::{AdvertRecord, PublishProgress, RegistrySignal};
+use agent_registry_types::{AdvertRecord, LivenessMessage, PublishProgress, RegistrySignal};
 use hdk::prelude::*;
-use news::{open_remote_signals, relay, tell_mesh};
+use news::{open_remote_signals, relay, send_liveness_to, tell_mesh};
 
 mod news;
 
@@ -13,14 +13,22 @@ pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
     Ok(InitCallbackResult::Pass)
 }
 
-/// Peers: a node's own advert news, re-emitted to this node's app clients.
+/// Peers: a node's own advert news and its liveness messages, re-emitted to this node's app
+/// clients (the sidecar among them).
 #[hdk_extern]
 pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
     relay(signal)
 }
 
+/// The node itself (its sidecar's liveness protocol): each message by remote signal to the one
+/// node it is for. Send-and-forget, like the datagrams the protocol was designed for.
+#[hdk_extern]
+pub fn send_liveness(messages: Vec<LivenessMessage>) -> ExternResult<()> {
+    send_liveness_to(messages)
+}
+
 #[derive(Debug, thiserror::Error)]
-enum CapabilitiesError {
+pub(crate) enum CapabilitiesError {
     #[error("advert rejected before publishing: {0}")]
     InvalidAdvert(agent_registry_integrity::RuleViolation),
     #[error("own chain holds an advert action without its entry: {0}")]
@@ -29,6 +37,8 @@ enum CapabilitiesError {
     NotNetworkAdmin(AgentPubKey),
     #[error("not a peer request: only messages that start with the peer-request context are signed")]
     NotPeerRequest,
+    #[error("liveness message of {0} bytes is over the {max} byte limit", max = agent_registry_types::LIVENESS_PAYLOAD_MAX)]
+    LivenessTooLong(usize),
 }
 
 impl From<CapabilitiesError> for WasmError {

@@ -3,11 +3,12 @@
 //! node says about itself. The recipients come from the heartbeat links this node already holds
 //! (a local read, no network). Adverts change rarely (joining, draining, a model loaded), so the
 //! fan-out to every live node is cheap; heartbeats are not sent this way (see the heartbeat zome).
+//! The sidecars' liveness protocol rides the same channel, one message to one node at a time.
 use std::collections::{BTreeSet, HashSet};
 
 use agent_registry_integrity::heartbeat::{anchor, HEARTBEAT_SHARDS};
 use agent_registry_integrity::{LinkTypes, RegistryProperties};
-use agent_registry_types::RegistrySignal;
+use agent_registry_types::{LivenessMessage, RegistrySignal, LIVENESS_PAYLOAD_MAX};
 use hdk::prelude::*;
 
 /// For `init`: let any node call `recv_remote_signal` (the only function it opens).
@@ -29,6 +30,18 @@ pub fn tell_mesh(signal: &RegistrySignal) -> ExternResult<()> {
     let peers: Vec<AgentPubKey> = recently_beating()?.into_iter().filter(|agent| agent != &me).collect();
     if !peers.is_empty() {
         send_remote_signal(signal, peers)?;
+    }
+    Ok(())
+}
+
+/// For `send_liveness`: one remote signal per message, each signed as this node's.
+pub fn send_liveness_to(messages: Vec<LivenessMessage>) -> ExternResult<()> {
+    let me = agent_info()?.agent_initial_pubkey;
+    if let Some(long) = messages.iter().find(|m| m.payload.len() > LIVENESS_PAYLOAD_MAX) {
+        return Err(crate::CapabilitiesError::LivenessTooLong(long.payload.len()).into());
+    }
+    for LivenessMessage { to, payload } in messages {
+        send_remote_signal(RegistrySignal::Liveness { agent: me.clone(), payload }, vec![to])?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use agent_registry_integrity::{
 };
 use agent_registry_types::{AdvertSeen, DiscoveryQuery, HeartbeatSeen, PeerRecord, RegistryChanges};
 use hdk::prelude::*;
-use peer_reads::{from_peers, links_from_peers_each};
+use peer_reads::{from_peers, links_each};
 
 /// Anyone: nodes matching every given filter, online nodes first, then by name.
 #[hdk_extern]
@@ -24,7 +24,7 @@ pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
     } else {
         latest_listings(candidate_keys(&query))?
     };
-    let mut peers: Vec<PeerRecord> = read_adverts(listings)?
+    let mut peers: Vec<PeerRecord> = read_adverts(listings, &from_peers())?
         .into_iter()
         .filter(|seen| query.matches(&seen.advert))
         .map(|AdvertSeen { agent, version, advert, .. }| {
@@ -49,7 +49,7 @@ pub fn query_peers(query: DiscoveryQuery) -> ExternResult<Vec<PeerRecord>> {
 #[hdk_extern]
 pub fn get_peer(agent: AgentPubKey) -> ExternResult<Option<PeerRecord>> {
     let listings = latest_listings_of(std::slice::from_ref(&agent))?;
-    let Some(AdvertSeen { agent, version, advert, .. }) = read_adverts(listings)?.pop() else {
+    let Some(AdvertSeen { agent, version, advert, .. }) = read_adverts(listings, &from_peers())?.pop() else {
         return Ok(None);
     };
     let last_heartbeat = heartbeats_in_window_of(&agent)?;
@@ -62,6 +62,18 @@ pub fn get_peer(agent: AgentPubKey) -> ExternResult<Option<PeerRecord>> {
 /// reads everything on start and at a slow interval, and only the changes in between.
 #[hdk_extern]
 pub fn read_changes(since: Option<Timestamp>) -> ExternResult<RegistryChanges> {
+    changes(since, from_peers())
+}
+
+/// The node itself: `read_changes` from this node's own store, without the network. A node that
+/// restarted holds the registry as it last saw it, and its peers may not reach it for a while:
+/// its sidecar's view starts from this at once instead of waiting on them.
+#[hdk_extern]
+pub fn read_changes_local(since: Option<Timestamp>) -> ExternResult<RegistryChanges> {
+    changes(since, GetOptions::local())
+}
+
+fn changes(since: Option<Timestamp>, options: GetOptions) -> ExternResult<RegistryChanges> {
     let read_at = sys_time()?;
     let after = |query: LinkQuery| match since {
         Some(at) => query.after(at),
@@ -72,14 +84,14 @@ pub fn read_changes(since: Option<Timestamp>) -> ExternResult<RegistryChanges> {
             Ok(after(LinkQuery::try_new(IndexKey::AllNodes { shard }.path_hash()?, LinkTypes::CapabilityToNodes)?))
         })
         .collect::<ExternResult<Vec<_>>>()?;
-    let listings = listings_per_agent(links_from_peers_each(listing_queries)?.into_iter().flatten());
+    let listings = listings_per_agent(links_each(listing_queries, &options)?.into_iter().flatten());
     let heartbeat_queries = window_anchor_hashes(0..HEARTBEAT_SHARDS)?
         .into_iter()
         .map(|base| Ok(after(LinkQuery::try_new(base, LinkTypes::BucketToHeartbeats)?)))
         .collect::<ExternResult<Vec<_>>>()?;
     let heartbeats =
-        newest_heartbeats(links_from_peers_each(heartbeat_queries)?.into_iter().flatten()).into_values().collect();
-    Ok(RegistryChanges { read_at, adverts: read_adverts(listings)?, heartbeats })
+        newest_heartbeats(links_each(heartbeat_queries, &options)?.into_iter().flatten()).into_values().collect();
+    Ok(RegistryChanges { read_at, adverts: read_adverts(listings, &options)?, heartbeats })
 }
 
 /// Anyone: every node seen in the current or previous heartbeat bucket, with its newest sample.
@@ -178,7 +190,7 @@ const ADVERT_VERSIONS_TRIED: usize = 3;
 /// Each agent's newest advert that can be read, fetched in one batch per round. A listing can
 /// arrive before the advert it names (a node that just republished): then the version before it
 /// stands in, so the node does not drop out of the mesh's view while its update spreads.
-fn read_adverts(listings: Listings) -> ExternResult<Vec<AdvertSeen>> {
+fn read_adverts(listings: Listings, options: &GetOptions) -> ExternResult<Vec<AdvertSeen>> {
     let mut out = Vec::with_capacity(listings.len());
     let mut pending: Vec<(AgentPubKey, std::vec::IntoIter<ActionHash>)> =
         listings.into_iter().map(|(agent, versions)| (agent, versions.into_iter())).collect();
@@ -190,7 +202,7 @@ fn read_adverts(listings: Listings) -> ExternResult<Vec<AdvertSeen>> {
         if round.is_empty() {
             break;
         }
-        let inputs = round.iter().map(|(_, v, _)| GetInput::new(v.clone().into(), from_peers())).collect();
+        let inputs = round.iter().map(|(_, v, _)| GetInput::new(v.clone().into(), options.clone())).collect();
         let records = HDK.with(|h| h.borrow().get(inputs))?;
         for ((agent, version, rest), record) in round.into_iter().zip(records) {
             let advert = record.filter(|r| r.action().author() == &agent).and_then(|r| {

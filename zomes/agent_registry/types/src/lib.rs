@@ -123,19 +123,35 @@ pub struct PublishProgress {
 /// What agent_registry signals to the node's app clients (the web dashboard): the node's own
 /// heartbeats and advert changes as it writes them, and peers' advert changes, which they send to
 /// the nodes they see online and each node re-emits locally. Send-and-forget: a page that missed
-/// one reads discovery again.
+/// one reads discovery again. `Liveness` carries the sidecars' liveness protocol (probes and
+/// their answers) from one node to one other; its payload is the sidecar's to read.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RegistrySignal {
     Heartbeat { agent: AgentPubKey, at: Timestamp, sample: HeartbeatSample },
     Advert { agent: AgentPubKey, at: Timestamp, advert: NodeAdvert },
+    Liveness { agent: AgentPubKey, payload: String },
 }
 
 impl RegistrySignal {
-    /// The node the news is about; only that node may send it.
+    /// The node that sent the news; the receiving zome passes on only what a node says itself.
     pub fn agent(&self) -> &AgentPubKey {
         match self {
-            RegistrySignal::Heartbeat { agent, .. } | RegistrySignal::Advert { agent, .. } => agent,
+            RegistrySignal::Heartbeat { agent, .. }
+            | RegistrySignal::Advert { agent, .. }
+            | RegistrySignal::Liveness { agent, .. } => agent,
         }
     }
+}
+
+/// The longest liveness message a node sends (`capabilities.send_liveness`), in bytes: a probe
+/// with its piggybacked news is a few hundred; a restarted node's agent infos for five DNAs a
+/// few thousand.
+pub const LIVENESS_PAYLOAD_MAX: usize = 64 * 1024;
+
+/// One liveness message for `capabilities.send_liveness`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LivenessMessage {
+    pub to: AgentPubKey,
+    pub payload: String,
 }

@@ -35,7 +35,12 @@ pub fn links_from_peers(query: LinkQuery) -> ExternResult<Vec<Link>> {
 /// once, so a peer that does not answer costs one per-peer timeout per ten queries rather than
 /// one per query (a 16-anchor scan read one at a time could outlast the caller's 60 s).
 pub fn links_from_peers_each(queries: Vec<LinkQuery>) -> ExternResult<Vec<Vec<Link>>> {
-    let inputs = queries.into_iter().map(|query| GetLinksInput::from_query(query, from_peers())).collect();
+    links_each(queries, &from_peers())
+}
+
+/// The links of every query with the same options, in one host call.
+pub fn links_each(queries: Vec<LinkQuery>, options: &GetOptions) -> ExternResult<Vec<Vec<Link>>> {
+    let inputs = queries.into_iter().map(|query| GetLinksInput::from_query(query, options.clone())).collect();
     HDK.with(|h| h.borrow().get_links(inputs))
 }
 

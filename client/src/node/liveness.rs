@@ -1,0 +1,389 @@
+//! Liveness, live: runs the protocol in [`super::swim`] between this node's sidecar and its
+//! peers' sidecars, over remote signals through the agent_registry cell
+//! (`capabilities.send_liveness` out, `recv_remote_signal` in, which the zome re-emits to this
+//! sidecar only as what the sending node says), and tells the mesh view what it learns.
+//!
+//! The members are the nodes the view knows an advert of; a node whose advert says it stopped
+//! is not probed. DHT heartbeats stay the durable record: one newer than a death this node
+//! declared brings the node back under the heartbeat rule (a restarted node its probes cannot
+//! reach yet).
+//!
+//! Restarts: kitsune2 gives a node a new address on every start, and peers that still hold the
+//! old one drop its messages in every DNA whose new agent info has not reached them (the first
+//! message on a new connection carries one DNA's only, holochain#5962) until they next poll the
+//! bootstrap server: a minute or more of a node that can reach its peers while they cannot answer
+//! it. Two moves close that window. The node introduces itself: its agent infos for every DNA go
+//! to the peers it knows (this reaches them where the liveness channel's DNA got through). And
+//! while a node doubts a member (suspect, unreachable, or dead for less than `DOUBT_WINDOW`) it
+//! reads every peer's current infos from the bootstrap server every `BOOTSTRAP_REFRESH_EVERY`,
+//! so it reaches a member that restarted at a new address within seconds, in every DNA.
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+
+use agent_registry_types::{LivenessMessage, RegistrySignal, LIVENESS_PAYLOAD_MAX};
+use holochain_types::prelude::AgentPubKey;
+
+use super::swim::{Envelope, LivenessSettings, MemberState, Outgoing, Swim, SwimCounters};
+use super::view::{Live, MeshView};
+use super::NodeAgent;
+use crate::mesh::{unix_ms, Mesh, MeshError, PRIMARY_ROLE};
+
+/// Zome calls sending messages at once, at most; beyond that a message is dropped, as a
+/// datagram would be, and counted.
+const MAX_SENDS_IN_FLIGHT: usize = 4;
+/// How often a starting node re-introduces itself to members that have not answered it yet,
+/// and for how long after its start; afterwards only when its agent infos change.
+const INTRODUCE_EVERY: Duration = Duration::from_secs(5);
+const INTRODUCE_WHILE: Duration = Duration::from_secs(60);
+/// How often a node that doubts a member re-reads its peers' agent infos from the bootstrap
+/// server, and for how long after a member's death (later, kitsune2's own polling, at most a
+/// minute apart, is left to find a node that comes back).
+const BOOTSTRAP_REFRESH_EVERY: Duration = Duration::from_secs(10);
+const DOUBT_WINDOW: Duration = Duration::from_secs(600);
+
+/// What one liveness remote signal carries.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Wire {
+    Swim(Envelope),
+    /// The sender's own signed agent infos, one per DNA.
+    Introduce {
+        agent_infos: Vec<String>,
+    },
+}
+
+/// `/status`'s `liveness` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LivenessReport {
+    pub period_ms: u64,
+    pub incarnation: u64,
+    /// Lifeguard's local health score: 0 is healthy; each point stretches the timeouts.
+    pub local_health: u32,
+    pub members: usize,
+    pub alive: usize,
+    pub suspect: usize,
+    pub dead: usize,
+    #[serde(flatten)]
+    pub counters: SwimCounters,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub send_failures: u64,
+    /// Messages dropped because earlier sends were still in flight.
+    pub send_dropped: u64,
+    pub unreadable_messages: u64,
+    /// Agent infos sent to members after this node started (or its address changed), and the
+    /// peers' infos this node added to its conductor's peer store.
+    pub introductions_sent: u64,
+    pub introductions_received: u64,
+    /// Reads of every peer's agent infos from the bootstrap server, while a member is in doubt.
+    pub bootstrap_refreshes: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Liveness {
+    mesh: Arc<Mesh>,
+    view: Arc<MeshView>,
+    node: Arc<NodeAgent>,
+    settings: LivenessSettings,
+    swim: Mutex<Swim>,
+    inbox: Mutex<Option<mpsc::UnboundedReceiver<(AgentPubKey, String)>>>,
+    sends: Arc<Semaphore>,
+    report: Arc<Mutex<LivenessReport>>,
+    started: std::time::Instant,
+    /// The addresses last introduced to every member.
+    introduced: Mutex<BTreeSet<String>>,
+    /// Where peers' current agent infos are read after a suspicion (unknown when attached).
+    bootstrap: Option<url::Url>,
+    last_refresh: Mutex<Option<std::time::Instant>>,
+}
+
+impl Liveness {
+    /// Starts listening for peers' liveness messages; `run` probes.
+    pub async fn start(
+        mesh: Arc<Mesh>,
+        view: Arc<MeshView>,
+        node: Arc<NodeAgent>,
+        settings: LivenessSettings,
+        bootstrap: Option<url::Url>,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        mesh.on_signal(PRIMARY_ROLE, move |signal: RegistrySignal| {
+            if let RegistrySignal::Liveness { agent, payload } = signal {
+                let _ = tx.send((agent, payload));
+            }
+        })
+        .await;
+        let now = unix_ms().max(0) as u64;
+        let seed = rand_seed() ^ now;
+        let swim = Swim::new(mesh.agent.to_string(), now, settings, seed);
+        let report = LivenessReport { period_ms: settings.period_ms, ..Default::default() };
+        Arc::new(Self {
+            mesh,
+            view,
+            node,
+            settings,
+            swim: Mutex::new(swim),
+            inbox: Mutex::new(Some(rx)),
+            sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+            report: Arc::new(Mutex::new(report)),
+            started: std::time::Instant::now(),
+            introduced: Mutex::new(BTreeSet::new()),
+            bootstrap,
+            last_refresh: Mutex::new(None),
+        })
+    }
+
+    pub fn report(&self) -> LivenessReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Probes and answers until `stop` changes.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(mut inbox) = self.inbox.lock().ok().and_then(|mut i| i.take()) else { return };
+        let period = Duration::from_millis(self.settings.period_ms);
+        // Ten steps a period: a probe's timeouts are fractions of it.
+        let mut steps = tokio::time::interval(period / 10);
+        steps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut members = tokio::time::interval(period);
+        members.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut introduce = tokio::time::interval_at(tokio::time::Instant::now() + period, INTRODUCE_EVERY);
+        introduce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let out = tokio::select! {
+                _ = stop.changed() => return,
+                Some((from, payload)) = inbox.recv() => self.receive(&from, &payload),
+                _ = steps.tick() => self.with_swim(|swim| swim.tick(now_ms())),
+                _ = members.tick() => {
+                    self.sync_members();
+                    Vec::new()
+                }
+                _ = introduce.tick() => {
+                    self.introduce().await;
+                    Vec::new()
+                }
+            };
+            self.send(out);
+            self.publish_changes();
+        }
+    }
+
+    fn receive(&self, from: &AgentPubKey, payload: &str) -> Vec<Outgoing> {
+        self.update_report(|r| r.bytes_received += payload.len() as u64);
+        match serde_json::from_str::<Wire>(payload) {
+            Ok(Wire::Swim(envelope)) => self.with_swim(|swim| swim.receive(&from.to_string(), envelope, now_ms())),
+            Ok(Wire::Introduce { agent_infos }) => {
+                let (mesh, report, from) = (self.mesh.clone(), self.report.clone(), from.clone());
+                tokio::spawn(async move {
+                    let added = mesh.add_agent_infos_of(&from, agent_infos).await;
+                    if let Ok(mut r) = report.lock() {
+                        match added {
+                            Ok(n) if n > 0 => r.introductions_received += 1,
+                            Ok(_) => {
+                                r.last_error = Some(format!("{from} introduced itself with no agent info of its own"))
+                            }
+                            Err(e) => r.last_error = Some(format!("adding the agent infos of {from}: {e}")),
+                        }
+                    }
+                });
+                Vec::new()
+            }
+            Err(e) => {
+                self.update_report(|r| {
+                    r.unreadable_messages += 1;
+                    r.last_error = Some(format!("unreadable liveness message from {from}: {e}"));
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    /// The view's nodes as members, its heartbeats as news of restarts, and this node's load.
+    fn sync_members(&self) {
+        let members = self.view.members();
+        let load = self.node.load_sample();
+        self.with_swim(|swim| {
+            let listed: Vec<(String, bool)> = members.iter().map(|(a, active, _)| (a.to_string(), *active)).collect();
+            swim.set_members(listed.iter().map(|(id, active)| (id.as_str(), *active)), now_ms());
+            for (agent, _, beat) in &members {
+                if let Some(at) = beat {
+                    swim.heard_beat(&agent.to_string(), (at.as_micros() / 1000).max(0) as u64);
+                }
+            }
+            swim.set_load(Some(load));
+        });
+    }
+
+    /// Hands each changed member's state to the view, and refreshes the report.
+    fn publish_changes(&self) {
+        let (changes, report) = self.with_swim(|swim| {
+            let changes: Vec<(String, Option<Live>)> = swim
+                .take_changes()
+                .into_iter()
+                .map(|id| {
+                    let live = swim.state_of(&id).map(|state| Live { state, load: swim.load_of(&id).cloned() });
+                    (id, live)
+                })
+                .collect();
+            let count = |s: MemberState| swim.members().filter(|(_, state)| *state == s).count();
+            let report = (
+                swim.incarnation(),
+                swim.local_health(),
+                swim.members().count(),
+                count(MemberState::Alive),
+                count(MemberState::Suspect),
+                count(MemberState::Dead),
+                swim.counters(),
+            );
+            (changes, report)
+        });
+        for (id, live) in changes {
+            if let Ok(agent) = AgentPubKey::try_from(id.as_str()) {
+                self.view.set_live(agent, live);
+            }
+        }
+        if self.with_swim(|swim| swim.has_doubts(now_ms(), DOUBT_WINDOW.as_millis() as u64)) {
+            self.refresh_from_bootstrap();
+        }
+        let (incarnation, local_health, members, alive, suspect, dead, counters) = report;
+        self.update_report(|r| {
+            *r = LivenessReport { incarnation, local_health, members, alive, suspect, dead, counters, ..r.clone() };
+        });
+    }
+
+    /// Every peer's current agent infos from the bootstrap server, in the background, at most
+    /// every `BOOTSTRAP_REFRESH_EVERY`: a member in doubt may have restarted at a new address.
+    fn refresh_from_bootstrap(&self) {
+        let Some(bootstrap) = self.bootstrap.clone() else { return };
+        let Ok(mut last) = self.last_refresh.lock() else { return };
+        if last.is_some_and(|at| at.elapsed() < BOOTSTRAP_REFRESH_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let (mesh, report) = (self.mesh.clone(), self.report.clone());
+        tokio::spawn(async move {
+            let result = mesh.refresh_peers_from(&bootstrap).await;
+            if let Ok(mut r) = report.lock() {
+                match result {
+                    Ok(_) => r.bootstrap_refreshes += 1,
+                    Err(e) => r.last_error = Some(e.to_string()),
+                }
+            }
+        });
+    }
+
+    /// This node's agent infos to the members that need them: all of them when its addresses
+    /// changed since they were last introduced (a restart, a new relay), else, in the first minute after
+    /// the start, those that have not answered this node yet.
+    async fn introduce(&self) {
+        let infos = match self.mesh.own_agent_infos().await {
+            Ok(infos) if !infos.signed.is_empty() => infos,
+            Ok(_) => return,
+            Err(e) => {
+                self.update_report(|r| r.last_error = Some(format!("reading this node's agent infos: {e}")));
+                return;
+            }
+        };
+        let changed = self.introduced.lock().is_ok_and(|last| *last != infos.urls);
+        if !changed && self.started.elapsed() > INTRODUCE_WHILE {
+            return;
+        }
+        let to: Vec<String> = self.with_swim(|swim| {
+            let members = swim.members().filter(|(_, state)| changed || *state != MemberState::Alive);
+            members.map(|(id, _)| id.clone()).collect()
+        });
+        if to.is_empty() {
+            return;
+        }
+        let wire = Wire::Introduce { agent_infos: infos.signed };
+        self.send_wire(to.into_iter().map(|id| (id, &wire)).collect());
+        self.update_report(|r| r.introductions_sent += 1);
+        if let Ok(mut last) = self.introduced.lock() {
+            *last = infos.urls;
+        }
+    }
+
+    fn send(&self, out: Vec<Outgoing>) {
+        let wires: Vec<(String, Wire)> = out.into_iter().map(|o| (o.to, Wire::Swim(o.envelope))).collect();
+        self.send_wire(wires.iter().map(|(to, wire)| (to.clone(), wire)).collect());
+    }
+
+    /// One zome call for the batch, in the background: the protocol's clock must not wait on it.
+    fn send_wire(&self, out: Vec<(String, &Wire)>) {
+        if out.is_empty() {
+            return;
+        }
+        let mut messages = Vec::with_capacity(out.len());
+        let mut bytes = 0;
+        for (to, wire) in out {
+            let (Ok(to), Ok(payload)) = (AgentPubKey::try_from(to.as_str()), serde_json::to_string(wire)) else {
+                continue;
+            };
+            if payload.len() > LIVENESS_PAYLOAD_MAX {
+                tracing::warn!("liveness message of {} bytes not sent (limit {LIVENESS_PAYLOAD_MAX})", payload.len());
+                continue;
+            }
+            bytes += payload.len() as u64;
+            messages.push(LivenessMessage { to, payload });
+        }
+        let Ok(permit) = self.sends.clone().try_acquire_owned() else {
+            self.update_report(|r| r.send_dropped += messages.len() as u64);
+            return;
+        };
+        self.update_report(|r| r.bytes_sent += bytes);
+        let (mesh, report) = (self.mesh.clone(), self.report.clone());
+        tokio::spawn(async move {
+            let result: Result<(), _> = mesh.call(PRIMARY_ROLE, "capabilities", "send_liveness", &messages).await;
+            if let Err(e) = result {
+                tracing::debug!("sending liveness messages failed: {e}");
+                if let Ok(mut r) = report.lock() {
+                    r.send_failures += 1;
+                    r.last_error = Some(e.to_string());
+                }
+            }
+            drop(permit);
+        });
+    }
+
+    fn with_swim<T>(&self, f: impl FnOnce(&mut Swim) -> T) -> T {
+        f(&mut self.swim.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn update_report(&self, f: impl FnOnce(&mut LivenessReport)) {
+        if let Ok(mut r) = self.report.lock() {
+            f(&mut r);
+        }
+    }
+}
+
+/// A node that (re)started introduces itself to every peer its conductor knows, before anything
+/// waits on those peers (the mesh view's first read would otherwise time out on them): see the
+/// module's note. Returns how many peers it told.
+pub async fn introduce_to_known_peers(mesh: &Mesh) -> Result<usize, MeshError> {
+    let infos = mesh.own_agent_infos().await?;
+    let peers = mesh.known_peers().await?;
+    let Ok(payload) = serde_json::to_string(&Wire::Introduce { agent_infos: infos.signed.clone() }) else {
+        return Ok(0);
+    };
+    if infos.signed.is_empty() || peers.is_empty() {
+        return Ok(0);
+    }
+    let messages: Vec<LivenessMessage> =
+        peers.iter().map(|to| LivenessMessage { to: to.clone(), payload: payload.clone() }).collect();
+    mesh.call::<_, ()>(PRIMARY_ROLE, "capabilities", "send_liveness", &messages).await?;
+    Ok(peers.len())
+}
+
+fn now_ms() -> u64 {
+    unix_ms().max(0) as u64
+}
+
+/// Probe order differs per node and per start.
+fn rand_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
