@@ -61,7 +61,7 @@ enum Wire {
 pub struct LivenessReport {
     pub period_ms: u64,
     pub incarnation: u64,
-    /// Lifeguard's local health score: 0 is healthy; each point stretches the timeouts.
+    /// Lifeguard's local health score: 0 is healthy; each point stretches the probe timeouts.
     pub local_health: u32,
     pub members: usize,
     pub alive: usize,
@@ -137,8 +137,20 @@ impl Liveness {
         })
     }
 
+    /// The transport's counters, and the protocol's state read now.
     pub fn report(&self) -> LivenessReport {
-        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+        let mut report = self.report.lock().map(|r| r.clone()).unwrap_or_default();
+        self.with_swim(|swim| {
+            let count = |s: MemberState| swim.members().filter(|(_, state)| *state == s).count();
+            report.incarnation = swim.incarnation();
+            report.local_health = swim.local_health();
+            report.members = swim.members().count();
+            report.alive = count(MemberState::Alive);
+            report.suspect = count(MemberState::Suspect);
+            report.dead = count(MemberState::Dead);
+            report.counters = swim.counters();
+        });
+        report
     }
 
     /// Probes and answers until `stop` changes.
@@ -159,6 +171,9 @@ impl Liveness {
                 _ = steps.tick() => self.with_swim(|swim| swim.tick(now_ms())),
                 _ = members.tick() => {
                     self.sync_members();
+                    if self.with_swim(|swim| swim.has_doubts(now_ms(), DOUBT_WINDOW.as_millis() as u64)) {
+                        self.refresh_from_bootstrap();
+                    }
                     Vec::new()
                 }
                 _ = introduce.tick() => {
@@ -205,53 +220,40 @@ impl Liveness {
     fn sync_members(&self) {
         let members = self.view.members();
         let load = self.node.load_sample();
+        let members: Vec<(String, bool, Option<u64>)> = members
+            .into_iter()
+            .map(|(agent, active, beat)| {
+                (agent.to_string(), active, beat.map(|at| (at.as_micros() / 1000).max(0) as u64))
+            })
+            .collect();
+        let now = now_ms();
         self.with_swim(|swim| {
-            let listed: Vec<(String, bool)> = members.iter().map(|(a, active, _)| (a.to_string(), *active)).collect();
-            swim.set_members(listed.iter().map(|(id, active)| (id.as_str(), *active)), now_ms());
-            for (agent, _, beat) in &members {
-                if let Some(at) = beat {
-                    swim.heard_beat(&agent.to_string(), (at.as_micros() / 1000).max(0) as u64);
+            swim.set_members(members.iter().map(|(id, active, _)| (id.as_str(), *active)), now);
+            for (id, _, beat) in &members {
+                if let Some(at_ms) = beat {
+                    swim.heard_beat(id, *at_ms);
                 }
             }
             swim.set_load(Some(load));
         });
     }
 
-    /// Hands each changed member's state to the view, and refreshes the report.
+    /// Hands each changed member's state to the view.
     fn publish_changes(&self) {
-        let (changes, report) = self.with_swim(|swim| {
-            let changes: Vec<(String, Option<Live>)> = swim
-                .take_changes()
-                .into_iter()
+        let changes: Vec<(String, Option<Live>)> = self.with_swim(|swim| {
+            let changed = swim.take_changes().into_iter();
+            changed
                 .map(|id| {
                     let live = swim.state_of(&id).map(|state| Live { state, load: swim.load_of(&id).cloned() });
                     (id, live)
                 })
-                .collect();
-            let count = |s: MemberState| swim.members().filter(|(_, state)| *state == s).count();
-            let report = (
-                swim.incarnation(),
-                swim.local_health(),
-                swim.members().count(),
-                count(MemberState::Alive),
-                count(MemberState::Suspect),
-                count(MemberState::Dead),
-                swim.counters(),
-            );
-            (changes, report)
+                .collect()
         });
         for (id, live) in changes {
             if let Ok(agent) = AgentPubKey::try_from(id.as_str()) {
                 self.view.set_live(agent, live);
             }
         }
-        if self.with_swim(|swim| swim.has_doubts(now_ms(), DOUBT_WINDOW.as_millis() as u64)) {
-            self.refresh_from_bootstrap();
-        }
-        let (incarnation, local_health, members, alive, suspect, dead, counters) = report;
-        self.update_report(|r| {
-            *r = LivenessReport { incarnation, local_health, members, alive, suspect, dead, counters, ..r.clone() };
-        });
     }
 
     /// Every peer's current agent infos from the bootstrap server, in the background, at most
