@@ -457,6 +457,16 @@ impl Mesh {
         Ok(count)
     }
 
+    /// The transport's dropped-message counts, summed over peers and DNAs (see `NetworkView`).
+    pub async fn blocked_messages(&self) -> Result<BlockedMessages, MeshError> {
+        let stats = self.admin.dump_network_stats().await.map_err(step("dump_network_stats"))?;
+        let counts = stats.blocked_message_counts.values().flat_map(|per_dna| per_dna.values());
+        Ok(counts.fold(BlockedMessages::default(), |sum, c| BlockedMessages {
+            incoming: sum.incoming + u64::from(c.incoming),
+            outgoing: sum.outgoing + u64::from(c.outgoing),
+        }))
+    }
+
     /// Every other agent's info the bootstrap server holds for each of this node's spaces, added
     /// to the conductor's peer store now rather than at its next poll (up to a minute away): how
     /// a peer that restarted at a new address is reached again at once, in every DNA. Returns
@@ -538,13 +548,7 @@ impl Mesh {
             ),
             None => (None, 0, 0),
         };
-        let blocked_messages = self.admin.dump_network_stats().await.ok().map(|stats| {
-            let counts = stats.blocked_message_counts.values().flat_map(|per_dna| per_dna.values());
-            counts.fold(BlockedMessages::default(), |sum, c| BlockedMessages {
-                incoming: sum.incoming + u64::from(c.incoming),
-                outgoing: sum.outgoing + u64::from(c.outgoing),
-            })
-        });
+        let blocked_messages = self.blocked_messages().await.ok();
         Ok(NetworkView {
             blocked_messages,
             peer_count: peers_seen.len(),

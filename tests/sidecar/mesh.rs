@@ -241,6 +241,8 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     // out only when its peers' probes go unanswered).
     let c_agent = c.agent().to_string();
     let c_original = c.status().await.node.advert.expect("advert").original;
+    let c_policies: serde_json::Value = get_json(&c.api("policy")).await;
+    assert!(c_policies["in_force"].as_array().is_some_and(|p| !p.is_empty()), "node-c enforces published policies");
     let c_data = data("node-c");
     let c_dir = c_data.to_str().unwrap();
     let (code, _, err) = ripple(&["--data", c_dir, "allocate", "compute", "--cpu", "1", "--duration", "60"]);
@@ -297,6 +299,9 @@ async fn four_sidecars_find_each_other_shard_memory_and_survive_a_crash_after_a_
     assert!(!c.ready.status.diagnostics.serving_bootstrap);
     assert_eq!(c.agent(), c_agent, "the restart reuses the agent key");
     assert!(!c.ready.installed_now, "the hApp is installed once");
+    // It enforces the versions it held, read from its own store while its peers cannot answer it yet.
+    let policies: serde_json::Value = get_json(&c.api("policy")).await;
+    assert_eq!(policies["in_force"], c_policies["in_force"], "node-c's policies right after its restart");
     assert_eq!(
         c.status().await.node.advert.expect("advert").original,
         c_original,

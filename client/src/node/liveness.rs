@@ -12,12 +12,15 @@
 //! old one drop its messages in every DNA whose new agent info has not reached them (the first
 //! message on a new connection carries one DNA's only, holochain#5962) until they next poll the
 //! bootstrap server: a minute or more of a node that can reach its peers while they cannot answer
-//! it. Two moves close that window. The node introduces itself: its agent infos for every DNA go
-//! to the peers it knows (this reaches them where the liveness channel's DNA got through). And
-//! while a node doubts a member (suspect, unreachable, or dead for less than `DOUBT_WINDOW`) it
+//! it. Three moves close that window. The node introduces itself: its agent infos for every DNA
+//! go to the peers it knows (this reaches them where the liveness channel's DNA got through).
+//! While a node doubts a member (suspect, unreachable, or dead for less than `DOUBT_WINDOW`) it
 //! reads every peer's current infos from the bootstrap server every `BOOTSTRAP_REFRESH_EVERY`,
-//! so it reaches a member that restarted at a new address within seconds, in every DNA.
+//! so it reaches a member that restarted at a new address within seconds, in every DNA. And it
+//! does the same when its transport's count of messages dropped from unknown addresses rises:
+//! a node that stopped cleanly and came back was never doubted.
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +47,9 @@ const INTRODUCE_WHILE: Duration = Duration::from_secs(60);
 /// minute apart, is left to find a node that comes back).
 const BOOTSTRAP_REFRESH_EVERY: Duration = Duration::from_secs(10);
 const DOUBT_WINDOW: Duration = Duration::from_secs(600);
+/// Messages taken from the inbox in one step: their answers go out in one zome call, so a burst
+/// (a busy conductor delivering late) costs one send, not one each.
+const INBOX_BATCH: usize = 64;
 
 /// What one liveness remote signal carries.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,8 +85,11 @@ pub struct LivenessReport {
     /// peers' infos this node added to its conductor's peer store.
     pub introductions_sent: u64,
     pub introductions_received: u64,
-    /// Reads of every peer's agent infos from the bootstrap server, while a member is in doubt.
+    /// Reads of every peer's agent infos from the bootstrap server, while a member is in doubt
+    /// or the transport drops messages from unknown addresses; the latter alone counted apart.
     pub bootstrap_refreshes: u64,
+    #[serde(default)]
+    pub refreshes_for_blocked: u64,
     pub last_error: Option<String>,
 }
 
@@ -96,9 +105,13 @@ pub struct Liveness {
     started: std::time::Instant,
     /// The addresses last introduced to every member.
     introduced: Mutex<BTreeSet<String>>,
+    /// An introduction is under way (it reads the conductor, off the protocol's loop).
+    introducing: AtomicBool,
     /// Where peers' current agent infos are read after a suspicion (unknown when attached).
     bootstrap: Option<url::Url>,
     last_refresh: Mutex<Option<std::time::Instant>>,
+    /// The transport's count of messages dropped from unknown addresses, at the last look.
+    blocked_incoming: Arc<AtomicU64>,
 }
 
 impl Liveness {
@@ -132,8 +145,10 @@ impl Liveness {
             report: Arc::new(Mutex::new(report)),
             started: std::time::Instant::now(),
             introduced: Mutex::new(BTreeSet::new()),
+            introducing: AtomicBool::new(false),
             bootstrap,
             last_refresh: Mutex::new(None),
+            blocked_incoming: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -153,7 +168,8 @@ impl Liveness {
         report
     }
 
-    /// Probes and answers until `stop` changes.
+    /// Probes and answers until `stop` changes. Nothing here waits on the conductor: a loop that
+    /// stalled on a slow call would leave probes unanswered and its peers would declare it dead.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let Some(mut inbox) = self.inbox.lock().ok().and_then(|mut i| i.take()) else { return };
         let period = Duration::from_millis(self.settings.period_ms);
@@ -167,17 +183,23 @@ impl Liveness {
         loop {
             let out = tokio::select! {
                 _ = stop.changed() => return,
-                Some((from, payload)) = inbox.recv() => self.receive(&from, &payload),
+                Some((from, payload)) = inbox.recv() => {
+                    let mut out = self.receive(&from, &payload);
+                    for _ in 1..INBOX_BATCH {
+                        let Ok((from, payload)) = inbox.try_recv() else { break };
+                        out.extend(self.receive(&from, &payload));
+                    }
+                    out
+                }
                 _ = steps.tick() => self.with_swim(|swim| swim.tick(now_ms())),
                 _ = members.tick() => {
                     self.sync_members();
-                    if self.with_swim(|swim| swim.has_doubts(now_ms(), DOUBT_WINDOW.as_millis() as u64)) {
-                        self.refresh_from_bootstrap();
-                    }
+                    let doubts = self.with_swim(|swim| swim.has_doubts(now_ms(), DOUBT_WINDOW.as_millis() as u64));
+                    self.refresh_from_bootstrap(doubts);
                     Vec::new()
                 }
                 _ = introduce.tick() => {
-                    self.introduce().await;
+                    self.introduce_in_background();
                     Vec::new()
                 }
             };
@@ -257,23 +279,46 @@ impl Liveness {
     }
 
     /// Every peer's current agent infos from the bootstrap server, in the background, at most
-    /// every `BOOTSTRAP_REFRESH_EVERY`: a member in doubt may have restarted at a new address.
-    fn refresh_from_bootstrap(&self) {
+    /// every `BOOTSTRAP_REFRESH_EVERY`, when a peer may have restarted at an address this node
+    /// does not know: a member is in doubt (`doubts`), or the transport dropped more messages
+    /// from unknown addresses since the last look (a peer that restarted cleanly is not
+    /// doubted, yet its messages to this node are dropped until its address is learnt).
+    fn refresh_from_bootstrap(&self, doubts: bool) {
         let Some(bootstrap) = self.bootstrap.clone() else { return };
         let Ok(mut last) = self.last_refresh.lock() else { return };
         if last.is_some_and(|at| at.elapsed() < BOOTSTRAP_REFRESH_EVERY) {
             return;
         }
         *last = Some(std::time::Instant::now());
-        let (mesh, report) = (self.mesh.clone(), self.report.clone());
+        let (mesh, report, blocked_before) = (self.mesh.clone(), self.report.clone(), self.blocked_incoming.clone());
         tokio::spawn(async move {
+            let blocked = mesh.blocked_messages().await.map(|b| b.incoming).ok();
+            let before = blocked_before.swap(blocked.unwrap_or(0), Ordering::AcqRel);
+            let rising = blocked.is_some_and(|now| now > before);
+            if !doubts && !rising {
+                return;
+            }
             let result = mesh.refresh_peers_from(&bootstrap).await;
             if let Ok(mut r) = report.lock() {
                 match result {
-                    Ok(_) => r.bootstrap_refreshes += 1,
+                    Ok(_) => {
+                        r.bootstrap_refreshes += 1;
+                        r.refreshes_for_blocked += u64::from(!doubts);
+                    }
                     Err(e) => r.last_error = Some(e.to_string()),
                 }
             }
+        });
+    }
+
+    fn introduce_in_background(self: &Arc<Self>) {
+        if self.introducing.swap(true, Ordering::AcqRel) {
+            return; // the last one is still reading the conductor
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.introduce().await;
+            this.introducing.store(false, Ordering::Release);
         });
     }
 

@@ -295,7 +295,17 @@ impl PolicyService {
 
     /// Installs the network's current versions; returns the packages that changed.
     pub async fn refresh(&self) -> Result<Vec<InForce>, MeshError> {
-        let current: Vec<BundleRecord> = self.mesh.call(POLICY_ROLE, "policies", "get_current_bundles", &()).await?;
+        self.install_from("get_current_bundles").await
+    }
+
+    /// `refresh` from this node's own store, without waiting on peers: a restarted node enforces
+    /// what it last held at once, and `run` reads the network's current versions shortly after.
+    pub async fn refresh_local(&self) -> Result<Vec<InForce>, MeshError> {
+        self.install_from("get_current_bundles_local").await
+    }
+
+    async fn install_from(&self, read: &str) -> Result<Vec<InForce>, MeshError> {
+        let current: Vec<BundleRecord> = self.mesh.call(POLICY_ROLE, "policies", read, &()).await?;
         let mut changed = vec![];
         for (package, outcome) in self.gates.refresh(&current) {
             match outcome {

@@ -338,7 +338,10 @@ impl Runtime {
                     .map_err(|e| UpError::Setting(format!("default policies: {e}")))?;
             }
         }
-        if let Err(e) = policy.refresh().await {
+        // A restarted node starts from the versions it holds (its peers may not answer it yet);
+        // the refresh loop reads the network's within `REFRESH_EVERY`.
+        let refreshed = if mesh.installed_now { policy.refresh().await } else { policy.refresh_local().await };
+        if let Err(e) = refreshed {
             progress(&format!(
                 "the network's policies are not readable yet ({e}); the built-in defaults decide until they are"
             ));

@@ -1,7 +1,7 @@
 //! Coordinator `policies`: the network's admins publish Rego packages as numbered versions; anyone
 //! reads a package's current version, all its versions, or the current version of every package.
 use hdk::prelude::*;
-use peer_reads::{link_targets, links_from_peers, records_from_peers};
+use peer_reads::{from_peers, link_targets, links, links_from_peers, records};
 use policy_store_integrity::{EntryTypes, LinkTypes};
 use policy_store_types::*;
 
@@ -57,9 +57,20 @@ pub fn get_bundle_versions(package: String) -> ExternResult<Vec<BundleRecord>> {
 /// Anyone: the current version of every published package, by package name.
 #[hdk_extern]
 pub fn get_current_bundles() -> ExternResult<Vec<BundleRecord>> {
-    let links =
-        links_from_peers(LinkQuery::try_new(anchors::all_bundles().path_entry_hash()?, LinkTypes::AllBundles)?)?;
-    Ok(current_versions(bundles_at(link_targets(links))?))
+    current_bundles(&from_peers())
+}
+
+/// Anyone: `get_current_bundles` from this node's own store, without asking peers: what a node
+/// that has just restarted enforces at once, before its peers can answer it.
+#[hdk_extern]
+pub fn get_current_bundles_local() -> ExternResult<Vec<BundleRecord>> {
+    current_bundles(&GetOptions::local())
+}
+
+fn current_bundles(options: &GetOptions) -> ExternResult<Vec<BundleRecord>> {
+    let query = LinkQuery::try_new(anchors::all_bundles().path_entry_hash()?, LinkTypes::AllBundles)?;
+    let links = links(query, options.clone())?;
+    Ok(current_versions(bundles_at(link_targets(links), options)?))
 }
 
 fn current_version(package: &str) -> ExternResult<Option<BundleRecord>> {
@@ -72,11 +83,11 @@ fn versions_of(package: &str) -> ExternResult<Vec<BundleRecord>> {
         LinkTypes::PackageToBundles,
     )?)?;
     // Validation (LK1) files only bundles of this package here; the filter keeps reads honest anyway.
-    Ok(bundles_at(link_targets(links))?.into_iter().filter(|b| b.bundle.package == package).collect())
+    Ok(bundles_at(link_targets(links), &from_peers())?.into_iter().filter(|b| b.bundle.package == package).collect())
 }
 
-fn bundles_at(hashes: Vec<ActionHash>) -> ExternResult<Vec<BundleRecord>> {
-    Ok(records_from_peers(hashes)?.iter().flatten().filter_map(BundleRecord::from_record).collect())
+fn bundles_at(hashes: Vec<ActionHash>, options: &GetOptions) -> ExternResult<Vec<BundleRecord>> {
+    Ok(records(hashes, options)?.iter().flatten().filter_map(BundleRecord::from_record).collect())
 }
 
 /// After each commit of this node through this zome: tell its dashboard (`changes::announce`).

@@ -46,7 +46,12 @@ pub fn links_each(queries: Vec<LinkQuery>, options: &GetOptions) -> ExternResult
 
 /// The records at `hashes`, fetched in one batch (the host runs the gets concurrently), in order.
 pub fn records_from_peers(hashes: Vec<ActionHash>) -> ExternResult<Vec<Option<Record>>> {
-    let inputs = hashes.into_iter().map(|hash| GetInput::new(hash.into(), from_peers())).collect();
+    records(hashes, &from_peers())
+}
+
+/// The records at `hashes` with the same options, in one host call, in order.
+pub fn records(hashes: Vec<ActionHash>, options: &GetOptions) -> ExternResult<Vec<Option<Record>>> {
+    let inputs = hashes.into_iter().map(|hash| GetInput::new(hash.into(), options.clone())).collect();
     HDK.with(|h| h.borrow().get(inputs))
 }
 
