@@ -529,6 +529,9 @@ impl Drop for LlamaServer {
 /// between them; the bridge has no address on this machine. Removed when dropped.
 pub struct Lan {
     bridge: String,
+    /// Where `partition` moves the hosts it cuts off: a second bridge, made on the first cut.
+    island: String,
+    tag: u32,
     pub hosts: Vec<Host>,
 }
 
@@ -551,7 +554,7 @@ impl Lan {
         }
         // Interface names are at most 15 bytes; the pid keeps concurrent test processes apart.
         let tag = std::process::id() % 100_000;
-        let lan = Lan { bridge: format!("rbr{tag}"), hosts: vec![] };
+        let lan = Lan { bridge: format!("rbr{tag}"), island: format!("rbr{tag}p"), tag, hosts: vec![] };
         ip(&["link", "add", &lan.bridge, "type", "bridge"])?;
         let mut lan = lan;
         ip(&["link", "set", &lan.bridge, "up"])?;
@@ -571,6 +574,32 @@ impl Lan {
         }
         Ok(lan)
     }
+
+    /// Cuts the hosts at `indices` off the others: their links move to a bridge of their own, so
+    /// each side still reaches its own hosts and nothing of the other side.
+    pub fn partition(&self, indices: &[usize]) -> Result<(), String> {
+        if ip(&["link", "show", &self.island]).is_err() {
+            ip(&["link", "add", &self.island, "type", "bridge"])?;
+            ip(&["link", "set", &self.island, "up"])?;
+        }
+        for &i in indices {
+            ip(&["link", "set", &self.outside(i), "master", &self.island])?;
+        }
+        Ok(())
+    }
+
+    /// Every host back on one bridge.
+    pub fn heal(&self) -> Result<(), String> {
+        for i in 0..self.hosts.len() {
+            ip(&["link", "set", &self.outside(i), "master", &self.bridge])?;
+        }
+        Ok(())
+    }
+
+    /// The bridge-side end of host `i`'s link (hosts are numbered from 1 in names).
+    fn outside(&self, i: usize) -> String {
+        format!("rv{}h{}", self.tag, i + 1)
+    }
 }
 
 impl Drop for Lan {
@@ -579,6 +608,7 @@ impl Drop for Lan {
             let _ = ip(&["netns", "del", &host.name]); // takes its veth pair along
         }
         let _ = ip(&["link", "del", &self.bridge]);
+        let _ = ip(&["link", "del", &self.island]);
     }
 }
 

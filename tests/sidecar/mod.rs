@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod compiled_zomes;
 mod dashboard;
+mod faults;
 pub mod harness;
 mod inference;
 mod interrupt;
