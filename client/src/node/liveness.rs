@@ -88,7 +88,6 @@ pub struct LivenessReport {
     /// Reads of every peer's agent infos from the bootstrap server, while a member is in doubt
     /// or the transport drops messages from unknown addresses; the latter alone counted apart.
     pub bootstrap_refreshes: u64,
-    #[serde(default)]
     pub refreshes_for_blocked: u64,
     pub last_error: Option<String>,
 }
@@ -292,9 +291,11 @@ impl Liveness {
         *last = Some(std::time::Instant::now());
         let (mesh, report, blocked_before) = (self.mesh.clone(), self.report.clone(), self.blocked_incoming.clone());
         tokio::spawn(async move {
-            let blocked = mesh.blocked_messages().await.map(|b| b.incoming).ok();
-            let before = blocked_before.swap(blocked.unwrap_or(0), Ordering::AcqRel);
-            let rising = blocked.is_some_and(|now| now > before);
+            // A failed read keeps the last count, so the next good one is not mistaken for a rise.
+            let rising = match mesh.blocked_messages().await {
+                Ok(now) => now.incoming > blocked_before.swap(now.incoming, Ordering::AcqRel),
+                Err(_) => false,
+            };
             if !doubts && !rising {
                 return;
             }
