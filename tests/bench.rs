@@ -1167,7 +1167,7 @@ async fn shards() {
     ];
     let note = format!(
         "Four nodes, `--vector-shards 16`, 16 shards × 2 replicas, scan every 3 s, heartbeat buckets of 10 s (offline after \
-         two), settle window two buckets. The placement and routing computation alone (key → shard → live holders in ring \
+         two), settle window 12 s. The placement and routing computation alone (key → shard → live holders in ring \
          order, 4 nodes, 32 claims) takes {:.1} µs per key in-process; a lookup reads the map, its claims and the online peers from the \
          node's mesh view (signals plus a catch-up read every 5 s), so its time is that computation, the view's lock \
          and HTTP: **route p50 {route_p50:.2} ms** (goal ≤ 2 ms: {}). Re-convergence after a loss is the heartbeat window (the offline row) plus the re-claims: each \

@@ -128,7 +128,7 @@ agent_name = "{agent_name}"
 # region = ""
 # bandwidth_mbps = 1000
 # Seconds between heartbeats. Default: half the network's heartbeat bucket.
-# heartbeat_secs = 150
+# heartbeat_secs = 1800
 # Seconds between hardware probes; the advert is republished only when something changed.
 # advert_refresh_secs = 60
 # Seconds between the mesh view's reads of what changed on the mesh (other nodes' heartbeats

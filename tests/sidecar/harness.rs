@@ -99,7 +99,11 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
     let hashes = ripple::manifests::role_hashes(&bytes, &network, None).await.expect("hash the bundle");
     pins["networks"][name] = serde_json::json!({ "network_seed": spec.network_seed, "dnas": hashes });
     std::fs::write(dir.join("holochain/dnas/index.json"), serde_json::to_string_pretty(&pins).unwrap()).unwrap();
-    Manifests::new(dir)
+    let manifests = Manifests::new(dir);
+    // A shard hand-back and an artifact repair wait 10 minutes in production; a test waits 12 s.
+    edit_policy(&manifests, "memory_policy.yaml", &[("settle_seconds: 600", "settle_seconds: 12")]);
+    edit_policy(&manifests, "storage_policy.yaml", &[("grace_seconds: 600", "grace_seconds: 12")]);
+    manifests
 }
 
 /// A running `ripple up`. Killed (hard) when dropped.

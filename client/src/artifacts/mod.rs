@@ -185,7 +185,6 @@ pub struct ReplicationState {
 
 pub struct ArtifactService {
     mesh: Arc<Mesh>,
-    node: Arc<NodeAgent>,
     /// Which nodes are online to hold replicas.
     view: Arc<MeshView>,
     kubo: Option<Kubo>,
@@ -205,7 +204,7 @@ pub struct ArtifactService {
 impl ArtifactService {
     pub fn new(
         mesh: Arc<Mesh>,
-        node: Arc<NodeAgent>,
+        node: &NodeAgent,
         policy: StoragePolicy,
         endpoint: String,
         peers: crate::peer::PeerClient,
@@ -215,7 +214,6 @@ impl ArtifactService {
         let kubo = node.settings().sources.ipfs_api_url.clone().map(Kubo::new);
         Arc::new(Self {
             mesh,
-            node,
             view,
             kubo,
             policy,
@@ -781,9 +779,7 @@ impl ArtifactService {
         }
         let mut ordered: Vec<(String, u64, usize)> = artifacts.into_iter().map(|(c, (s, n))| (c, s, n)).collect();
         ordered.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
-        let grace = Duration::from_secs(
-            u64::from(self.policy.grace_heartbeat_windows) * u64::from(self.node.state().heartbeat_bucket_secs),
-        );
+        let grace = Duration::from_secs(self.policy.grace_secs.into());
         for (cid, size, _) in ordered {
             let holders = self.live_holders(&cid).await?;
             let under = holders.len() < self.policy.min_providers;

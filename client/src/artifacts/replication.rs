@@ -25,7 +25,7 @@ pub struct StoragePolicy {
     pub name: String,
     pub min_providers: usize,
     pub lease_secs: u32,
-    pub grace_heartbeat_windows: u32,
+    pub grace_secs: u32,
     pub max_repairs_per_minute: u32,
     pub scan_interval_secs: u32,
 }
@@ -49,7 +49,7 @@ struct PolicyFile {
 struct ReplicationFile {
     tier: String,
     lease_seconds: u32,
-    grace_heartbeat_windows: u32,
+    grace_seconds: u32,
     max_repairs_per_minute: u32,
     scan_interval_seconds: u32,
 }
@@ -79,8 +79,11 @@ impl StoragePolicy {
         if !(1..=64).contains(&min_providers) {
             return Err(format!("min_providers must be 1-64, not {min_providers}"));
         }
-        if r.grace_heartbeat_windows < 2 {
-            return Err("grace_heartbeat_windows must be at least 2 (one missed heartbeat is not a departure)".into());
+        if r.grace_seconds < crate::node::MIN_DEPARTURE_WINDOW_SECS {
+            return Err(format!(
+                "grace_seconds must be at least {} (longer than the liveness protocol takes to see a node back)",
+                crate::node::MIN_DEPARTURE_WINDOW_SECS
+            ));
         }
         let lease_range = artifact_index_types::LEASE_MIN_SECS..=artifact_index_types::LEASE_MAX_SECS;
         if !lease_range.contains(&i64::from(r.lease_seconds)) {
@@ -93,7 +96,7 @@ impl StoragePolicy {
             name: p.name,
             min_providers: min_providers as usize,
             lease_secs: r.lease_seconds,
-            grace_heartbeat_windows: r.grace_heartbeat_windows,
+            grace_secs: r.grace_seconds,
             max_repairs_per_minute: r.max_repairs_per_minute,
             scan_interval_secs: r.scan_interval_seconds,
         })
@@ -144,9 +147,9 @@ pub fn responsible(
     eligible.into_iter().take(deficit).map(|c| c.agent.clone()).collect()
 }
 
-/// How many grace windows `me` waits before its repair of `cid`: one, or two when a node that
-/// would rank before it is unseen — its advert says online but this node has read no recent
-/// heartbeat of it. Heartbeats can be late to reach one node (a busy machine, a slow gossip
+/// How many grace periods (`grace_seconds`) `me` waits before its repair of `cid`: one, or two
+/// when a node that would rank before it is unseen — its advert says online but this node does
+/// not see it alive. Heartbeats can be late to reach one node (a busy machine, a slow gossip
 /// round) while that node is alive and repairing; the second window lets its claim arrive first,
 /// so one missing replica is not repaired twice. A node that is really gone costs one window.
 pub fn grace_windows(cid: &str, size: u64, me: &AgentPubKey, unseen: &[Candidate], holders: &[AgentPubKey]) -> u32 {
@@ -209,7 +212,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
         let policy = StoragePolicy::load(&root).expect("manifests/distributed/storage_policy.yaml loads");
         assert_eq!(policy.min_providers, 3, "the spec's warm tier");
-        assert_eq!((policy.lease_secs, policy.grace_heartbeat_windows), (600, 2));
+        assert_eq!((policy.lease_secs, policy.grace_secs), (600, 600));
     }
 
     #[test]
@@ -278,8 +281,8 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/distributed/storage_policy.yaml"),
         )
         .unwrap();
-        let short = text.replace("grace_heartbeat_windows: 2", "grace_heartbeat_windows: 1");
-        assert!(StoragePolicy::parse(&short).is_err_and(|e| e.contains("at least 2")));
+        let short = text.replace("grace_seconds: 600", "grace_seconds: 5");
+        assert!(StoragePolicy::parse(&short).is_err_and(|e| e.contains("grace_seconds must be at least 10")));
         let lease = text.replace("lease_seconds: 600", "lease_seconds: 1");
         assert!(StoragePolicy::parse(&lease).is_err_and(|e| e.contains("lease_seconds")));
     }

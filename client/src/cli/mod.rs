@@ -557,7 +557,7 @@ pub struct NetworkCreateArgs {
     /// Its relay, when it is not the bootstrap server's URL.
     #[arg(long, value_name = "URL", requires = "bootstrap")]
     pub relay: Option<String>,
-    /// Heartbeat bucket in seconds [default: the bundle's, 300]: a node is online while it beat in
+    /// Heartbeat bucket in seconds [default: the bundle's, 3600]: a node is online while it beat in
     /// the current or previous bucket. Part of the DNA hash, fixed with the network.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(2..=86_400))]
     pub heartbeat_bucket: Option<u32>,

@@ -44,11 +44,12 @@ pub fn render_status(s: &StatusReport) -> String {
     line(
         "heartbeat",
         format!(
-            "every {} s (bucket {} s), last {}, {} sent, {} failed",
+            "every {} s (bucket {} s), last {}, {} sent ({} for load changes), {} failed",
             n.heartbeat_period_secs,
             n.heartbeat_bucket_secs,
             ago(n.last_heartbeat_ms),
             n.heartbeats_sent,
+            n.load_band_beats,
             n.heartbeat_failures
         ),
     );

@@ -27,8 +27,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
-use agent_registry_types::{LivenessMessage, RegistrySignal, LIVENESS_PAYLOAD_MAX};
-use holochain_types::prelude::AgentPubKey;
+use agent_registry_types::{LivenessMessage, NodeAdvert, RegistrySignal, LIVENESS_PAYLOAD_MAX};
+use holochain_types::prelude::{AgentPubKey, Timestamp};
 
 use super::swim::{Envelope, LivenessSettings, MemberState, Outgoing, Swim, SwimCounters};
 use super::view::{Live, MeshView};
@@ -60,6 +60,13 @@ enum Wire {
     Introduce {
         agent_infos: Vec<String>,
     },
+    /// The sender's advert as it published it in this run, sent with its introductions: a
+    /// restarted node's advert update (offline → online) is otherwise dropped by peers that do
+    /// not know its new address yet, and reaches them only by gossip, minutes later.
+    Advert {
+        at: Timestamp,
+        advert: NodeAdvert,
+    },
 }
 
 /// `/status`'s `liveness` section.
@@ -85,6 +92,9 @@ pub struct LivenessReport {
     /// peers' infos this node added to its conductor's peer store.
     pub introductions_sent: u64,
     pub introductions_received: u64,
+    /// Members' adverts received with their introductions, and those the view took as news.
+    pub adverts_received: u64,
+    pub adverts_applied: u64,
     /// Reads of every peer's agent infos from the bootstrap server, while a member is in doubt
     /// or the transport drops messages from unknown addresses; the latter alone counted apart.
     pub bootstrap_refreshes: u64,
@@ -227,6 +237,21 @@ impl Liveness {
                 });
                 Vec::new()
             }
+            Ok(Wire::Advert { at, advert }) => {
+                match advert.check() {
+                    Ok(()) => {
+                        let applied = self.view.heard_advert(from.clone(), at, advert);
+                        self.update_report(|r| {
+                            r.adverts_received += 1;
+                            r.adverts_applied += u64::from(applied);
+                        });
+                    }
+                    Err(e) => {
+                        self.update_report(|r| r.last_error = Some(format!("{from} sent an invalid advert: {e}")))
+                    }
+                }
+                Vec::new()
+            }
             Err(e) => {
                 self.update_report(|r| {
                     r.unreadable_messages += 1;
@@ -347,7 +372,11 @@ impl Liveness {
             return;
         }
         let wire = Wire::Introduce { agent_infos: infos.signed };
-        self.send_wire(to.into_iter().map(|id| (id, &wire)).collect());
+        self.send_wire(to.iter().map(|id| (id.clone(), &wire)).collect());
+        if let Some((at, advert)) = self.node.published_advert() {
+            let wire = Wire::Advert { at, advert };
+            self.send_wire(to.into_iter().map(|id| (id, &wire)).collect());
+        }
         self.update_report(|r| r.introductions_sent += 1);
         if let Ok(mut last) = self.introduced.lock() {
             *last = infos.urls;

@@ -1,5 +1,6 @@
 //! The node agent: turns a hardware probe into this node's advert, republishes it when it changes,
 //! beats at the network's pace, and says `offline` on the way out.
+pub mod cadence;
 pub mod declared;
 pub mod liveness;
 pub mod probe;
@@ -16,9 +17,10 @@ use agent_registry_types::{
     AdvertRecord, Availability, Compute, HardwareClass, HeartbeatSample, Inference, Memory, Network, NodeAdvert,
     PublishProgress, RegistryProperties, Storage,
 };
-use holochain_types::prelude::ActionHash;
+use holochain_types::prelude::{ActionHash, Timestamp};
 
 use crate::mesh::{unix_ms, Mesh, MeshError, PRIMARY_ROLE};
+use cadence::{BeatReason, Cadence, LoadBand};
 use probe::{Probe, ProbeSources};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,13 @@ pub enum NodeError {
 
 /// How long a stopping node waits for validators to acknowledge its last writes.
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
+/// The shortest settle or repair grace a policy may set (memory_policy `settle_seconds`,
+/// storage_policy `grace_seconds`): the liveness protocol sees a restarted node back within
+/// seconds, and a shorter window would move work off a node that is only restarting.
+pub const MIN_DEPARTURE_WINDOW_SECS: u32 = 10;
+/// How often the node samples its load to see whether a beat is due (at most: the cadence, when
+/// it is shorter).
+const LOAD_CHECK_EVERY: Duration = Duration::from_secs(15);
 
 /// What the operator configured about this node (the rest comes from the probe).
 #[derive(Debug, Clone)]
@@ -66,11 +75,16 @@ pub struct NodeState {
     pub heartbeat_period_secs: u32,
     pub heartbeat_bucket_secs: u32,
     pub heartbeats_sent: u64,
+    /// Of those, beats for a change of load band (the rest keep the cadence).
+    pub load_band_beats: u64,
     pub heartbeat_failures: u64,
     pub last_heartbeat_ms: Option<i64>,
     pub last_error: Option<String>,
     #[serde(skip)]
     last_heartbeat_at: Option<Instant>,
+    /// When this run published `advert` (none if it found the DHT's version current).
+    #[serde(skip)]
+    advert_published_at: Option<Timestamp>,
 }
 
 pub struct NodeAgent {
@@ -78,6 +92,7 @@ pub struct NodeAgent {
     /// Changed by `reconfigure` (MCP `holochain.register_node`, a repeated `join_mesh`).
     settings: Mutex<NodeSettings>,
     period: Duration,
+    cadence: Mutex<Cadence>,
     seq: Mutex<u64>,
     /// Kept between samples: CPU usage is measured over the interval between two refreshes.
     system: Mutex<sysinfo::System>,
@@ -114,6 +129,12 @@ impl NodeAgent {
             mesh,
             settings: Mutex::new(settings),
             period: Duration::from_secs(period.into()),
+            cadence: Mutex::new(Cadence::new(
+                Duration::from_secs(period.into()),
+                Duration::from_secs(timing.heartbeat_min_interval_secs.into()),
+                load_check_every(Duration::from_secs(period.into())),
+                Instant::now(),
+            )),
             seq: Mutex::new(0),
             system: Mutex::new(sysinfo::System::new()),
             gpu_percent: Mutex::new(None),
@@ -121,12 +142,18 @@ impl NodeAgent {
             state: Mutex::new(state),
         });
         agent.refresh_advert().await?;
-        agent.heartbeat().await;
+        agent.beat_if_due().await;
         Ok(agent)
     }
 
     pub fn state(&self) -> NodeState {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The advert this run published and when, for members that may have missed its signal.
+    pub fn published_advert(&self) -> Option<(Timestamp, NodeAdvert)> {
+        let state = self.state.lock().ok()?;
+        Some((state.advert_published_at?, state.advert.as_ref()?.advert.clone()))
     }
 
     pub fn heartbeat_age(&self) -> Option<Duration> {
@@ -226,13 +253,14 @@ impl NodeAgent {
         let record: AdvertRecord = self.mesh.call(PRIMARY_ROLE, "capabilities", "publish_node_advert", &advert).await?;
         if let Ok(mut state) = self.state.lock() {
             state.advert = Some(record.clone());
+            state.advert_published_at = Some(Timestamp::now());
         }
         tracing::info!(version = %record.version, "advert published");
         Ok(AdvertRefresh { changed: true, advert: record })
     }
 
     /// This node's load now: CPU and memory measured since the previous sample, and the GPU
-    /// utilisation of the last heartbeat (reading it runs `nvidia-smi`). The liveness protocol
+    /// utilisation of the last load check (reading it runs `nvidia-smi`). The liveness protocol
     /// carries it on every message.
     pub fn load_sample(&self) -> HeartbeatSample {
         let seq = self.seq.lock().map(|s| *s).unwrap_or(0);
@@ -248,25 +276,36 @@ impl NodeAgent {
         HeartbeatSample { seq, cpu_percent, gpu_percent, memory_percent, availability: Availability::Online }
     }
 
-    /// One heartbeat with the current load; failures are counted and kept for `/status`.
-    pub async fn heartbeat(&self) {
-        if let Ok(mut s) = self.seq.lock() {
-            *s += 1;
-        }
+    /// Samples the load (the GPU's too) and writes a heartbeat if one is due: the cadence's, or
+    /// a load-band change's. Failures are counted and kept for `/status`.
+    pub async fn beat_if_due(&self) {
         let has_gpus = self.state.lock().is_ok_and(|s| s.probe.as_ref().is_some_and(|p| !p.gpus.is_empty()));
-        let gpu_percent = if has_gpus { probe::nvidia_utilisation().await } else { None };
-        if let Ok(mut g) = self.gpu_percent.lock() {
-            *g = gpu_percent;
+        if has_gpus {
+            let gpu_percent = probe::nvidia_utilisation().await;
+            if let Ok(mut g) = self.gpu_percent.lock() {
+                *g = gpu_percent;
+            }
         }
         let sample = self.load_sample();
+        let band = LoadBand::of(&sample);
+        let now = Instant::now();
+        let Some(reason) = self.cadence.lock().ok().and_then(|mut c| c.due(band, now)) else { return };
+        let sample = HeartbeatSample { seq: self.next_seq(), ..sample };
         let result: Result<ActionHash, _> = {
             let _chain = self.chain.lock().await;
             self.mesh.call(PRIMARY_ROLE, "heartbeat", "heartbeat", &sample).await
         };
+        if let Ok(mut cadence) = self.cadence.lock() {
+            match &result {
+                Ok(_) => cadence.wrote(reason, band, now),
+                Err(_) => cadence.failed(Instant::now()),
+            }
+        }
         let Ok(mut state) = self.state.lock() else { return };
         match result {
             Ok(_) => {
                 state.heartbeats_sent += 1;
+                state.load_band_beats += u64::from(reason == BeatReason::LoadBand);
                 state.last_heartbeat_ms = Some(unix_ms());
                 state.last_heartbeat_at = Some(Instant::now());
                 state.last_error = None;
@@ -279,9 +318,17 @@ impl NodeAgent {
         }
     }
 
-    /// Beats every period and re-probes every `advert_refresh` until `stop` fires.
+    fn next_seq(&self) -> u64 {
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        *seq += 1;
+        *seq
+    }
+
+    /// Beats when due (checked every `LOAD_CHECK_EVERY`) and re-probes every `advert_refresh`
+    /// until `stop` fires.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + self.period, self.period);
+        let check_every = load_check_every(self.period);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let refresh_every = self.settings().advert_refresh;
         let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,7 +336,7 @@ impl NodeAgent {
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = beat.tick() => self.heartbeat().await,
+                _ = beat.tick() => self.beat_if_due().await,
                 _ = refresh.tick() => {
                     if let Err(e) = self.refresh_advert().await {
                         tracing::warn!("advert refresh failed: {e}");
@@ -320,6 +367,11 @@ fn heartbeat_period(timing: &RegistryProperties, configured: Option<u32>) -> Res
         }),
         Some(secs) => Ok(secs),
     }
+}
+
+/// How often the node samples its load to see whether a beat is due.
+fn load_check_every(cadence: Duration) -> Duration {
+    LOAD_CHECK_EVERY.min(cadence)
 }
 
 fn percent(value: f64) -> u8 {

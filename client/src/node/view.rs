@@ -545,11 +545,18 @@ impl MeshView {
         }
     }
 
-    fn apply_signal(&self, signal: RegistrySignal) {
+    /// A member's advert, as it says it published it (over the liveness channel); true if newer
+    /// than the one the view holds.
+    pub fn heard_advert(&self, agent: AgentPubKey, at: Timestamp, advert: NodeAdvert) -> bool {
+        self.apply_signal(RegistrySignal::Advert { agent, at, advert })
+    }
+
+    fn apply_signal(&self, signal: RegistrySignal) -> bool {
         let applied = self.nodes.write().map(|mut nodes| nodes.signal(signal)).unwrap_or(false);
         if applied {
             self.health(|h| h.signals_applied += 1);
         }
+        applied
     }
 
     /// Reads what was written since the previous read (everything, before the first).

@@ -309,7 +309,7 @@ impl Runtime {
         let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
         let artifacts = ArtifactService::new(
             mesh.clone(),
-            node.clone(),
+            &node,
             storage_policy,
             endpoint,
             peers.clone(),

@@ -568,9 +568,7 @@ impl ShardService {
         self.log_placement_changes(&view);
         let maps: Vec<MapRecord> = self.mesh.call(ROLE, "shards", "list_maps", &()).await?;
         self.update(|s| s.collections = maps.len());
-        let settle = Duration::from_secs(
-            u64::from(self.policy.settle_heartbeat_windows) * u64::from(self.node.state().heartbeat_bucket_secs),
-        );
+        let settle = Duration::from_secs(self.policy.settle_secs.into());
         let (mut proposed, mut wrote) = (vec![], false);
         for map in &maps {
             let claims = self.claims_on(map).await?;

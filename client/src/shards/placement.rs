@@ -19,6 +19,8 @@ use memory_shards_types::{ClaimRecord, HASH_FUNCTIONS, REPLICATION_MAX, SHARD_CO
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::node::MIN_DEPARTURE_WINDOW_SECS;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryPolicyError {
     #[error("cannot read the memory policy {path}: {source}")]
@@ -35,7 +37,7 @@ pub struct MemoryPolicy {
     pub replication_factor: u32,
     pub hash_function: String,
     pub scan_interval_secs: u32,
-    pub settle_heartbeat_windows: u32,
+    pub settle_secs: u32,
     pub conflict_resolution: String,
 }
 
@@ -74,7 +76,7 @@ struct ShardingFile {
 #[serde(deny_unknown_fields)]
 struct PlacementFile {
     scan_interval_seconds: u32,
-    settle_heartbeat_windows: u32,
+    settle_seconds: u32,
 }
 
 #[derive(Deserialize)]
@@ -107,8 +109,10 @@ impl MemoryPolicy {
             return Err(format!("sharding.hash_function `{}` must be one of {HASH_FUNCTIONS:?}", s.hash_function));
         }
         check_shape(s.shard_count, s.replication_factor)?;
-        if p.placement.settle_heartbeat_windows < 2 {
-            return Err("settle_heartbeat_windows must be at least 2 (one missed heartbeat is not a departure)".into());
+        if p.placement.settle_seconds < MIN_DEPARTURE_WINDOW_SECS {
+            return Err(format!(
+                "settle_seconds must be at least {MIN_DEPARTURE_WINDOW_SECS} (longer than the liveness protocol takes to see a node back)"
+            ));
         }
         if p.placement.scan_interval_seconds == 0 {
             return Err("scan_interval_seconds must be positive".into());
@@ -125,7 +129,7 @@ impl MemoryPolicy {
             replication_factor: s.replication_factor,
             hash_function: s.hash_function,
             scan_interval_secs: p.placement.scan_interval_seconds,
-            settle_heartbeat_windows: p.placement.settle_heartbeat_windows,
+            settle_secs: p.placement.settle_seconds,
             conflict_resolution: p.sync.conflict_resolution,
         })
     }
@@ -535,7 +539,7 @@ mod tests {
         let bad = |from: &str, to: &str| MemoryPolicy::parse(&text.replace(from, to)).unwrap_err();
         assert!(bad("shard_count: 16", "shard_count: 0").contains("shard_count"));
         assert!(bad("strategy: consistent_hash", "strategy: range").contains("consistent_hash"));
-        assert!(bad("settle_heartbeat_windows: 2", "settle_heartbeat_windows: 1").contains("settle"));
+        assert!(bad("settle_seconds: 600", "settle_seconds: 5").contains("settle"));
         assert!(bad("conflict_resolution: last_write_wins", "conflict_resolution: merge").contains("last_write_wins"));
     }
 }

@@ -15,7 +15,7 @@ pub struct RegistryProperties {
 
 impl Default for RegistryProperties {
     fn default() -> Self {
-        Self { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 30, network_admins: vec![] }
+        Self { heartbeat_bucket_secs: 3600, heartbeat_min_interval_secs: 30, network_admins: vec![] }
     }
 }
 
