@@ -1,5 +1,6 @@
-//! Faults between real nodes, each `ripple up` on its own test host (a network namespace with
-//! its own IP on a bridge this test owns, see `Lan`): a partition that heals.
+//! Faults on real `ripple up` processes: a partition between nodes, each on its own test host (a
+//! network namespace with its own IP on a bridge this test owns, see `Lan`), that heals; and a
+//! node killed in the middle of its writes.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -126,4 +127,87 @@ fn cli_json(node: &HostNode, manifests: &Path, args: &[&str]) -> Result<serde_js
         return Err(format!("ripple {args:?} exited {code}: {err}"));
     }
     serde_json::from_str(&out).map_err(|e| format!("ripple {args:?}: {e}: {out}"))
+}
+
+/// A node killed (SIGKILL) in the middle of a stream of writes keeps, after a plain restart on
+/// its data dir, every write it reported done: shard maps (memory_shards), policy versions
+/// (policy_store, each with the Decision that allowed it) and allocation grants (resource_mesh,
+/// this node asking itself). It comes back under the same agent key. About a minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
+    let tmp = TempDir::new("kill-mid-write");
+    let manifests = test_manifests(&tmp.path().join("manifests")).await;
+    let launch = || Launch::node(tmp.path(), &manifests, "e2e", "node-k", &[]);
+    let node = Sidecar::start(launch());
+    let agent = node.agent().to_string();
+    let data = HostNode { data: launch().data, host: None };
+    let rego = tmp.path().join("tools.call.rego");
+    std::fs::copy(crate::support::repo_root().join("manifests/policies/tools.call.rego"), &rego).unwrap();
+
+    // Writes one after the other, each kind in turn, until the node is gone.
+    let writer = {
+        let (m, data, dir) =
+            (manifests.root.clone(), HostNode { data: data.data.clone(), host: None }, tmp.path().to_path_buf());
+        let rego = rego.to_str().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut done: Vec<(&str, String)> = vec![];
+            let mut failures = 0;
+            for i in 0.. {
+                let written = match i % 3 {
+                    0 => cli_json(&data, &m, &["shards", "create", &format!("kill-{i}")])
+                        .map(|_| ("map", format!("kill-{i}"))),
+                    1 => {
+                        let json = dir.join(format!("data-{i}.json"));
+                        std::fs::write(&json, format!(r#"{{"disabled_actions": [], "round": {i}}}"#)).unwrap();
+                        cli_json(&data, &m, &["policy", "publish", &rego, "--data-json", json.to_str().unwrap()])
+                            .map(|p| ("policy", p["version"].to_string()))
+                    }
+                    _ => cli_json(&data, &m, &["allocate", "compute", "--cpu", "1", "--duration", "600"])
+                        .map(|a| ("allocation", a["allocation_id"].as_str().unwrap_or_default().to_string())),
+                };
+                match written {
+                    Ok(w) => done.push(w),
+                    // Allocations fail once the cores are taken; the node's death ends the stream.
+                    Err(_) if failures < 40 => failures += 1,
+                    Err(_) => break,
+                }
+                if done.len() >= 60 {
+                    break;
+                }
+            }
+            done
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    node.kill_hard();
+    let done = writer.join().expect("the writer thread");
+    let count = |kind: &str| done.iter().filter(|(k, _)| *k == kind).count();
+    eprintln!(
+        "{} writes reported before the kill: {} maps, {} policy versions, {} allocations",
+        done.len(),
+        count("map"),
+        count("policy"),
+        count("allocation")
+    );
+    assert!(count("map") > 0 && count("policy") > 0 && count("allocation") > 0, "every kind was written: {done:?}");
+
+    let again = Sidecar::start(launch());
+    assert_eq!(again.agent(), agent, "the same agent key after the kill");
+    let m = &manifests.root;
+    let maps = cli_json(&data, m, &["shards", "list"]).expect("shards list").to_string();
+    let policy = cli_json(&data, m, &["policy", "show"]).expect("policy show");
+    let in_force =
+        policy["in_force"].as_array().expect("in_force").iter().find(|p| p["package"] == "tools.call").cloned();
+    let version = in_force.and_then(|p| p["version"].as_u64()).unwrap_or(0);
+    let allocations = cli_json(&data, m, &["allocations"]).expect("allocations").to_string();
+    let decisions =
+        cli_json(&data, m, &["policy", "decisions", "--node", &agent]).expect("policy decisions").to_string();
+    for (kind, what) in &done {
+        match *kind {
+            "map" => assert!(maps.contains(&format!("\"{what}\"")), "map {what} survived: {maps}"),
+            "policy" => assert!(what.parse::<u64>().unwrap() <= version, "policy version {what} survived: {policy}"),
+            _ => assert!(allocations.contains(what.as_str()), "allocation {what} survived: {allocations}"),
+        }
+    }
+    assert!(decisions.contains("resources.allocate"), "the allocations' Decisions survived: {decisions}");
 }
