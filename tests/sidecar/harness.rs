@@ -606,6 +606,208 @@ impl Lan {
     }
 }
 
+impl Lan {
+    /// Puts a lossy link between host `i` and the bridge: its frames, both ways, pass through a
+    /// relay in this process that drops `loss` of them at random (a userspace stand-in for
+    /// netem, which this kernel lacks). Every host's checksum offload is turned off first, so the
+    /// frames the relay copies carry real checksums. Undone when the link is dropped.
+    pub fn lossy(&self, i: usize, loss: f64) -> Result<LossyLink, String> {
+        for (k, host) in self.hosts.iter().enumerate() {
+            let inside = format!("rv{}i{}", self.tag, k + 1);
+            let out = Command::new("ip")
+                .args(["netns", "exec", &host.name, "ethtool", "-K", &inside, "tx", "off"])
+                .output()
+                .map_err(|e| format!("ethtool: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("ethtool -K {inside} tx off: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        let (relay_end, bridge_end) = (format!("rl{}a", self.tag), format!("rl{}b", self.tag));
+        let host_end = self.outside(i);
+        ip(&["link", "add", &relay_end, "type", "veth", "peer", "name", &bridge_end])?;
+        // Made now, so an error below still undoes what was set up.
+        let mut link = LossyLink {
+            host_end: host_end.clone(),
+            relay_end: relay_end.clone(),
+            bridge: self.bridge.clone(),
+            relay: None,
+        };
+        ip(&["link", "set", &bridge_end, "master", &self.bridge])?;
+        for dev in [&relay_end, &bridge_end] {
+            ip(&["link", "set", dev, "up"])?;
+        }
+        for dev in [&relay_end, &host_end] {
+            ip(&["link", "set", dev, "promisc", "on"])?;
+        }
+        ip(&["link", "set", &host_end, "nomaster"])?;
+        link.relay = Some(FrameRelay::start(&host_end, &relay_end, loss)?);
+        Ok(link)
+    }
+}
+
+/// A host's link through a [`FrameRelay`] (`Lan::lossy`).
+pub struct LossyLink {
+    host_end: String,
+    relay_end: String,
+    bridge: String,
+    relay: Option<FrameRelay>,
+}
+
+impl LossyLink {
+    /// Frames passed, dropped on purpose, and refused by the kernel (too large for the link),
+    /// so far, both ways together.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        self.relay.as_ref().map_or((0, 0, 0), FrameRelay::counts)
+    }
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
+        let _ = ip(&["link", "set", &self.host_end, "master", &self.bridge]);
+        let _ = ip(&["link", "set", &self.host_end, "promisc", "off"]);
+        let _ = ip(&["link", "del", &self.relay_end]); // takes its peer along
+    }
+}
+
+/// Copies Ethernet frames between two interfaces of this machine, each way on its own thread,
+/// dropping a share of them.
+struct FrameRelay {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    passed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FrameRelay {
+    fn start(a: &str, b: &str, loss: f64) -> Result<FrameRelay, String> {
+        let (sa, sb) = (PacketSocket::bind(a)?, PacketSocket::bind(b)?);
+        let relay = FrameRelay {
+            stop: Default::default(),
+            passed: Default::default(),
+            dropped: Default::default(),
+            refused: Default::default(),
+            threads: vec![],
+        };
+        let sa = std::sync::Arc::new(sa);
+        let sb = std::sync::Arc::new(sb);
+        let mut threads = vec![];
+        for (seed, from, to) in [(0x9e37_79b9_7f4a_7c15_u64, sa.clone(), sb.clone()), (0xd1b5_4a32_d192_ed03, sb, sa)] {
+            let (stop, passed) = (relay.stop.clone(), relay.passed.clone());
+            let (dropped, refused) = (relay.dropped.clone(), relay.refused.clone());
+            threads.push(std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                let mut rng = seed;
+                let mut frame = vec![0u8; 65_536];
+                while !stop.load(Relaxed) {
+                    let Some(len) = from.receive(&mut frame) else { continue };
+                    // xorshift64: reproducible, and enough to drop one frame in five.
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    if (rng >> 11) as f64 / (1u64 << 53) as f64 <= loss {
+                        dropped.fetch_add(1, Relaxed);
+                    } else if to.send(&frame[..len]) {
+                        passed.fetch_add(1, Relaxed);
+                    } else {
+                        refused.fetch_add(1, Relaxed);
+                    }
+                }
+            }));
+        }
+        Ok(FrameRelay { threads, ..relay })
+    }
+
+    fn counts(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.passed.load(Relaxed), self.dropped.load(Relaxed), self.refused.load(Relaxed))
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A raw `AF_PACKET` socket on one interface: every frame that arrives on it, and frames sent
+/// out through it.
+struct PacketSocket {
+    fd: libc::c_int,
+}
+
+impl PacketSocket {
+    fn bind(interface: &str) -> Result<PacketSocket, String> {
+        let name = std::ffi::CString::new(interface).map_err(|e| e.to_string())?;
+        // SAFETY: plain libc calls on a name that outlives them and a socket this value owns.
+        unsafe {
+            let index = libc::if_nametoindex(name.as_ptr());
+            if index == 0 {
+                return Err(format!("no interface {interface}"));
+            }
+            let all = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(all));
+            if fd < 0 {
+                return Err(format!("packet socket: {}", std::io::Error::last_os_error()));
+            }
+            let socket = PacketSocket { fd };
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = all;
+            addr.sll_ifindex = index as i32;
+            let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            if libc::bind(fd, &addr as *const libc::sockaddr_ll as *const libc::sockaddr, len) != 0 {
+                return Err(format!("bind to {interface}: {}", std::io::Error::last_os_error()));
+            }
+            // Wake up now and then so the relay can stop.
+            let timeout = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+            let size = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                size,
+            );
+            Ok(socket)
+        }
+    }
+
+    /// The next frame that arrived on the interface (not one sent out of it), or none on timeout.
+    fn receive(&self, frame: &mut [u8]) -> Option<usize> {
+        // SAFETY: the buffer and address are valid for the lengths given.
+        unsafe {
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            let n = libc::recvfrom(
+                self.fd,
+                frame.as_mut_ptr() as *mut libc::c_void,
+                frame.len(),
+                0,
+                &mut addr as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut len,
+            );
+            (n > 0 && addr.sll_pkttype != libc::PACKET_OUTGOING).then_some(n as usize)
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> bool {
+        // SAFETY: the frame is valid for its length.
+        unsafe { libc::send(self.fd, frame.as_ptr() as *const libc::c_void, frame.len(), 0) == frame.len() as isize }
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is this value's own.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for host in &self.hosts {

@@ -23,6 +23,12 @@ use agent_registry_types::HeartbeatSample;
 
 pub use crate::manifests::LivenessSettings;
 
+/// Every this many periods a node pings one member it holds dead: members on the far side of a
+/// partition are held dead by this side and vice versa, and nothing else would bring them back
+/// together until their next DHT heartbeat (half an hour on the pinned networks). One message per
+/// node every ten periods, whatever the mesh's size (Serf's reconnect, in SWIM's terms).
+const RECONNECT_PERIODS: u64 = 10;
+
 /// A member's key, as text (the agent key's base64): short on the wire, and any string in tests.
 pub type Id = String;
 
@@ -141,6 +147,8 @@ pub struct SwimCounters {
     pub suspicions: u64,
     pub deaths: u64,
     pub refutations: u64,
+    /// Pings to members held dead, in case they are back (a healed partition).
+    pub reconnects: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +197,7 @@ pub struct Swim {
     round: Vec<Id>,
     probe: Option<Probe>,
     next_probe_ms: u64,
+    next_reconnect_ms: u64,
     seq: u64,
     relays: HashMap<u64, Relay>,
     gossip: Vec<Gossip>,
@@ -211,6 +220,7 @@ impl Swim {
             round: Vec::new(),
             probe: None,
             next_probe_ms: 0,
+            next_reconnect_ms: 0,
             seq: 0,
             relays: HashMap::new(),
             gossip: Vec::new(),
@@ -334,6 +344,15 @@ impl Swim {
             }
             if self.probe.as_ref().is_some_and(|p| p.answered || now_ms >= p.deadline_ms) {
                 self.finish_probe(now_ms);
+            }
+        }
+        if now_ms >= self.next_reconnect_ms {
+            self.next_reconnect_ms = now_ms + self.settings.period_ms * RECONNECT_PERIODS;
+            if let Some(target) = self.random_dead() {
+                // The ping tells it that it is held dead; alive, it refutes in its answer.
+                let seq = self.next_seq();
+                out.push(self.message(&target, Body::Ping { seq }));
+                self.counters.reconnects += 1;
             }
         }
         if self.probe.is_none() && now_ms >= self.next_probe_ms {
@@ -553,6 +572,16 @@ impl Swim {
         }
     }
 
+    /// One member held dead, at random: the next to ping in case it is back.
+    fn random_dead(&mut self) -> Option<Id> {
+        let count = self.members.values().filter(|m| m.state == MemberState::Dead).count();
+        if count == 0 {
+            return None;
+        }
+        let pick = (self.random() % count as u64) as usize;
+        self.members.iter().filter(|(_, m)| m.state == MemberState::Dead).nth(pick).map(|(id, _)| id.clone())
+    }
+
     fn pick_helpers(&mut self, target: &str) -> Vec<Id> {
         let mut alive: Vec<Id> = self
             .members
@@ -657,6 +686,8 @@ pub mod sim {
         pub now_ms: u64,
         /// Chance in 1,000 that a datagram to or from each node is lost.
         pub loss_per_mille: Vec<u64>,
+        /// Each node's side of a partition: datagrams between sides are lost.
+        pub side: Vec<u8>,
         inflight: BTreeMap<(u64, u64), (usize, usize, Envelope)>,
         order: u64,
         rng: u64,
@@ -676,6 +707,7 @@ pub mod sim {
                 up: vec![true; n],
                 now_ms: 1_000_000,
                 loss_per_mille: vec![0; n],
+                side: vec![0; n],
                 inflight: BTreeMap::new(),
                 order: 0,
                 rng: seed | 1,
@@ -746,7 +778,7 @@ pub mod sim {
                 self.messages_sent[from] += 1;
                 self.bytes_sent[from] += serde_json::to_string(&envelope).map_or(0, |s| s.len() as u64);
                 let lost = self.random() % 1000 < self.loss_per_mille[from].max(self.loss_per_mille[to]);
-                if lost || !self.up[from] {
+                if lost || !self.up[from] || self.side[from] != self.side[to] {
                     continue;
                 }
                 let latency = 2 + self.random() % 20;
@@ -878,6 +910,34 @@ mod tests {
         // Its own message, at its incarnation, makes it alive.
         swim.receive("n1", Envelope { inc: 0, load: None, news: vec![], body: Body::Ping { seq: 1 } }, 5_000);
         assert_eq!(swim.state_of("n1"), Some(MemberState::Alive));
+    }
+
+    /// Nothing but the protocol: no DHT heartbeat brings the sides back together.
+    #[test]
+    fn a_healed_partition_is_alive_again_within_two_reconnect_intervals() {
+        let mut sim = Sim::new(5, LivenessSettings::default(), 13);
+        sim.run_for(10_000, |_| {});
+        assert!(sim.all_alive());
+        sim.side = vec![0, 0, 0, 1, 1];
+        sim.run_for(120_000, |_| {});
+        for i in 0..5 {
+            for j in (0..5).filter(|j| *j != i) {
+                let expected = if sim.side[i] == sim.side[j] { MemberState::Alive } else { MemberState::Dead };
+                assert_eq!(sim.state(i, j), Some(expected), "n{i} on n{j} during the partition");
+            }
+        }
+        sim.side = vec![0; 5];
+        let healed = sim.now_ms;
+        let mut all_alive_at = None;
+        sim.run_for(60_000, |sim| {
+            if all_alive_at.is_none() && sim.all_alive() {
+                all_alive_at = Some(sim.now_ms);
+            }
+        });
+        let secs = (all_alive_at.expect("everyone alive again after the heal") - healed) as f64 / 1000.0;
+        let interval = (RECONNECT_PERIODS * LivenessSettings::default().period_ms) as f64 / 1000.0;
+        assert!(secs <= 2.0 * interval, "all alive {secs} s after the heal");
+        assert!(sim.all_alive(), "and they stay alive");
     }
 
     #[test]
