@@ -118,6 +118,7 @@ impl NodeAgent {
     pub async fn start(mesh: Arc<Mesh>, settings: NodeSettings) -> Result<Arc<Self>, NodeError> {
         let timing: RegistryProperties = mesh.call(PRIMARY_ROLE, "heartbeat", "get_heartbeat_settings", &()).await?;
         let period = heartbeat_period(&timing, settings.heartbeat_secs)?;
+        let every = Duration::from_secs(period.into());
         let current: Option<AdvertRecord> = mesh.call(PRIMARY_ROLE, "capabilities", "get_my_node_advert", &()).await?;
         let state = NodeState {
             advert: current,
@@ -128,11 +129,11 @@ impl NodeAgent {
         let agent = Arc::new(Self {
             mesh,
             settings: Mutex::new(settings),
-            period: Duration::from_secs(period.into()),
+            period: every,
             cadence: Mutex::new(Cadence::new(
-                Duration::from_secs(period.into()),
+                every,
                 Duration::from_secs(timing.heartbeat_min_interval_secs.into()),
-                load_check_every(Duration::from_secs(period.into())),
+                load_check_every(every),
                 Instant::now(),
             )),
             seq: Mutex::new(0),
