@@ -546,9 +546,9 @@ impl MeshView {
     }
 
     /// A member's advert, as it says it published it (over the liveness channel); true if newer
-    /// than the one the view holds.
+    /// than the one the view holds. Counted by the liveness report, not as a registry signal.
     pub fn heard_advert(&self, agent: AgentPubKey, at: Timestamp, advert: NodeAdvert) -> bool {
-        self.apply_signal(RegistrySignal::Advert { agent, at, advert })
+        self.nodes.write().map(|mut nodes| nodes.signal(RegistrySignal::Advert { agent, at, advert })).unwrap_or(false)
     }
 
     fn apply_signal(&self, signal: RegistrySignal) -> bool {
