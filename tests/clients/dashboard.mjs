@@ -8,7 +8,7 @@
 //   {"open": ROUTE, "ready": TESTID}            -> {"opened": ROUTE, "rows": rows of TESTID's table}
 //       (fails if the page shows an error instead)
 //   {"wait": TESTID, "contains": TEXT}          -> {"seen": TEXT}   (the page changes by itself)
-//   {"offline": NAME}                           -> {"offline": NAME, "state": ..., "screenshot": PATH}
+//   {"offline": NAME}                           -> {"offline": NAME, "state": ..., "judged_by": ..., "screenshot": PATH}
 // Any failure prints the page's text and the browser's console errors to stderr and exits 1.
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
@@ -78,7 +78,8 @@ async function offline(name) {
     { timeout: WAIT_MS, polling: 500 },
   );
   await page.screenshot({ path: args.screenshot, fullPage: true });
-  return { offline: name, state: await text(`state-${name}`), screenshot: args.screenshot };
+  const judgedBy = await page.getByTestId(`state-${name}`).getAttribute("data-judged-by");
+  return { offline: name, state: await text(`state-${name}`), judged_by: judgedBy, screenshot: args.screenshot };
 }
 
 for await (const line of createInterface({ input: process.stdin })) {

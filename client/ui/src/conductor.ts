@@ -1,6 +1,7 @@
 // The dashboard's one connection: the conductor's app websocket, opened with a token and a
-// zome-call capability the node's sidecar issues for this page (POST /ui/session). Every read goes
-// to the conductor directly; the sidecar is not in the path.
+// zome-call capability the node's sidecar issues for this page (POST /ui/session). Every read of
+// the DHT goes to the conductor directly; the sidecar is asked only for what the DHT does not hold
+// (its liveness verdicts, registry.ts).
 import {
   AppWebsocket,
   CellType,
@@ -39,13 +40,15 @@ export class Conductor {
     readonly me: AgentPubKey,
     readonly nodeName: string,
     private readonly roles: Map<string, RoleName>,
+    /** Served by this node's sidecar (its `/ui/`), which can be asked for its verdicts. */
+    readonly servedBySidecar: boolean,
   ) {}
 
   static async open(): Promise<Conductor> {
     // In a Holochain launcher (ripple.webhapp) the launcher provides the port, token and signer.
     if ("__HC_LAUNCHER_ENV__" in window) {
       const ws = await AppWebsocket.connect();
-      return new Conductor(ws, ws.myPubKey, "this node", rolesOf(ws.cachedAppInfo));
+      return new Conductor(ws, ws.myPubKey, "this node", rolesOf(ws.cachedAppInfo), false);
     }
     const [keyPair, signingKey] = await generateSigningKeyPair();
     const response = await fetch("/ui/session", {
@@ -63,7 +66,7 @@ export class Conductor {
     for (const [, cellId] of provisionedCells(ws.cachedAppInfo)) {
       setSigningCredentials(cellId, { capSecret, keyPair, signingKey });
     }
-    return new Conductor(ws, ws.myPubKey, session.node_name, rolesOf(ws.cachedAppInfo));
+    return new Conductor(ws, ws.myPubKey, session.node_name, rolesOf(ws.cachedAppInfo), true);
   }
 
   call<T>(role: RoleName, zome: string, fn: string, payload: unknown = null): Promise<T> {

@@ -79,15 +79,37 @@ export interface RegistrySignal {
   advert?: NodeAdvert;
 }
 
-/** The busier of CPU and GPU, the figure routing compares. */
-/** A node's state at `nowMs`, as the sidecar's mesh view decides it: online only while its newest
- * heartbeat is in the current or previous bucket and its advert does not say otherwise. */
+/** A node's state at `nowMs` by the heartbeat rule alone: online only while its newest heartbeat
+ * is in the current or previous bucket and its advert does not say otherwise. With hour buckets a
+ * crashed node stays online for up to two hours, so this is only the fallback for a page no
+ * sidecar serves (a launcher); see `sidecarVerdicts`. */
 export function stateOf(p: PeerRecord, nowMs: number, bucketSecs: number): Availability {
   const bucket = (micros: number) => Math.floor(micros / (bucketSecs * 1_000_000));
   const beating = !!p.last_heartbeat && bucket(p.last_heartbeat.at) >= bucket(nowMs * 1000) - 1;
   return beating ? p.advert.availability : "offline";
 }
 
+/** How the serving sidecar judges a node: a row of its `/peers`. */
+export interface Verdict {
+  agent_pubkey: string;
+  state: Availability;
+  /** The liveness protocol's word (alive, suspect, dead, …); absent where it has none. */
+  liveness?: string;
+}
+
+/** The serving sidecar's verdicts, by agent key (base64). Its liveness protocol notices a crashed
+ * node within seconds, which the heartbeat rule takes up to two buckets to do. */
+export async function sidecarVerdicts(): Promise<Map<string, Verdict>> {
+  const response = await fetch("/peers");
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(`this node's /peers answered ${response.status}: ${body.error ?? "no reason given"}`);
+  }
+  const rows = (await response.json()) as Verdict[];
+  return new Map(rows.map((row) => [row.agent_pubkey, row]));
+}
+
+/** The busier of CPU and GPU, the figure routing compares. */
 export function load(sample: HeartbeatSample): number {
   return Math.max(sample.cpu_percent, sample.gpu_percent ?? 0);
 }

@@ -1,8 +1,10 @@
 // Mesh: every node discovery finds, with capabilities, online state and load over time. One
 // discovery read when the page opens, when the filters change, and each time this node beats (its
 // heartbeat signal): peers' beats are not pushed, so the page reads them once per beat interval
-// however large the mesh. Advert signals (this node's and peers') apply at once, and the page's
-// clock turns a node that stopped beating offline.
+// however large the mesh. Advert signals (this node's and peers') apply at once. A node's state is
+// the verdict of the sidecar serving the page (its liveness protocol, read every few seconds from
+// this machine's `/peers`); only a page no sidecar serves judges by the heartbeat rule, on the
+// page's clock.
 import { encodeHashToBase64 } from "@holochain/client";
 
 import { LoadChart } from "../chart";
@@ -12,12 +14,18 @@ import { ago, errorBox, h, table } from "../dom";
 import {
   gpus,
   load,
+  sidecarVerdicts,
   stateOf,
+  type Availability,
   type DiscoveryQuery,
   type PeerRecord,
   type RegistryProperties,
   type RegistrySignal,
+  type Verdict,
 } from "../registry";
+
+/** How often the page asks the serving sidecar for its verdicts (a local read of its memory). */
+const VERDICTS_EVERY_MS = 2000;
 
 const FILTERS: [keyof DiscoveryQuery, string, "text" | "number"][] = [
   ["gpu_vendor", "GPU vendor", "text"],
@@ -55,8 +63,16 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
   );
   root.replaceChildren(h("h2", {}, "Mesh"), form, status, list, h("h3", {}, "Load over time"), chart.element);
 
-  const state = (p: PeerRecord, now: number) => stateOf(p, now, settings.heartbeat_bucket_secs);
-  const online = (p: PeerRecord, now: number) => state(p, now) === "online";
+  let verdicts = new Map<string, Verdict>();
+  let verdictError: string | null = null;
+  /** The node's state, and what judged it: `liveness` (the sidecar's protocol), `sidecar` (its
+   * view without a protocol verdict) or `heartbeat` (the rule, on this page's clock). */
+  const judge = (p: PeerRecord, now: number): [Availability, string] => {
+    const verdict = verdicts.get(encodeHashToBase64(p.agent));
+    if (verdict) return [verdict.state, verdict.liveness ? "liveness" : "sidecar"];
+    return [stateOf(p, now, settings.heartbeat_bucket_secs), "heartbeat"];
+  };
+  const online = (p: PeerRecord, now: number) => judge(p, now)[0] === "online";
 
   const render = () => {
     const now = Date.now();
@@ -64,11 +80,15 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
       .filter((p) => !query.online_only || online(p, now))
       .sort((a, b) => Number(online(b, now)) - Number(online(a, now)) || a.advert.agent_name.localeCompare(b.advert.agent_name))
       .map((p) => {
-        const shown = state(p, now);
+        const [shown, judgedBy] = judge(p, now);
         const beat = p.last_heartbeat;
         return [
           h("span", { "data-node": p.advert.agent_name }, p.advert.agent_name, encodeHashToBase64(p.agent) === encodeHashToBase64(conductor.me) ? " (this node)" : ""),
-          h("span", { class: `state ${shown}`, "data-testid": `state-${p.advert.agent_name}` }, shown),
+          h(
+            "span",
+            { class: `state ${shown}`, "data-testid": `state-${p.advert.agent_name}`, "data-judged-by": judgedBy, title: `judged by ${judgedBy}` },
+            shown,
+          ),
           p.advert.hardware_class,
           `${p.advert.compute.cpu_cores} × ${p.advert.compute.cpu_arch}, ${p.advert.compute.ram_gb} GB`,
           h("span", { "data-testid": `gpus-${p.advert.agent_name}` }, gpus(p.advert)),
@@ -81,7 +101,12 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
     list.replaceChildren(
       table(["node", "state", "class", "CPU / RAM", "GPUs", "models", "region", "load", "last beat"], rows, "peer-table"),
     );
-    status.textContent = `${rows.length} node(s); live from signals, last discovery read ${new Date().toLocaleTimeString()}`;
+    const judged = conductor.servedBySidecar
+      ? verdictError
+        ? `; this node's verdicts unavailable (${verdictError}), judged by heartbeats`
+        : "; states are this node's liveness verdicts"
+      : "; states judged by heartbeats";
+    status.textContent = `${rows.length} node(s)${judged}; live from signals, last discovery read ${new Date().toLocaleTimeString()}`;
     chart.render(now);
   };
 
@@ -120,12 +145,26 @@ export async function meshPage(conductor: Conductor, root: HTMLElement): Promise
     // yet (it joined after the last read) is read with its advert and last beat.
     if (!peer || signal.type === "heartbeat") void refresh();
   });
+  const readVerdicts = coalesced(async () => {
+    try {
+      verdicts = await sidecarVerdicts();
+      verdictError = null;
+    } catch (e) {
+      // Stale verdicts would hide a change; the heartbeat rule still judges.
+      verdicts = new Map();
+      verdictError = e instanceof Error ? e.message : String(e);
+    }
+    render();
+  });
+  if (conductor.servedBySidecar) await readVerdicts();
   await refresh();
+  const poll = conductor.servedBySidecar ? window.setInterval(() => void readVerdicts(), VERDICTS_EVERY_MS) : undefined;
   // The clock, not the network: ages and the online window move on without new data.
   const clock = window.setInterval(render, 1000);
   return () => {
     unsubscribe();
     window.clearInterval(clock);
+    window.clearInterval(poll);
   };
 }
 
