@@ -455,7 +455,7 @@ async fn node() {
     let note = format!(
         "First start of a fresh data dir (installs the hApp, compiles the wasm): {:.1} s. Idle resident memory of one \
          node (sidecar + embedded conductor, one process) after 60 s of heartbeats on a two-node mesh: {idle_rss_mib} MiB. \
-         Network `e2e`: local bootstrap served by node A, 10 s heartbeat buckets. Freshness rows: A renames itself over \
+         Network `e2e`: local bootstrap served by node A, 6 s heartbeat buckets. Freshness rows: A renames itself over \
          MCP (`holochain.register_node`, one advert update) and the test polls B's and C's `/peers` every 20 ms until \
          the new name shows; B applies the advert signal A sends it, C runs with `--no-view-signals` and learns it \
          from its next catch-up read.\n",
@@ -517,7 +517,7 @@ async fn shows(node: &crate::sidecar::harness::Sidecar, agent: &str, name: &str,
 
 /// A minimal streamable-HTTP MCP client (protocol 2025-11-25, which has sessions): initialize,
 /// then JSON-RPC requests whose answers arrive as JSON or as SSE `data:` lines.
-struct McpSession {
+pub(crate) struct McpSession {
     http: reqwest::Client,
     url: String,
     id: String,
@@ -525,7 +525,7 @@ struct McpSession {
 }
 
 impl McpSession {
-    async fn open(http: &reqwest::Client, url: &str) -> McpSession {
+    pub(crate) async fn open(http: &reqwest::Client, url: &str) -> McpSession {
         let response = Self::post(
             http,
             url,
@@ -564,16 +564,31 @@ impl McpSession {
     }
 
     async fn request(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.try_request(method, params).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The request's `result`, or why there is none (no answer, or a JSON-RPC error).
+    pub(crate) async fn try_request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        let text = Self::post(&self.http, &self.url, Some(&self.id), &body).await.text().await.expect("body");
+        let text = Self::post(&self.http, &self.url, Some(&self.id), &body)
+            .await
+            .text()
+            .await
+            .map_err(|e| format!("{method}: reading the answer: {e}"))?;
         let answer = std::iter::once(text.as_str())
             .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
             .filter_map(|chunk| serde_json::from_str::<serde_json::Value>(chunk.trim()).ok())
             .find(|v| v["id"] == serde_json::json!(id))
-            .unwrap_or_else(|| panic!("no answer to {method} in: {text}"));
-        assert!(answer.get("error").is_none(), "{method}: {answer}");
-        answer["result"].clone()
+            .ok_or_else(|| format!("no answer to {method} in: {text}"))?;
+        match answer.get("error") {
+            Some(error) => Err(format!("{method}: {error}")),
+            None => Ok(answer["result"].clone()),
+        }
     }
 
     async fn query_peers(&self, arguments: serde_json::Value) -> usize {

@@ -19,6 +19,7 @@
 //!   and a created network whose nodes join by invitation, each on its own test host (a network
 //!   namespace) when run as root.
 //! - `bench`: `#[ignore]`d benchmarks run by `cargo xtask bench …`.
+//! - `soak`: the `#[ignore]`d hour of six nodes run by `cargo xtask soak`.
 mod agent_registry;
 mod artifact_index;
 mod bench;
@@ -29,5 +30,6 @@ mod policy_store;
 mod redis_baseline;
 mod resource_mesh;
 mod sidecar;
+mod soak;
 mod support;
 mod warrants;

@@ -68,6 +68,15 @@ enum Command {
         #[arg(value_enum)]
         suite: bench::Suite,
     },
+    /// Six `ripple up` nodes on this machine with heartbeats, advert changes, allocations and shard
+    /// maps running; records resident memory growth and error counters in docs/benchmarks.md
+    /// (`soak`) and fails if a goal is missed. Not part of `test`: it takes an hour by default.
+    Soak {
+        /// How long to run, after the six nodes are up (at least 4; the goals are judged over the
+        /// last three quarters).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(4..))]
+        minutes: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +108,10 @@ fn run() -> anyhow::Result<()> {
         Command::Clients => clients::install(&ws),
         Command::Test { lanes, args } => test(&ws, &rt, lanes.into(), &args),
         Command::Bench { suite } => rt.block_on(bench::run(&ws, suite)),
+        Command::Soak { minutes } => {
+            std::env::set_var("RIPPLE_SOAK_MINUTES", minutes.to_string());
+            rt.block_on(bench::run(&ws, bench::Suite::Soak))
+        }
     }
 }
 
