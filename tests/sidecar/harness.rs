@@ -65,6 +65,15 @@ pub async fn test_manifests(dir: &Path) -> Manifests {
 /// Like `test_manifests`, under another name: `local` for tests that go through the MCP tools,
 /// whose `network` argument takes only the spec's names.
 pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
+    test_manifests_with_buckets(dir, name, TEST_BUCKET_SECS).await
+}
+
+/// Heartbeat buckets of the test networks: a node beats every 3 s, so a test sees a heartbeat
+/// rule's verdict in seconds.
+pub const TEST_BUCKET_SECS: u32 = 6;
+
+/// Test manifests whose network has `bucket_secs` heartbeat buckets (the soak's are wider).
+pub async fn test_manifests_with_buckets(dir: &Path, name: &str, bucket_secs: u32) -> Manifests {
     let src = repo_root().join("manifests/holochain");
     std::fs::create_dir_all(dir.join("holochain/dnas")).unwrap();
     std::fs::copy(src.join("conductor.yaml"), dir.join("holochain/conductor.yaml")).unwrap();
@@ -83,7 +92,7 @@ pub async fn test_manifests_as(dir: &Path, name: &str) -> Manifests {
         relay_url: None,
         dna_properties: [(
             "agent_registry".to_string(),
-            serde_json::json!({ "heartbeat_bucket_secs": 6, "heartbeat_min_interval_secs": 1 }),
+            serde_json::json!({ "heartbeat_bucket_secs": bucket_secs, "heartbeat_min_interval_secs": 1 }),
         )]
         .into(),
         creator_is_policy_admin: true,
@@ -251,6 +260,18 @@ impl Sidecar {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// CPU time the node has used (user and system; sidecar and conductor are one process), in s.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+        // SAFETY: sysconf only reads a system constant.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+        ticks as f64 / per_sec as f64
     }
 
     pub fn log(&self) -> String {

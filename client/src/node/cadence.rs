@@ -77,16 +77,19 @@ impl Cadence {
         }
         let Some((at, beat_band)) = self.last_beat else { return Some(BeatReason::Cadence) };
         let since = now.saturating_duration_since(at);
-        if since + self.slack >= self.every {
+        if since < self.min_gap {
+            None // HB4 would refuse it, whatever is due
+        } else if since + self.slack >= self.every {
             Some(BeatReason::Cadence)
-        } else if band != beat_band && since >= self.min_gap && self.load_beats >= 1.0 {
+        } else if band != beat_band && self.load_beats >= 1.0 {
             Some(BeatReason::LoadBand)
         } else {
             None
         }
     }
 
-    /// A beat was written: the cadence counts from it.
+    /// A beat was written: the cadence counts from it. `now` is when the write returned, not
+    /// when it was asked for: a write that waited for the chain is dated when it committed.
     pub fn wrote(&mut self, reason: BeatReason, band: LoadBand, now: Instant) {
         if reason == BeatReason::LoadBand {
             self.load_beats -= 1.0;
@@ -180,6 +183,18 @@ mod tests {
         let cadence_beats = (DAY.as_secs() / EVERY.as_secs()) as u32;
         assert!(beats <= cadence_beats + LOAD_BEATS_PER_DAY + 2, "{beats} beats in a day");
         assert!(beats > cadence_beats, "band changes did beat: {beats}");
+    }
+
+    /// A cadence just above the minimum spacing, checked coarsely: the slack that keeps the
+    /// cadence must not pull a beat inside HB4's spacing.
+    #[test]
+    fn a_cadence_beat_never_comes_closer_than_the_network_allows() {
+        let start = Instant::now();
+        let every = MIN + Duration::from_secs(1);
+        let mut cadence = Cadence::new(every, MIN, CHECK, start);
+        cadence.wrote(BeatReason::Cadence, band(10), start);
+        assert_eq!(cadence.due(band(10), start + every - CHECK / 2), None, "inside HB4's spacing");
+        assert_eq!(cadence.due(band(10), start + MIN + Duration::from_secs(1)), Some(BeatReason::Cadence));
     }
 
     #[test]

@@ -60,9 +60,10 @@ enum Wire {
     Introduce {
         agent_infos: Vec<String>,
     },
-    /// The sender's advert as it published it in this run, sent with its introductions: a
-    /// restarted node's advert update (offline → online) is otherwise dropped by peers that do
-    /// not know its new address yet, and reaches them only by gossip, minutes later.
+    /// The sender's advert as it published it in this run, sent with its introductions and to
+    /// each member that becomes alive to it: a restarted node's advert update (offline → online)
+    /// is otherwise dropped by peers that do not know its new address yet, and reaches them only
+    /// when the DHT republishes it, minutes later.
     Advert {
         at: Timestamp,
         advert: NodeAdvert,
@@ -214,6 +215,22 @@ impl Liveness {
             };
             self.send(out);
             self.publish_changes();
+            self.send_advert_to_returned();
+        }
+    }
+
+    /// This node's advert to each member that just became alive to it. Adverts sent with the
+    /// introductions are dropped by a peer that does not know this node's new address yet, and
+    /// once the peer answers it is no longer introduced to: without this, a node restarted after a
+    /// clean stop stays offline on that peer until the DHT republishes its advert (5 minutes).
+    fn send_advert_to_returned(&self) {
+        let returned = self.with_swim(Swim::take_returned);
+        if returned.is_empty() {
+            return;
+        }
+        if let Some((at, advert)) = self.node.published_advert() {
+            let wire = Wire::Advert { at, advert };
+            self.send_wire(returned.into_iter().map(|id| (id, &wire)).collect());
         }
     }
 

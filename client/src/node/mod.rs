@@ -298,7 +298,7 @@ impl NodeAgent {
         };
         if let Ok(mut cadence) = self.cadence.lock() {
             match &result {
-                Ok(_) => cadence.wrote(reason, band, now),
+                Ok(_) => cadence.wrote(reason, band, Instant::now()),
                 Err(_) => cadence.failed(Instant::now()),
             }
         }

@@ -204,6 +204,8 @@ pub struct Swim {
     health: u32,
     load: Option<HeartbeatSample>,
     changed: BTreeSet<Id>,
+    /// Members that became alive after being anything else: the way to them works again.
+    returned: BTreeSet<Id>,
     rng: u64,
     counters: SwimCounters,
 }
@@ -227,6 +229,7 @@ impl Swim {
             health: 0,
             load: None,
             changed: BTreeSet::new(),
+            returned: BTreeSet::new(),
             rng: seed | 1,
             counters: SwimCounters::default(),
         };
@@ -321,6 +324,12 @@ impl Swim {
     /// Members whose state or load changed since the last call.
     pub fn take_changes(&mut self) -> Vec<Id> {
         std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
+    /// Members that became alive (from listed, suspect, unreachable or dead) since the last call:
+    /// each has just been heard from, so a message to it now is likely to arrive.
+    pub fn take_returned(&mut self) -> Vec<Id> {
+        std::mem::take(&mut self.returned).into_iter().collect()
     }
 
     /// Advances time: expires suspicions and relayed probes, moves the current probe on (to
@@ -426,7 +435,8 @@ impl Swim {
             if matches!(member.state, MemberState::Listed | MemberState::Unreachable) {
                 member.state = MemberState::Alive;
                 member.since_ms = now_ms;
-                self.changed.insert(target);
+                self.changed.insert(target.clone());
+                self.returned.insert(target);
             }
         }
     }
@@ -516,6 +526,7 @@ impl Swim {
             member.since_ms = now_ms;
             self.changed.insert(news.member.clone());
             match new_state {
+                MemberState::Alive => _ = self.returned.insert(news.member.clone()),
                 MemberState::Suspect => self.counters.suspicions += 1,
                 MemberState::Dead => self.counters.deaths += 1,
                 _ => {}
@@ -938,6 +949,26 @@ mod tests {
         let interval = (RECONNECT_PERIODS * LivenessSettings::default().period_ms) as f64 / 1000.0;
         assert!(secs <= 2.0 * interval, "all alive {secs} s after the heal");
         assert!(sim.all_alive(), "and they stay alive");
+    }
+
+    /// The liveness layer re-sends this node's advert to each member in this list: the first
+    /// answer after a start, a suspicion lifted or a death undone each mark the way open again.
+    #[test]
+    fn a_member_is_returned_once_each_time_it_becomes_alive_again() {
+        let mut swim = Swim::new(id(0), 1, LivenessSettings::default(), 3);
+        swim.set_members([("n1", true)], 0);
+        assert!(swim.take_returned().is_empty(), "listed is not heard from");
+        let ping = |seq| Envelope { inc: 5, load: None, news: vec![], body: Body::Ping { seq } };
+        swim.receive("n1", ping(1), 10);
+        assert_eq!(swim.take_returned(), vec![id(1)], "first heard from");
+        swim.receive("n1", ping(2), 20);
+        assert!(swim.take_returned().is_empty(), "alive already");
+        let dead = News::of(id(1), 5, Rumour::Dead);
+        swim.receive("n2", Envelope { inc: 1, load: None, news: vec![dead], body: Body::Nack { seq: 99 } }, 30);
+        assert_eq!(swim.state_of("n1"), Some(MemberState::Dead));
+        assert_eq!(swim.take_returned(), vec![id(2)], "the news's bearer is heard from; n1 is not");
+        swim.receive("n1", Envelope { inc: 6, ..ping(3) }, 40);
+        assert_eq!(swim.take_returned(), vec![id(1)], "back from the dead at a new incarnation");
     }
 
     #[test]

@@ -40,6 +40,10 @@ use settings::{ConductorChoice, UpError, UpSettings};
 
 const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a background loop gets to finish its turn on shutdown. One waiting on a network read
+/// (a restarted node's reads go to peers until its arc fills) would hold the stop for the
+/// conductor's 60 s timeout; its call is the conductor's to finish, so the loop is left.
+const LOOP_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Which network to run on, over the node's configured one.
 #[derive(Debug, Clone, Default)]
@@ -422,16 +426,21 @@ impl Runtime {
         if let Some(running) = stage.running.take() {
             progress("shutting down: marking this node offline");
             let _ = running.stop.send(true);
-            let _ = running.agent.await;
-            let _ = running.provider.await;
-            let _ = running.replication.await;
-            let _ = running.policy_refresh.await;
-            if running.audit_journal.await.is_err() {
-                tracing::warn!("the audit journal's committer failed; its events are committed on the next start");
-            }
-            let _ = running.shard_loop.await;
-            let _ = running.view_loop.await;
-            let _ = running.liveness_loop.await;
+            let loops = [
+                ("node agent", running.agent),
+                ("provider", running.provider),
+                ("replication", running.replication),
+                ("policy refresh", running.policy_refresh),
+                ("shard", running.shard_loop),
+                ("mesh view", running.view_loop),
+                ("liveness", running.liveness_loop),
+            ];
+            let audit = async {
+                if running.audit_journal.await.is_err() {
+                    tracing::warn!("the audit journal's committer failed; its events are committed on the next start");
+                }
+            };
+            futures::future::join(audit, futures::future::join_all(loops.map(|(name, l)| stop_loop(name, l)))).await;
             if let Some(joined) = &joined {
                 match tokio::time::timeout(STOP_TIMEOUT, joined.services.node.go_offline()).await {
                     Ok(Ok(_)) => {}
@@ -754,5 +763,17 @@ fn passphrase_note(source: &PassphraseSource) -> Option<String> {
         PassphraseSource::DataDir(path) => Some(format!("keystore passphrase from {}", path.display())),
         PassphraseSource::File(path) => Some(format!("keystore passphrase from {}", path.display())),
         PassphraseSource::Environment => Some(format!("keystore passphrase from ${}", conductor::PASSPHRASE_ENV)),
+    }
+}
+
+/// Waits for a background loop to end after the stop signal, at most `LOOP_STOP_GRACE`; then
+/// aborts it. Its zome call in flight goes on in the conductor: a write commits whole or not at all.
+async fn stop_loop(name: &str, mut handle: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(LOOP_STOP_GRACE, &mut handle).await.is_err() {
+        handle.abort();
+        tracing::warn!(
+            "the {name} loop was still in a zome call {} s after the stop; left to the conductor",
+            LOOP_STOP_GRACE.as_secs()
+        );
     }
 }
