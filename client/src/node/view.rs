@@ -248,8 +248,12 @@ impl MeshIndex {
         let listed: std::collections::HashSet<&AgentPubKey> =
             full.adverts.iter().map(|a| &a.agent).chain(full.heartbeats.iter().map(|h| &h.agent)).collect();
         let started = full.read_at;
+        let live = &self.live;
         self.known.retain(|agent, known| {
             listed.contains(agent)
+                // Answering probes: its listing is in flux (an advert update's delete integrated
+                // before its create) and its beat late, not gone from the registry.
+                || live.get(agent).is_some_and(|l| l.state == MemberState::Alive)
                 || known.advert.as_ref().is_some_and(|(at, _)| *at >= started)
                 || (known.advert.is_none() && known.heartbeat.as_ref().is_some_and(|h| h.at >= started))
         });
@@ -986,8 +990,9 @@ mod tests {
         assert_eq!(nodes.missing_adverts(), vec![key(2)]);
         nodes.advert(key(2), Timestamp::from_micros(0), advert("b", Availability::Online, "us"));
         assert!(nodes.missing_adverts().is_empty());
-        // Neither listed nor beating: gone.
-        nodes.replace(RegistryChanges { read_at: secs(200), adverts: vec![], heartbeats: vec![beat(2, 195)] });
+        // Neither listed nor beating: gone, unless the liveness protocol hears it alive.
+        nodes.set_live(key(2), Some(Live { state: MemberState::Alive, load: None }));
+        nodes.replace(RegistryChanges { read_at: secs(200), adverts: vec![], heartbeats: vec![] });
         assert_eq!(states(&nodes, 200), vec![("b".into(), PeerState::Online)]);
     }
 
