@@ -267,7 +267,7 @@ impl Sidecar {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name, which is in parentheses and may hold spaces.
         let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the name.
         let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
         // SAFETY: sysconf only reads a system constant.
         let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);

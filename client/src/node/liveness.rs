@@ -225,12 +225,16 @@ impl Liveness {
     /// clean stop stays offline on that peer until the DHT republishes its advert (5 minutes).
     fn send_advert_to_returned(&self) {
         let returned = self.with_swim(Swim::take_returned);
-        if returned.is_empty() {
-            return;
+        if !returned.is_empty() {
+            self.send_advert(returned);
         }
+    }
+
+    /// The advert this node published in this run, to `to`.
+    fn send_advert(&self, to: Vec<String>) {
         if let Some((at, advert)) = self.node.published_advert() {
             let wire = Wire::Advert { at, advert };
-            self.send_wire(returned.into_iter().map(|id| (id, &wire)).collect());
+            self.send_wire(to.into_iter().map(|id| (id, &wire)).collect());
         }
     }
 
@@ -390,10 +394,7 @@ impl Liveness {
         }
         let wire = Wire::Introduce { agent_infos: infos.signed };
         self.send_wire(to.iter().map(|id| (id.clone(), &wire)).collect());
-        if let Some((at, advert)) = self.node.published_advert() {
-            let wire = Wire::Advert { at, advert };
-            self.send_wire(to.into_iter().map(|id| (id, &wire)).collect());
-        }
+        self.send_advert(to);
         self.update_report(|r| r.introductions_sent += 1);
         if let Ok(mut last) = self.introduced.lock() {
             *last = infos.urls;
