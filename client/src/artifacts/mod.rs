@@ -179,6 +179,10 @@ pub struct Fetched {
 pub struct ReplicationState {
     pub held: usize,
     pub repairs: u64,
+    /// This node restarted and has not heard its peers yet (`MeshView::has_heard_the_mesh`): it
+    /// repairs nothing on a picture of who holds what that may be stale.
+    #[serde(default)]
+    pub waiting_for_mesh: bool,
     pub last_repair: Option<String>,
     pub last_error: Option<String>,
 }
@@ -765,6 +769,11 @@ impl ArtifactService {
         }
         if !online.iter().any(|c| c.agent == me) {
             return Ok(()); // only an online node takes on repairs
+        }
+        let waiting = !self.view.has_heard_the_mesh();
+        self.update(|s| s.waiting_for_mesh = waiting);
+        if waiting {
+            return Ok(());
         }
         // Every artifact once, the most registered first (popular_first).
         let mut artifacts: BTreeMap<String, (u64, usize)> = BTreeMap::new();

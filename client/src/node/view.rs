@@ -43,6 +43,11 @@ pub const DEFAULT_RECONCILE: Duration = Duration::from_secs(300);
 /// A catch-up asks from this long before the previous one started: ops written on another node
 /// reach this one after gossip, stamped with their author's clock.
 const LOOKBACK: Duration = Duration::from_secs(30);
+/// How often the shard maps and their claims are read again, once anything has asked for them.
+/// Claims change when a node takes or hands back a shard; a route a claim behind finds its holder
+/// by liveness and asks the next. Every map's claims are read in each refresh, so every 5 s
+/// catch-up would cost as much as the maps are many.
+const SHARDS_REFRESH: Duration = Duration::from_secs(30);
 /// Adverts read one by one per catch-up pass, at most (`MeshView::repair_missing_adverts`).
 const MAX_ADVERT_REPAIRS: usize = 8;
 
@@ -431,6 +436,8 @@ pub struct MeshView {
     nodes: RwLock<MeshIndex>,
     /// Shard maps and claims, once something asked for them: kept current with each catch-up.
     shards: RwLock<Option<Arc<ShardsSeen>>>,
+    /// When the shard maps were last read (`SHARDS_REFRESH`).
+    shards_read: std::sync::Mutex<Instant>,
     /// Resource offers and their use, by provider, read when the scheduler asks ([`Self::providers`]).
     providers: RwLock<HashMap<AgentPubKey, ProviderSeen>>,
     health: std::sync::Mutex<Health>,
@@ -451,6 +458,7 @@ impl MeshView {
             settings,
             nodes: Default::default(),
             shards: Default::default(),
+            shards_read: std::sync::Mutex::new(Instant::now()),
             providers: Default::default(),
             health: Default::default(),
             started: Timestamp::now(),
@@ -529,7 +537,8 @@ impl MeshView {
                 tracing::debug!("mesh view read failed: {e}");
             }
             self.repair_missing_adverts().await;
-            if self.shards.read().is_ok_and(|s| s.is_some()) {
+            let shards_due = self.shards_read.lock().is_ok_and(|at| at.elapsed() >= SHARDS_REFRESH);
+            if shards_due && self.shards.read().is_ok_and(|s| s.is_some()) {
                 if let Err(e) = self.read_shards().await {
                     tracing::debug!("mesh view: reading shard maps failed: {e}");
                 }
@@ -602,9 +611,15 @@ impl MeshView {
     }
 
     async fn read(&self, since: Option<Timestamp>) -> Result<RegistryChanges, MeshError> {
-        let result = self.mesh.call(PRIMARY_ROLE, "discovery", "read_changes", &since).await;
-        if let Err(e) = &result {
-            self.health(|h| h.last_error = Some(e.to_string()));
+        let started = Instant::now();
+        let result: Result<RegistryChanges, MeshError> =
+            self.mesh.call(PRIMARY_ROLE, "discovery", "read_changes", &since).await;
+        let took_ms = started.elapsed().as_millis();
+        match &result {
+            Ok(changes) => {
+                tracing::debug!(took_ms, full = since.is_none(), adverts = changes.adverts.len(), "mesh view read");
+            }
+            Err(e) => self.health(|h| h.last_error = Some(e.to_string())),
         }
         result
     }
@@ -629,12 +644,12 @@ impl MeshView {
     /// Reads every shard map and its claims now, and keeps them current from here on.
     pub async fn read_shards(&self) -> Result<Arc<ShardsSeen>, MeshError> {
         let maps: Vec<MapRecord> = self.mesh.call(SHARDS_ROLE, "shards", "list_maps", &()).await?;
-        let mut seen = ShardsSeen::default();
-        for map in maps {
-            let claims: Vec<ClaimRecord> = self.mesh.call(SHARDS_ROLE, "routing", "get_claims", &map.map_id).await?;
-            seen.maps.push((map, claims));
+        let ids: Vec<_> = maps.iter().map(|m| m.map_id.clone()).collect();
+        let claims: Vec<Vec<ClaimRecord>> = self.mesh.call(SHARDS_ROLE, "routing", "get_claims_of", &ids).await?;
+        let seen = Arc::new(ShardsSeen { maps: maps.into_iter().zip(claims).collect() });
+        if let Ok(mut read) = self.shards_read.lock() {
+            *read = Instant::now();
         }
-        let seen = Arc::new(seen);
         if let Ok(mut slot) = self.shards.write() {
             *slot = Some(seen.clone());
         }

@@ -157,6 +157,10 @@ pub struct ProviderState {
     pub rejected: u64,
     pub receipts_written: u64,
     pub receipts_acknowledged: u64,
+    /// This node restarted and has not heard its peers yet (`MeshView::has_heard_the_mesh`): its
+    /// inbox lives on peers that cannot reach it yet, and a read of it would wait on them.
+    #[serde(default)]
+    pub waiting_for_mesh: bool,
     pub last_error: Option<String>,
 }
 
@@ -164,21 +168,33 @@ pub struct ProviderState {
 pub struct ResourceService {
     mesh: Arc<Mesh>,
     node: Arc<NodeAgent>,
+    view: Arc<MeshView>,
     pub policy: ComputePolicy,
     /// Held by every write to this node's resource_mesh chain: answers, offers and receipts would
     /// otherwise race for the chain head.
     chain: tokio::sync::Mutex<()>,
+    /// Where the next settle pass starts among this node's requests (`SettleReport::pending_from`;
+    /// 0 after a start: one pass over them all).
+    settle_from: std::sync::atomic::AtomicU32,
     wake: tokio::sync::Notify,
     state: Mutex<ProviderState>,
 }
 
 impl ResourceService {
-    pub fn new(mesh: Arc<Mesh>, node: Arc<NodeAgent>, policy: ComputePolicy, providing: bool) -> Arc<Self> {
+    pub fn new(
+        mesh: Arc<Mesh>,
+        node: Arc<NodeAgent>,
+        view: Arc<MeshView>,
+        policy: ComputePolicy,
+        providing: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             mesh,
             node,
+            view,
             policy,
             chain: tokio::sync::Mutex::new(()),
+            settle_from: Default::default(),
             wake: tokio::sync::Notify::new(),
             state: Mutex::new(ProviderState { providing, ..Default::default() }),
         })
@@ -235,6 +251,11 @@ impl ResourceService {
                 s.offer_version = Some(record.version.to_string());
             });
         }
+        let waiting = !self.view.has_heard_the_mesh();
+        self.update(|s| s.waiting_for_mesh = waiting);
+        if waiting {
+            return Ok(());
+        }
         let inbox: Inbox = self.mesh.call(ROLE, "scheduling", "get_inbox", &()).await?;
         for request_id in inbox.requests {
             let input = AnswerInput { request_id, endpoint: advert.inference.endpoint.clone().unwrap_or_default() };
@@ -260,7 +281,9 @@ impl ResourceService {
     /// Bills this node's ended allocations and acknowledges receipts for its own.
     pub async fn settle(&self) -> Result<SettleReport, ResourceError> {
         let _chain = self.chain.lock().await;
-        let report: SettleReport = self.mesh.call(ROLE, "accounting", "settle", &()).await?;
+        let from = self.settle_from.load(std::sync::atomic::Ordering::Relaxed);
+        let report: SettleReport = self.mesh.call(ROLE, "accounting", "settle_from", &from).await?;
+        self.settle_from.store(report.pending_from, std::sync::atomic::Ordering::Relaxed);
         self.update(|s| {
             s.receipts_written += u64::from(report.receipts_written);
             s.receipts_acknowledged += u64::from(report.receipts_acknowledged);

@@ -303,7 +303,8 @@ impl Runtime {
         .await;
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let resources = ResourceService::new(mesh.clone(), node.clone(), policy, conductor.settings.provide);
+        let resources =
+            ResourceService::new(mesh.clone(), node.clone(), view.clone(), policy, conductor.settings.provide);
         let storage_policy =
             StoragePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let journal = AuditJournal::open(&conductor.settings.data_dir.join(AUDIT_JOURNAL_DIR))

@@ -570,8 +570,9 @@ impl ShardService {
         self.update(|s| s.collections = maps.len());
         let settle = Duration::from_secs(self.policy.settle_secs.into());
         let (mut proposed, mut wrote) = (vec![], false);
-        for map in &maps {
-            let claims = self.claims_on(map).await?;
+        let ids: Vec<ActionHash> = maps.iter().map(|m| m.map_id.clone()).collect();
+        let all_claims: Vec<Vec<ClaimRecord>> = self.mesh.call(ROLE, "routing", "get_claims_of", &ids).await?;
+        for (map, claims) in maps.iter().zip(all_claims) {
             for step in plan(&me, &shape(map), &claims, &view.eligible) {
                 match step {
                     Step::Claim { shard, replica } => {

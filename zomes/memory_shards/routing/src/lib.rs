@@ -5,7 +5,7 @@
 use hdk::prelude::*;
 use memory_shards_integrity::{EntryTypes, LinkTypes};
 use memory_shards_types::*;
-use peer_reads::{from_peers, link_targets, links_from_peers, records_from_peers};
+use peer_reads::{from_peers, link_targets, links_from_peers, links_from_peers_each, records_from_peers};
 
 /// The holding node (this agent): claims replica `replica` of shard `shard` in the map's epoch,
 /// or returns its live claim on that slot if it has one.
@@ -56,16 +56,33 @@ pub fn release_claim(claim_id: ActionHash) -> ExternResult<bool> {
 /// Anyone: the claims on a map's shards that have not been released, oldest first.
 #[hdk_extern]
 pub fn get_claims(map_id: ActionHash) -> ExternResult<Vec<ClaimRecord>> {
-    let targets = link_targets(links_from_peers(LinkQuery::try_new(map_id.clone(), LinkTypes::MapToClaims)?)?);
-    let mut claims: Vec<ClaimRecord> = records_from_peers(targets)?
+    Ok(get_claims_of(vec![map_id])?.pop().unwrap_or_default())
+}
+
+/// Anyone: `get_claims` of every map in `map_ids`, in order, with two host calls in all (every
+/// map's links, then every claim record): the mesh view's refresh of all maps.
+#[hdk_extern]
+pub fn get_claims_of(map_ids: Vec<ActionHash>) -> ExternResult<Vec<Vec<ClaimRecord>>> {
+    let queries =
+        map_ids.iter().map(|map| LinkQuery::try_new(map.clone(), LinkTypes::MapToClaims)).collect::<Result<_, _>>()?;
+    let targets: Vec<Vec<ActionHash>> = links_from_peers_each(queries)?.into_iter().map(link_targets).collect();
+    let mut records = records_from_peers(targets.iter().flatten().cloned().collect())?.into_iter();
+    Ok(map_ids
         .iter()
-        .flatten()
-        .filter_map(ClaimRecord::from_record)
-        .filter(|c| c.claim.map == map_id)
-        .collect();
-    claims.sort_by(|a, b| (a.claimed_at, &a.claim_id).cmp(&(b.claimed_at, &b.claim_id)));
-    claims.dedup_by(|a, b| a.claim_id == b.claim_id);
-    Ok(claims)
+        .zip(targets)
+        .map(|(map_id, targets)| {
+            let mut claims: Vec<ClaimRecord> = records
+                .by_ref()
+                .take(targets.len())
+                .flatten()
+                .filter_map(|r| ClaimRecord::from_record(&r))
+                .filter(|c| &c.claim.map == map_id)
+                .collect();
+            claims.sort_by(|a, b| (a.claimed_at, &a.claim_id).cmp(&(b.claimed_at, &b.claim_id)));
+            claims.dedup_by(|a, b| a.claim_id == b.claim_id);
+            claims
+        })
+        .collect())
 }
 
 /// This node: its claims that it has not released, from its source chain.

@@ -12,6 +12,14 @@ const MICROS: i64 = 1_000_000;
 /// without one, and acknowledges every receipt for its own allocations not yet acknowledged.
 #[hdk_extern]
 pub fn settle(_: ()) -> ExternResult<SettleReport> {
+    settle_from(0)
+}
+
+/// `settle`, acknowledging only for this agent's requests at or after chain position
+/// `requests_from` (the sidecar passes the previous pass's `pending_from`): a pass then reads the
+/// requests whose receipts may still be due, not every request the agent ever made.
+#[hdk_extern]
+pub fn settle_from(requests_from: u32) -> ExternResult<SettleReport> {
     let now = sys_time()?.as_micros();
     let mut report = SettleReport::default();
     let receipted: Vec<ActionHash> = own(UnitEntryTypes::UsageReceipt)?
@@ -55,16 +63,38 @@ pub fn settle(_: ()) -> ExternResult<SettleReport> {
         .filter_map(|r| entry_of::<UsageAck>(r, UnitEntryTypes::UsageAck))
         .map(|a| a.receipt)
         .collect();
-    for record in own(UnitEntryTypes::AllocationRequest)? {
-        let Some(grant) = granted(record.action_address())? else { continue };
-        for (receipt, _, _) in followups::<UsageReceipt>(&grant, UnitEntryTypes::UsageReceipt)? {
-            if acked.contains(&receipt) {
-                continue;
+    let requests = query(
+        ChainQueryFilter::new()
+            .entry_type(UnitEntryTypes::AllocationRequest.try_into()?)
+            .include_entries(true)
+            .sequence_range(ChainQueryFilterRange::ActionSeqRange(requests_from, u32::MAX)),
+    )?;
+    report.pending_from = requests.last().map_or(requests_from, |r| r.action().action_seq() + 1);
+    let mut pending = vec![];
+    for record in requests {
+        let done = match answer_to(record.action_address())? {
+            Some(Answered::Rejected) => true,
+            // Never answered: done once no answer can come any more.
+            None => now > record.action().timestamp().as_micros() + (ANSWER_WINDOW_SECS + 60) * MICROS,
+            Some(Answered::Granted(grant)) => {
+                let receipts = followups::<UsageReceipt>(&grant, UnitEntryTypes::UsageReceipt)?;
+                for (receipt, _, _) in &receipts {
+                    if acked.contains(receipt) {
+                        continue;
+                    }
+                    let hash = create_entry(EntryTypes::UsageAck(UsageAck { receipt: receipt.clone() }))?;
+                    create_link(receipt.clone(), hash, LinkTypes::Followups, ())?;
+                    report.receipts_acknowledged += 1;
+                }
+                !receipts.is_empty()
             }
-            let hash = create_entry(EntryTypes::UsageAck(UsageAck { receipt: receipt.clone() }))?;
-            create_link(receipt, hash, LinkTypes::Followups, ())?;
-            report.receipts_acknowledged += 1;
+        };
+        if !done {
+            pending.push(record.action().action_seq());
         }
+    }
+    if let Some(first) = pending.first() {
+        report.pending_from = *first;
     }
     Ok(report)
 }
@@ -121,12 +151,20 @@ fn own(unit: UnitEntryTypes) -> ExternResult<Vec<Record>> {
     query(ChainQueryFilter::new().entry_type(unit.try_into()?).include_entries(true))
 }
 
-/// The grant answering one of this agent's requests, if any.
-fn granted(request: &ActionHash) -> ExternResult<Option<ActionHash>> {
+/// How one of this agent's requests was answered.
+enum Answered {
+    Granted(ActionHash),
+    Rejected,
+}
+
+/// The provider's answer to one of this agent's requests, if visible yet.
+fn answer_to(request: &ActionHash) -> ExternResult<Option<Answered>> {
     for link in links_from_peers(LinkQuery::try_new(request.clone(), LinkTypes::RequestToAnswer)?)? {
         let Some(target) = link.target.into_action_hash() else { continue };
-        if get(target.clone(), from_peers())?.as_ref().and_then(GrantRecord::from_record).is_some() {
-            return Ok(Some(target));
+        match get(target.clone(), from_peers())?.as_ref().and_then(Answer::from_record) {
+            Some(Answer::Granted(_)) => return Ok(Some(Answered::Granted(target))),
+            Some(Answer::Rejected { .. }) => return Ok(Some(Answered::Rejected)),
+            None => {}
         }
     }
     Ok(None)

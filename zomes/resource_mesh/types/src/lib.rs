@@ -121,6 +121,10 @@ pub struct UsageSummary {
 pub struct SettleReport {
     pub receipts_written: u32,
     pub receipts_acknowledged: u32,
+    /// The chain position of this agent's earliest request whose receipt may still be due (past
+    /// its last request when none is): where the next pass starts (`accounting.settle_from`).
+    #[serde(default)]
+    pub pending_from: u32,
 }
 
 /// The app entry of `record`, if it is of type `unit` (several entry types share field names, so the
