@@ -412,9 +412,11 @@ struct Health {
 }
 
 /// Every memory_shards collection and the claims on it that are not released, as of one read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ShardsSeen {
     pub maps: Vec<(MapRecord, Vec<ClaimRecord>)>,
+    /// When they were read (`SHARDS_REFRESH`).
+    pub read: Instant,
 }
 
 impl ShardsSeen {
@@ -436,8 +438,6 @@ pub struct MeshView {
     nodes: RwLock<MeshIndex>,
     /// Shard maps and claims, once something asked for them: kept current with each catch-up.
     shards: RwLock<Option<Arc<ShardsSeen>>>,
-    /// When the shard maps were last read (`SHARDS_REFRESH`).
-    shards_read: std::sync::Mutex<Instant>,
     /// Resource offers and their use, by provider, read when the scheduler asks ([`Self::providers`]).
     providers: RwLock<HashMap<AgentPubKey, ProviderSeen>>,
     health: std::sync::Mutex<Health>,
@@ -458,7 +458,6 @@ impl MeshView {
             settings,
             nodes: Default::default(),
             shards: Default::default(),
-            shards_read: std::sync::Mutex::new(Instant::now()),
             providers: Default::default(),
             health: Default::default(),
             started: Timestamp::now(),
@@ -537,8 +536,9 @@ impl MeshView {
                 tracing::debug!("mesh view read failed: {e}");
             }
             self.repair_missing_adverts().await;
-            let shards_due = self.shards_read.lock().is_ok_and(|at| at.elapsed() >= SHARDS_REFRESH);
-            if shards_due && self.shards.read().is_ok_and(|s| s.is_some()) {
+            let shards_due =
+                self.shards.read().is_ok_and(|s| s.as_ref().is_some_and(|s| s.read.elapsed() >= SHARDS_REFRESH));
+            if shards_due {
                 if let Err(e) = self.read_shards().await {
                     tracing::debug!("mesh view: reading shard maps failed: {e}");
                 }
@@ -646,10 +646,7 @@ impl MeshView {
         let maps: Vec<MapRecord> = self.mesh.call(SHARDS_ROLE, "shards", "list_maps", &()).await?;
         let ids: Vec<_> = maps.iter().map(|m| m.map_id.clone()).collect();
         let claims: Vec<Vec<ClaimRecord>> = self.mesh.call(SHARDS_ROLE, "routing", "get_claims_of", &ids).await?;
-        let seen = Arc::new(ShardsSeen { maps: maps.into_iter().zip(claims).collect() });
-        if let Ok(mut read) = self.shards_read.lock() {
-            *read = Instant::now();
-        }
+        let seen = Arc::new(ShardsSeen { maps: maps.into_iter().zip(claims).collect(), read: Instant::now() });
         if let Ok(mut slot) = self.shards.write() {
             *slot = Some(seen.clone());
         }

@@ -70,7 +70,7 @@ pub fn settle_from(requests_from: u32) -> ExternResult<SettleReport> {
             .sequence_range(ChainQueryFilterRange::ActionSeqRange(requests_from, u32::MAX)),
     )?;
     report.pending_from = requests.last().map_or(requests_from, |r| r.action().action_seq() + 1);
-    let mut pending = vec![];
+    let mut first_pending = None;
     for record in requests {
         let done = match answer_to(record.action_address())? {
             Some(Answered::Rejected) => true,
@@ -90,11 +90,11 @@ pub fn settle_from(requests_from: u32) -> ExternResult<SettleReport> {
             }
         };
         if !done {
-            pending.push(record.action().action_seq());
+            first_pending.get_or_insert(record.action().action_seq());
         }
     }
-    if let Some(first) = pending.first() {
-        report.pending_from = *first;
+    if let Some(first) = first_pending {
+        report.pending_from = first;
     }
     Ok(report)
 }
