@@ -718,32 +718,115 @@ async fn mcp() {
     drop(b);
 }
 
-/// `cargo xtask bench mesh`: allocation throughput with 4 providers and 8 requesters on two
-/// conductors, through the same zome calls the sidecar makes (each provider runs the provider
-/// loop's `get_inbox` + `answer_request`, polling every 100 ms; each requester asks a provider,
-/// polls `get_answer`, holds a grant for 0.5 s and releases it). Afterwards every provider's
-/// allocations are swept for over-allocation: at no instant may a provider hold more than it offered.
+/// `cargo xtask bench mesh`: allocation latency and throughput with 4 providers and 8 requesters on
+/// two conductors, through the same zome calls the sidecar makes, on both paths:
+/// - direct: each requester writes its request and hands it to the provider (as the sidecar's peer
+///   route does: one `GroupCommit` per provider, so requests that arrive during a write go in the
+///   next one), holds the grant for `HOLD` and has the provider release it (`release_for`);
+/// - inbox: each provider polls `get_inbox` every 100 ms and answers; each requester polls
+///   `get_answer`, holds the grant for 0.5 s and writes its release.
+///
+/// Every provider's allocations are swept for over-allocation afterwards: at no instant may a
+/// provider hold more than it offered. Then `RACE_ROUNDS` direct races for the last slots of a
+/// fifth provider (`race_direct`, which checks every round).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo xtask bench mesh"]
 async fn mesh() {
+    use crate::resource_mesh::allocation::race_direct;
+    use crate::resource_mesh::validation::Node;
     use resource_mesh_types::*;
     const PROVIDERS: usize = 4;
     const REQUESTERS: usize = 8;
     const SLOTS: u32 = 2;
-    const RUN: Duration = Duration::from_secs(60);
+    const RUN: Duration = Duration::from_secs(30);
+    const HOLD: Duration = Duration::from_millis(20);
+    const RACE_ROUNDS: usize = 1000;
+    // The first rounds race as separate calls without a lock; the rest through a group commit.
+    const RACE_RACING_ROUNDS: usize = 20;
 
     let dna = mesh_dna(&unique_seed("bench-mesh"), false).await;
     let mut conductors = SweetConductorBatch::standard(2).await;
     let providers =
-        conductors[0].setup_apps("provider", PROVIDERS, [&mesh_role(&dna)]).await.unwrap().cells_flattened();
+        conductors[0].setup_apps("provider", PROVIDERS + 1, [&mesh_role(&dna)]).await.unwrap().cells_flattened();
     let requesters =
         conductors[1].setup_apps("requester", REQUESTERS, [&mesh_role(&dna)]).await.unwrap().cells_flattened();
     await_consistency_s(180, providers.iter().chain(&requesters)).await.expect("the conductors sync");
-    let offer = ResourceOffer { capacity: Capacity { gpu_slots: SLOTS, ..Capacity::default() }, models: vec![] };
+    let offer = ResourceOffer {
+        capacity: Capacity { gpu_slots: SLOTS, ..Capacity::default() },
+        models: vec![],
+        peer_endpoint: None,
+    };
     for p in &providers {
         let _: OfferRecord = conductors[0].call(&p.zome("resources"), "publish_offer", offer.clone()).await;
     }
+    let (racer, providers) = providers.split_last().expect("a fifth provider races");
+    let request_to = |which: usize| AllocationRequest {
+        provider: providers[which].agent_pubkey().clone(),
+        resource_type: ResourceType::Compute,
+        requirements: Capacity { gpu_slots: 1, ..Capacity::default() },
+        model_name: None,
+        locality_preference: LocalityPreference::Any,
+        duration_secs: 30,
+    };
 
+    // The direct path.
+    let chains: Vec<tokio::sync::Mutex<()>> = (0..PROVIDERS).map(|_| Default::default()).collect();
+    let groups: Vec<ripple::resources::group_commit::GroupCommit<SignedRequest, Option<Answer>>> =
+        (0..PROVIDERS).map(|_| Default::default()).collect();
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let stop = Instant::now() + RUN;
+    let direct_loops = requesters.iter().enumerate().map(|(i, r)| {
+        let (provider_conductor, conductor) = (&conductors[0], &conductors[1]);
+        let (chains, groups, batches) = (&chains, &groups, &batches);
+        async move {
+            let mut phase = MeshPhase::default();
+            let mut round = i;
+            while Instant::now() < stop {
+                let which = round % PROVIDERS;
+                round += 1;
+                let started = Instant::now();
+                let written: RequestRecord =
+                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which)).await;
+                let zome = providers[which].zome("scheduling");
+                let answer = groups[which]
+                    .submit(&chains[which], written.signed, |requests| {
+                        batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let n = requests.len();
+                        let input = SignedAnswerInput { requests, endpoint: String::new() };
+                        let zome = zome.clone();
+                        async move {
+                            let answers: Vec<Answer> = provider_conductor.call(&zome, "answer_signed", input).await;
+                            assert_eq!(answers.len(), n);
+                            answers.into_iter().map(Some).collect()
+                        }
+                    })
+                    .await
+                    .flatten();
+                match answer {
+                    Some(Answer::Granted(grant)) => {
+                        phase.latencies.push(started.elapsed());
+                        tokio::time::sleep(HOLD).await;
+                        let input =
+                            ReleaseFor { allocation_id: grant.allocation_id, requester: r.agent_pubkey().clone() };
+                        let _: ActionHash = {
+                            let _chain = chains[which].lock().await;
+                            provider_conductor.call(&zome, "release_for", input).await
+                        };
+                        phase.held.push((which, grant.granted_at, Timestamp::now().min(grant.expires_at)));
+                    }
+                    Some(Answer::Rejected { .. }) => phase.rejected += 1,
+                    None => phase.unanswered += 1,
+                }
+            }
+            phase
+        }
+    });
+    let wall = Instant::now();
+    let direct = MeshPhase::merge(futures::future::join_all(direct_loops).await);
+    let direct_wall = wall.elapsed();
+    let direct_batches = batches.load(std::sync::atomic::Ordering::Relaxed);
+
+    // The inbox path.
     let stop = Instant::now() + RUN;
     let provider_loops = providers.iter().map(|p| {
         let conductor = &conductors[0];
@@ -764,38 +847,26 @@ async fn mesh() {
     });
     let requester_loops = requesters.iter().enumerate().map(|(i, r)| {
         let conductor = &conductors[1];
-        let providers = &providers;
         async move {
-            // (latency, granted interval on its provider: provider index, start, end)
-            let (mut latencies, mut held, mut rejected, mut release_retries) = (vec![], vec![], 0usize, 0usize);
+            let mut phase = MeshPhase::default();
             let mut round = i;
             while Instant::now() < stop {
                 let which = round % PROVIDERS;
                 round += 1;
-                let request = AllocationRequest {
-                    provider: providers[which].agent_pubkey().clone(),
-                    resource_type: ResourceType::Compute,
-                    requirements: Capacity { gpu_slots: 1, ..Capacity::default() },
-                    model_name: None,
-                    locality_preference: LocalityPreference::Any,
-                    duration_secs: 30,
-                };
                 let started = Instant::now();
-                let written: RequestRecord = conductor.call(&r.zome("scheduling"), "request_allocation", request).await;
+                let written: RequestRecord =
+                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which)).await;
                 let answer = loop {
                     let answer: Option<Answer> =
                         conductor.call(&r.zome("scheduling"), "get_answer", written.request_id.clone()).await;
-                    if let Some(answer) = answer {
-                        break Some(answer);
-                    }
-                    if started.elapsed() > Duration::from_secs(30) {
-                        break None;
+                    if answer.is_some() || started.elapsed() > Duration::from_secs(30) {
+                        break answer;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 };
                 match answer {
                     Some(Answer::Granted(grant)) => {
-                        latencies.push(started.elapsed());
+                        phase.latencies.push(started.elapsed());
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         // Right after the grant is read, validating the release may not find the grant in
                         // this conductor's DHT yet (DepMissingFromDht): retry until it does.
@@ -806,42 +877,39 @@ async fn mesh() {
                             match released {
                                 Ok(_) => break,
                                 Err(_) if attempt < 100 => {
-                                    release_retries += 1;
+                                    phase.release_retries += 1;
                                     tokio::time::sleep(Duration::from_millis(100)).await;
                                 }
                                 Err(e) => panic!("release failed {attempt} times: {e}"),
                             }
                         }
                         // Held from the grant until after the release was written: an over-estimate.
-                        held.push((which, grant.granted_at, Timestamp::now().min(grant.expires_at)));
+                        phase.held.push((which, grant.granted_at, Timestamp::now().min(grant.expires_at)));
                     }
-                    Some(Answer::Rejected { .. }) => rejected += 1,
-                    None => {}
+                    Some(Answer::Rejected { .. }) => phase.rejected += 1,
+                    None => phase.unanswered += 1,
                 }
             }
-            (latencies, held, rejected, release_retries)
+            phase
         }
     });
     let wall = Instant::now();
-    let (answered, results) =
+    let (answered, phases) =
         futures::future::join(futures::future::join_all(provider_loops), futures::future::join_all(requester_loops))
             .await;
-    let elapsed = wall.elapsed().min(RUN + Duration::from_secs(30));
-    let mut latencies = vec![];
-    let mut held = vec![];
-    let (mut rejected, mut release_retries) = (0, 0);
-    for (l, h, r, retries) in results {
-        latencies.extend(l);
-        held.extend(h);
-        rejected += r;
-        release_retries += retries;
-    }
-    // The sweep: per provider, the most allocations held at once.
-    let mut over_allocations = 0;
-    let mut peak = 0;
+    let inbox = MeshPhase::merge(phases);
+    let inbox_wall = wall.elapsed();
+
+    // The sweep, over both phases: per provider, the most allocations held at once.
+    let (mut over_allocations, mut peak) = (0, 0);
     for which in 0..PROVIDERS {
-        let mut events: Vec<(Timestamp, i32)> =
-            held.iter().filter(|(p, _, _)| *p == which).flat_map(|(_, start, end)| [(*start, 1), (*end, -1)]).collect();
+        let mut events: Vec<(Timestamp, i32)> = direct
+            .held
+            .iter()
+            .chain(&inbox.held)
+            .filter(|(p, _, _)| *p == which)
+            .flat_map(|(_, start, end)| [(*start, 1), (*end, -1)])
+            .collect();
         events.sort_by_key(|(t, delta)| (*t, *delta));
         let mut holding = 0;
         for (_, delta) in events {
@@ -852,26 +920,97 @@ async fn mesh() {
             }
         }
     }
-    let grants = latencies.len();
-    let per_sec = grants as f64 / RUN.as_secs_f64();
+
+    // The race for the last slots, across the two conductors.
+    let race_started = Instant::now();
+    let racer = Node { conductor: &conductors[0], cell: racer };
+    let racing: Vec<Node> = requesters.iter().map(|cell| Node { conductor: &conductors[1], cell }).collect();
+    let race = race_direct(racer, &racing, RACE_ROUNDS, RACE_RACING_ROUNDS, SLOTS as usize).await;
+    let race_wall = race_started.elapsed();
+
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let rate = |phase: &MeshPhase, wall: Duration| phase.latencies.len() as f64 / wall.as_secs_f64();
+    let (direct_rate, inbox_rate) = (rate(&direct, direct_wall), rate(&inbox, inbox_wall));
+    let direct_stats =
+        Stats { what: "direct: request → grant seen by the requester".into(), samples: direct.latencies };
+    let (direct_p50, direct_p95) =
+        (direct_stats.pct(0.5).as_secs_f64() * 1e3, direct_stats.pct(0.95).as_secs_f64() * 1e3);
     let note = format!(
         "{PROVIDERS} providers ({SLOTS} GPU slots each) on one conductor, {REQUESTERS} requesters on another, \
-         {} s: **{grants} grants ({per_sec:.1} grants/s end to end)**, {rejected} rejections (a provider \
-         was full), {} answers written in all. Over-allocations observed: **{over_allocations}** (goal 0; \
-         at most {peak} of {SLOTS} slots held at once on any provider, counting each allocation from \
-         its grant until after its release was written). The grant latency is from writing the \
-         request to the requester reading the grant from the DHT; providers poll their inbox every \
-         100 ms (the sidecar's loop polls every second, or at once when a node asks itself). Releases \
-         written right after the grant was read were refused {release_retries} time(s) with \
-         DepMissingFromDht (the requester's conductor had not integrated the grant yet) and retried. \
-         Wall time including the drain: {:.1} s.",
-        RUN.as_secs(),
-        answered.iter().sum::<usize>(),
-        elapsed.as_secs_f64()
+         {run} s per path.\n\n\
+         **Direct path:** {dg} grants in {dw:.1} s, **{direct_rate:.1} grants/s** end to end (goal ≥ 100: {v_rate}), \
+         each held {hold} ms and released through the provider; {dr} rejections (a provider was full), \
+         {du} unanswered; the providers wrote the answers in {direct_batches} chain writes \
+         ({per_write:.2} answers a write). p50 {direct_p50:.1} ms (goal ≤ 100: {v_p50}), p95 {direct_p95:.1} ms \
+         (goal ≤ 300: {v_p95}).\n\n\
+         **Inbox path** (the fallback): {ig} grants in {iw:.1} s, {inbox_rate:.1} grants/s; {ir} rejections, \
+         {iu} unanswered, {answered} answers written by the polling providers; releases written right after \
+         the grant was read were refused {retries} time(s) with DepMissingFromDht (the requester's conductor had \
+         not integrated the grant yet) and retried.\n\n\
+         Over-allocations observed over both paths: **{over_allocations}** (goal 0; at most {peak} of {SLOTS} \
+         slots held at once on any provider, counting each allocation from its grant until after its release \
+         was written).\n\n\
+         **Race:** {rounds} rounds on a fifth provider (conductor 1) with {REQUESTERS} requesters (conductor 2), \
+         each handing 1–3 requests in one batch, all at once without a lock: {rq} requests, {rg} granted, \
+         {rr} rejected, exactly {SLOTS} granted every round, so **0 over-allocations in {rounds} rounds**; \
+         every answer was the same when asked again, and every request ended granted or rejected. \
+         {moved} answer calls lost the chain head to another and were retried. {race_wall:.0} s.",
+        run = RUN.as_secs(),
+        dg = direct_stats.samples.len(),
+        dw = direct_wall.as_secs_f64(),
+        v_rate = verdict(direct_rate >= 100.0),
+        hold = HOLD.as_millis(),
+        dr = direct.rejected,
+        du = direct.unanswered,
+        per_write = (direct_stats.samples.len() + direct.rejected) as f64 / direct_batches.max(1) as f64,
+        v_p50 = verdict(direct_p50 <= 100.0),
+        v_p95 = verdict(direct_p95 <= 300.0),
+        ig = inbox.latencies.len(),
+        iw = inbox_wall.as_secs_f64(),
+        ir = inbox.rejected,
+        iu = inbox.unanswered,
+        answered = answered.iter().sum::<usize>(),
+        retries = inbox.release_retries,
+        rounds = race.rounds,
+        rq = race.requests,
+        rg = race.granted,
+        rr = race.rejected,
+        moved = race.head_moved,
+        race_wall = race_wall.as_secs_f64(),
     );
-    report(&[Stats { what: "request → grant seen by the requester".into(), samples: latencies }], &note);
+    report(
+        &[
+            direct_stats,
+            Stats { what: "inbox: request → grant seen by the requester".into(), samples: inbox.latencies },
+        ],
+        &note,
+    );
     assert_eq!(over_allocations, 0, "a provider held more than it offered");
-    assert!(grants > 0, "no grants at all");
+}
+
+/// One path's run in `mesh`: grant latencies, each grant's interval on its provider (provider
+/// index, granted, released), and the requests that were not granted.
+#[derive(Default)]
+struct MeshPhase {
+    latencies: Vec<Duration>,
+    held: Vec<(usize, Timestamp, Timestamp)>,
+    rejected: usize,
+    unanswered: usize,
+    release_retries: usize,
+}
+
+impl MeshPhase {
+    fn merge(phases: Vec<MeshPhase>) -> MeshPhase {
+        let mut all = MeshPhase::default();
+        for p in phases {
+            all.latencies.extend(p.latencies);
+            all.held.extend(p.held);
+            all.rejected += p.rejected;
+            all.unanswered += p.unanswered;
+            all.release_retries += p.release_retries;
+        }
+        all
+    }
 }
 
 /// `cargo xtask bench artifacts`: `ripple artifact add` (CLI → sidecar → IPFS, sha256 on the way,

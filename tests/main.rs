@@ -3,7 +3,8 @@
 //! - `agent_registry::validation`: every rule refuses a commit that breaks it.
 //! - `agent_registry::mesh`: several conductors register, heartbeat and discover each other.
 //! - `resource_mesh::validation`: every resource_mesh rule refuses a commit that breaks it.
-//! - `resource_mesh::allocation`: eight requesters race for four slots across conductors.
+//! - `resource_mesh::allocation`: eight requesters race for four slots across conductors, through
+//!   the inbox and handed to the provider directly.
 //! - `artifact_index::validation`: every artifact_index rule refuses a commit that breaks it.
 //! - `policy_store::validation`: every policy_store rule refuses a commit that breaks it, after the
 //!   honest publish/decide/audit path.

@@ -273,13 +273,15 @@ async fn policy_audit(
     Ok(Json(s.policy.audit_events(&q).await?))
 }
 
-/// Bad input is 400, nobody to allocate from is 409, a conductor failure 502.
+/// Bad input is 400, nobody to allocate from (or, on a peer route, not providing) is 409, a
+/// conductor failure 502.
 fn resource_error(e: crate::resources::ResourceError) -> ApiError {
     use crate::resources::ResourceError;
     let status = match &e {
         ResourceError::BadInput(_) => StatusCode::BAD_REQUEST,
         ResourceError::NoCandidates(_) | ResourceError::AllRefused(_) => StatusCode::CONFLICT,
-        ResourceError::Mesh(_) => StatusCode::BAD_GATEWAY,
+        ResourceError::NotProviding(_) => StatusCode::CONFLICT,
+        ResourceError::Mesh(_) | ResourceError::Unanswered(_) => StatusCode::BAD_GATEWAY,
         ResourceError::Gate(e) => return gate_error(e),
     };
     ApiError(status, e.to_string())

@@ -124,6 +124,20 @@ impl PeerClient {
         let headers = self.sign("GET", &parsed, b"").await?;
         self.http.get(parsed).headers(headers).send().await.map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
     }
+
+    /// A signed POST of a JSON `body` to `url` (a peer route of another node's sidecar).
+    pub async fn post(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, PeerClientError> {
+        let parsed = url::Url::parse(url).map_err(|e| PeerClientError::Url(format!("{url}: {e}")))?;
+        let headers = self.sign("POST", &parsed, &body).await?;
+        self.http
+            .post(parsed)
+            .headers(headers)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
-# A request from another node's sidecar to this node (artifact bytes, inference), checked first for its
+# A request from another node's sidecar to this node (artifact bytes, inference, allocations), checked first for its
 # signature, freshness and the caller's membership of the network. Allowed requests are not
 # recorded (they are the data plane); a denial is a Decision like any other.
 # Input: {"action": "peer.request", "via": "peer", "node" (this node), "network",
 #         "caller" (the asking agent), "args": {"route", "resource"}}; routes: artifacts.content
-#         (resource: the CID), inference.chat, inference.completions, inference.embeddings (the model).
+#         (resource: the CID), inference.chat, inference.completions, inference.embeddings (the model),
+#         resources.request (the resource type), resources.release (the allocation id).
 package peer.request
 
 default allow := true

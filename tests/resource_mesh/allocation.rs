@@ -1,13 +1,16 @@
 //! Allocation across conductors without a coordinator: eight requesters on two conductors race for
 //! four GPU slots of a provider on a third; the provider's own chain serialises its grants, so
 //! exactly four are granted and four rejected, every round. Releases and expiry free capacity, and
-//! usage receipts are written by the provider and acknowledged by the requesters.
-use std::time::Duration;
+//! usage receipts are written by the provider and acknowledged by the requesters. Then the same
+//! requesters hand their requests to the provider directly (`race_direct`), as their sidecars do:
+//! answered at once, in batches, released at once, with the same guarantees.
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use holochain::prelude::*;
 use holochain::sweettest::*;
 use resource_mesh_types::*;
+use ripple::resources::group_commit::GroupCommit;
 
 use super::validation::{gpus, Node};
 use crate::support::*;
@@ -158,9 +161,189 @@ async fn eight_requesters_race_for_four_slots_across_conductors() {
     let listed: AllocationList = requesters[0].call("scheduling", "list_allocations", 10u32).await;
     assert_eq!(listed.as_requester.len(), 3, "one request per round: {listed:?}");
 
+    // The direct path: four more slots, raced for in batches handed straight to the provider.
+    provider.offer(gpus(8), &[]).await;
+    let tally = race_direct(provider, &requesters, DIRECT_ROUNDS, RACING_ROUNDS, 4).await;
+    eprintln!("direct race: {tally:?}");
+    // Each requester reads its last direct answer from the DHT, as the provider wrote it.
+    for (requester, (request, answer)) in requesters.iter().zip(&tally.last_round) {
+        let seen = eventually("a direct answer reaches the DHT", Duration::from_secs(60), || async {
+            requester.call::<_, Option<Answer>>("scheduling", "get_answer", request.clone()).await
+        })
+        .await;
+        assert_eq!(&seen, answer, "the DHT holds the answer the provider gave directly");
+    }
+
     // Every peer accepted every grant: nobody warranted the provider.
     await_consistency_s(120, all.iter().copied()).await.expect("sync after the races");
     for cell in &all[1..] {
         assert!(warrant_reasons(cell, provider_cell.agent_pubkey()).await.is_empty(), "an honest grant was warranted");
+    }
+}
+
+/// Direct rounds in the suite (`cargo xtask bench mesh` runs 1,000).
+const DIRECT_ROUNDS: usize = 20;
+/// Of those, the rounds whose batches race as separate calls without a lock.
+const RACING_ROUNDS: usize = 4;
+/// What `race_direct` saw.
+#[derive(Debug, Default)]
+pub struct DirectTally {
+    pub rounds: usize,
+    pub requests: usize,
+    pub granted: usize,
+    pub rejected: usize,
+    /// Answer calls refused because another call moved the provider's chain head first (retried).
+    pub head_moved: usize,
+    /// The last round's first request of each requester, with the answer it got.
+    pub last_round: Vec<(ActionHash, Answer)>,
+    /// Chain writes that answered requests handed over through the `GroupCommit`, and how many
+    /// requests they answered.
+    pub batches: usize,
+    pub batched: usize,
+    pub slowest_round: Duration,
+}
+
+/// `rounds` races for the `free` slots left on the provider: every requester writes one to three
+/// requests for one slot each, and all hand them to the provider at once. In the first
+/// `racing_rounds` each requester's batch is its own `answer_signed` call, without the sidecar's
+/// lock (calls that lose the chain head are retried: the chain itself must serialise them); after
+/// that every request goes through one `GroupCommit`, as the sidecar's peer route hands them over,
+/// so the provider answers whatever queued in one write. Each round exactly `free` are granted and
+/// the rest rejected for capacity; asking again returns the same answers; then each winner's
+/// requester has the provider release it (`release_for`), which frees the slot for the next round.
+pub async fn race_direct(
+    provider: Node<'_>,
+    requesters: &[Node<'_>],
+    rounds: usize,
+    racing_rounds: usize,
+    free: usize,
+) -> DirectTally {
+    let provider_key = provider.key();
+    let group = GroupCommit::<SignedRequest, Answer>::default();
+    let chain = tokio::sync::Mutex::new(());
+    // (chain writes, requests answered in them) through the group commit
+    let written = std::sync::Mutex::new((0, 0));
+    let mut tally = DirectTally { rounds, ..DirectTally::default() };
+    for round in 0..rounds {
+        let started = Instant::now();
+        let made: Vec<Vec<RequestRecord>> = join_all(requesters.iter().enumerate().map(|(i, r)| {
+            let provider_key = provider_key.clone();
+            async move {
+                let mut batch = vec![];
+                for _ in 0..1 + (i + round) % 3 {
+                    batch.push(r.request(&provider_key, gpus(1), 3600).await);
+                }
+                batch
+            }
+        }))
+        .await;
+        let racing = round < racing_rounds;
+        let (group, chain, written) = (&group, &chain, &written);
+        let answers: Vec<(Vec<Answer>, usize)> = join_all(made.iter().map(|batch| async move {
+            let signed: Vec<SignedRequest> = batch.iter().map(|r| r.signed.clone()).collect();
+            if racing {
+                return answer_signed(provider, signed).await;
+            }
+            let handed = join_all(signed.into_iter().map(|one| {
+                group.submit(chain, one, |queued| async move {
+                    if let Ok(mut w) = written.lock() {
+                        *w = (w.0 + 1, w.1 + queued.len());
+                    }
+                    answer_signed(provider, queued).await.0
+                })
+            }))
+            .await;
+            (handed.into_iter().map(|a| a.expect("the provider answered every request it was handed")).collect(), 0)
+        }))
+        .await;
+        let asked: usize = made.iter().map(Vec::len).sum();
+        let mut winners = vec![];
+        for ((batch, (batch_answers, retries)), requester) in made.iter().zip(&answers).zip(requesters) {
+            assert_eq!(batch.len(), batch_answers.len(), "one answer per request");
+            tally.head_moved += retries;
+            for (request, answer) in batch.iter().zip(batch_answers) {
+                match answer {
+                    Answer::Granted(grant) => {
+                        assert_eq!(grant.request_id, request.request_id);
+                        winners.push((grant.allocation_id.clone(), requester.key()));
+                    }
+                    Answer::Rejected { reason, .. } => {
+                        assert!(reason.contains("no free capacity"), "round {round}: {reason}")
+                    }
+                }
+            }
+        }
+        assert_eq!(winners.len(), free.min(asked), "round {round}: exactly the free slots are granted");
+        tally.requests += asked;
+        tally.granted += winners.len();
+        tally.rejected += asked - winners.len();
+        // Asked again (a requester that lost the first answer): the same answers.
+        let all: Vec<SignedRequest> = made.iter().flatten().map(|r| r.signed.clone()).collect();
+        let (again, _) = answer_signed(provider, all).await;
+        let first: Vec<Answer> = answers.into_iter().flat_map(|(a, _)| a).collect();
+        assert_eq!(again, first, "round {round}: answering again returns the first answers");
+        if round + 1 == rounds {
+            let firsts = first_per_batch(&made, &first);
+            tally.last_round = made.iter().zip(firsts).map(|(batch, a)| (batch[0].request_id.clone(), a)).collect();
+        }
+        join_all(winners.into_iter().map(|(allocation_id, requester)| async move {
+            let _chain = if racing { None } else { Some(chain.lock().await) };
+            release_for(provider, allocation_id, requester).await
+        }))
+        .await;
+        tally.slowest_round = tally.slowest_round.max(started.elapsed());
+    }
+    (tally.batches, tally.batched) = *written.lock().unwrap();
+    tally
+}
+
+/// The first answer of each batch, from the answers of all batches in order.
+fn first_per_batch(batches: &[Vec<RequestRecord>], answers: &[Answer]) -> Vec<Answer> {
+    let mut at = 0;
+    batches
+        .iter()
+        .map(|batch| {
+            let first = answers[at].clone();
+            at += batch.len();
+            first
+        })
+        .collect()
+}
+
+/// `scheduling.answer_signed` as a racing caller sees it: retried while another call holds the
+/// chain head. The answers and how many retries they took.
+async fn answer_signed(provider: Node<'_>, requests: Vec<SignedRequest>) -> (Vec<Answer>, usize) {
+    let input = SignedAnswerInput { requests, endpoint: "http://provider.test:8080".into() };
+    let zome = provider.cell.zome("scheduling");
+    for attempt in 0.. {
+        match provider.conductor.call_fallible(&zome, "answer_signed", input.clone()).await {
+            Ok(answers) => return (answers, attempt),
+            Err(e) if attempt < 100 => {
+                if attempt > 20 {
+                    eprintln!("answer_signed attempt {attempt}: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(5 * (1 + attempt as u64 % 7))).await;
+            }
+            Err(e) => panic!("answer_signed failed {attempt} times: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// `scheduling.release_for`, retried while another call holds the chain head.
+async fn release_for(provider: Node<'_>, allocation_id: ActionHash, requester: AgentPubKey) {
+    let input = ReleaseFor { allocation_id, requester };
+    let zome = provider.cell.zome("scheduling");
+    for attempt in 0.. {
+        match provider.conductor.call_fallible::<_, ActionHash>(&zome, "release_for", input.clone()).await {
+            Ok(_) => return,
+            Err(e) if attempt < 100 => {
+                if attempt > 20 {
+                    eprintln!("release_for attempt {attempt}: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(5 * (1 + attempt as u64 % 7))).await;
+            }
+            Err(e) => panic!("release_for failed {attempt} times: {e}"),
+        }
     }
 }

@@ -1,2 +1,2 @@
-mod allocation;
+pub mod allocation;
 pub mod validation;

@@ -82,7 +82,8 @@ impl Node<'_> {
     }
 
     pub async fn offer(&self, capacity: Capacity, models: &[&str]) -> OfferRecord {
-        let offer = ResourceOffer { capacity, models: models.iter().map(|m| m.to_string()).collect() };
+        let models = models.iter().map(|m| m.to_string()).collect();
+        let offer = ResourceOffer { capacity, models, peer_endpoint: None };
         self.call("resources", "publish_offer", offer).await
     }
 
@@ -152,6 +153,7 @@ async fn forged_grant(
     });
     AllocationGrant {
         request: request.request_id.clone(),
+        signed_request: request.signed.clone(),
         ledger_at_micros: now,
         offer: offer.version.clone(),
         prev_grant: prev.cloned(),
@@ -163,9 +165,10 @@ async fn forged_grant(
 
 fn assert_cites(error: &str, rule: &str) {
     assert!(error.contains(&format!("{rule}: ")), "expected a {rule} violation, got: {error}");
-    for other in
-        ["OF1", "OF2", "RQ1", "GR1", "GR2", "GR3", "GR4", "RJ1", "RJ2", "RL1", "UR1", "UR2", "UA1", "LK1", "LK2", "DL1"]
-    {
+    for other in [
+        "OF1", "OF2", "RQ1", "GR1", "GR2", "GR3", "GR4", "RJ1", "RJ2", "AN1", "RL1", "UR1", "UR2", "UA1", "LK1", "LK2",
+        "DL1",
+    ] {
         if other != rule {
             assert!(!error.contains(&format!("{other}: ")), "a {rule} break also cited {other}: {error}");
         }
@@ -188,10 +191,12 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     let alice_grant = granted(&alice.answer(&alice_request.request_id).await).clone();
     let mallory_offer = mallory.offer(Capacity { gpu_slots: 4, cpu_cores: 8, ..Capacity::default() }, &[]).await;
 
-    let zero = Forged::Offer(ResourceOffer { capacity: Capacity::default(), models: vec![] });
+    let zero = Forged::Offer(ResourceOffer { capacity: Capacity::default(), models: vec![], peer_endpoint: None });
     assert_cites(&mallory.refused("create_unchecked", zero).await, "OF1");
+    let spaced = ResourceOffer { capacity: gpus(1), models: vec![], peer_endpoint: Some("http://a b".into()) };
+    assert_cites(&mallory.refused("create_unchecked", Forged::Offer(spaced)).await, "OF1");
 
-    let hijack = Forged::Offer(ResourceOffer { capacity: gpus(64), models: vec![] });
+    let hijack = Forged::Offer(ResourceOffer { capacity: gpus(64), models: vec![], peer_endpoint: None });
     let input = UpdateInput { original: alice_offer.version.clone(), entry: hijack };
     assert_cites(&mallory.refused("update_unchecked", input).await, "OF2");
 
@@ -206,6 +211,18 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     let own_request = mallory.request(&mallory.key(), gpus(1), 60).await;
     let greedy = forged_grant(mallory, &mallory_offer, None, &own_request, gpus(2), 60_000).await;
     assert_cites(&mallory.refused("create_unchecked", Forged::Grant(greedy)).await, "GR2");
+
+    // AN1: a grant carrying another request's copy, an edited copy, or a copy whose signature is
+    // not over its action (each otherwise a valid first grant of Mallory's own request).
+    let honest = forged_grant(mallory, &mallory_offer, None, &own_request, gpus(1), 60_000).await;
+    let other_copy = AllocationGrant { signed_request: alice_request.signed.clone(), ..honest.clone() };
+    assert_cites(&mallory.refused("create_unchecked", Forged::Grant(other_copy)).await, "AN1");
+    let mut edited = honest.clone();
+    edited.signed_request.request.duration_secs = 7200;
+    assert_cites(&mallory.refused("create_unchecked", Forged::Grant(edited)).await, "AN1");
+    let mut resigned = honest;
+    resigned.signed_request.signature = alice_request.signed.signature.clone();
+    assert_cites(&mallory.refused("create_unchecked", Forged::Grant(resigned)).await, "AN1");
 
     // GR4: a one-second grant, expired, granted again.
     let short = mallory.request(&mallory.key(), cpus(1), 1).await;
@@ -230,11 +247,16 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
         other => panic!("the fifth request must be rejected, got {other:?}"),
     }
 
-    let not_mine =
-        Forged::Rejection(AllocationRejection { request: alice_request.request_id.clone(), reason: "no".into() });
-    assert_cites(&mallory.refused("create_unchecked", not_mine).await, "RJ1");
-    let silent = Forged::Rejection(AllocationRejection { request: own_request.request_id.clone(), reason: " ".into() });
-    assert_cites(&mallory.refused("create_unchecked", silent).await, "RJ2");
+    let rejection = |request: &RequestRecord, copy: &RequestRecord, reason: &str| {
+        Forged::Rejection(AllocationRejection {
+            request: request.request_id.clone(),
+            signed_request: copy.signed.clone(),
+            reason: reason.into(),
+        })
+    };
+    assert_cites(&mallory.refused("create_unchecked", rejection(&alice_request, &alice_request, "no")).await, "RJ1");
+    assert_cites(&mallory.refused("create_unchecked", rejection(&own_request, &own_request, " ")).await, "RJ2");
+    assert_cites(&mallory.refused("create_unchecked", rejection(&own_request, &fifth, "no")).await, "AN1");
 
     let release = Forged::Release(AllocationRelease { grant: alice_grant.allocation_id.clone() });
     assert_cites(&mallory.refused("create_unchecked", release).await, "RL1");

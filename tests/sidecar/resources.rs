@@ -68,11 +68,14 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
         cli(&b, &b_data, &["allocate", "compute", "--cpu", "1", "--memory-gb", "1", "--duration", "600"]);
     assert_eq!(local.node_name, "node-b", "{local:?}");
     assert_eq!(local.amounts.cpu_cores, 1);
+    let path = |a: &Allocation| a.attempts.last().map(|t| t.path.clone()).unwrap_or_default();
+    assert_eq!(path(&local), "direct", "this node answered its own request in-process: {local:?}");
 
     // All of a node's cores: node-b has one in use now, so node-a's provider loop grants it.
     let all = cores.to_string();
     let remote: Allocation = cli(&b, &b_data, &["allocate", "compute", "--cpu", &all, "--duration", "600"]);
     assert_eq!(remote.node_name, "node-a", "{remote:?}");
+    assert_eq!(path(&remote), "direct", "node-a answered on its peer route: {remote:?}");
     // A second one fits nowhere: the plan says why for each node.
     let full: Plan = eventually("node-a's new load to reach node-b", Duration::from_secs(60), || async {
         let plan: Plan = ripple_json(&b_data, &["allocate", "compute", "--cpu", &all, "--dry-run"])?;
@@ -88,11 +91,20 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     assert_ne!(code, 0);
     assert!(err.contains("no node can take this allocation") && err.contains("node-a"), "{err}");
 
-    // Release the remote allocation; both show up in this node's list.
+    // Release the remote allocation (node-a writes it when told); both show up in this node's list.
     let _: serde_json::Value = cli(&b, &b_data, &["release", &remote.allocation_id]);
-    let rows: Vec<AllocationRow> = cli(&b, &b_data, &["allocations"]);
-    let status = |id: &str| rows.iter().find(|r| r.allocation_id.as_deref() == Some(id)).map(|r| r.status.clone());
-    assert_eq!(status(&remote.allocation_id).as_deref(), Some("released"), "{rows:?}");
+    let status_in = |rows: &[AllocationRow], id: &str| {
+        rows.iter().find(|r| r.allocation_id.as_deref() == Some(id)).map(|r| r.status.clone())
+    };
+    let rows = eventually("node-a's release to reach node-b", Duration::from_secs(60), || async {
+        let rows: Vec<AllocationRow> = ripple_json(&b_data, &["allocations"])?;
+        match status_in(&rows, &remote.allocation_id).as_deref() {
+            Some("released") => Ok(rows),
+            _ => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
+    let status = |id: &str| status_in(&rows, id);
     assert_eq!(status(&local.allocation_id).as_deref(), Some("granted"), "{rows:?}");
     assert!(rows
         .iter()

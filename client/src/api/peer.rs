@@ -1,5 +1,6 @@
-//! The routes other nodes' sidecars call (`/peer/v1/…`): artifact bytes, and this node's inference
-//! server (so a LocalAI bound to loopback serves the mesh). Served on the peer listener
+//! The routes other nodes' sidecars call (`/peer/v1/…`): artifact bytes, this node's inference
+//! server (so a LocalAI bound to loopback serves the mesh), and allocation requests and releases
+//! handed to this node as provider. Served on the peer listener
 //! (`--peer-listen`) and, for nodes on one machine, on the loopback API too. Each request is
 //! authenticated (`crate::peer`: signature, freshness, replay, membership) and then decided by this
 //! node's `peer.request` policy before the route runs.
@@ -10,12 +11,15 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
+use holochain_types::prelude::{ActionHash, AgentPubKey};
+use resource_mesh_types::{Answer, SignedRequest};
 use serde_json::Value;
 
 use super::{gate_error, ApiError};
 use crate::bridges::localai::TRACE_HEADER;
 use crate::peer::PeerAuthError;
+use crate::resources::{ReleaseBody, PEER_RELEASES_PATH, PEER_REQUESTS_PATH};
 use crate::runtime::services::Services;
 
 /// The bytes of an artifact this node holds (its own IPFS only: a peer asks the holders).
@@ -29,8 +33,54 @@ const INFERENCE_ROUTES: [(&str, &str); 3] = [
     ("embeddings", "inference.embeddings"),
 ];
 
+/// A requester hands this node, as provider, a request it made (the resource: its type).
+pub const RESOURCE_REQUEST_ROUTE: &str = "resources.request";
+/// A requester tells this node, as provider, that it releases an allocation (the resource: its id).
+pub const RESOURCE_RELEASE_ROUTE: &str = "resources.release";
+
 pub fn router() -> Router<Arc<Services>> {
-    Router::new().route("/peer/v1/artifacts/{cid}", get(artifact)).route("/peer/v1/inference/{*path}", post(inference))
+    Router::new()
+        .route("/peer/v1/artifacts/{cid}", get(artifact))
+        .route("/peer/v1/inference/{*path}", post(inference))
+        .route(PEER_REQUESTS_PATH, post(resource_request))
+        .route(PEER_RELEASES_PATH, post(resource_release))
+}
+
+/// A request its requester signed, handed to this node as its provider: answered (granted or
+/// rejected, written on this node's chain) in this call.
+async fn resource_request(
+    State(s): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Answer>, ApiError> {
+    let signed: Result<SignedRequest, _> = serde_json::from_slice(&body);
+    let kind = signed.as_ref().map(|r| format!("{:?}", r.request.resource_type).to_lowercase()).unwrap_or_default();
+    let caller = admit(&s, &method, &uri, &headers, &body, RESOURCE_REQUEST_ROUTE, &kind).await?;
+    let signed = signed
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body must be a signed allocation request: {e}")))?;
+    Ok(Json(s.resources.answer_direct(&caller_key(&caller)?, signed).await?))
+}
+
+/// The requester of an allocation this node granted ends it: released on this node's chain now.
+async fn resource_release(
+    State(s): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ActionHash>, ApiError> {
+    let release: Result<ReleaseBody, _> = serde_json::from_slice(&body);
+    let id = release.as_ref().map(|r| r.allocation_id.to_string()).unwrap_or_default();
+    let caller = admit(&s, &method, &uri, &headers, &body, RESOURCE_RELEASE_ROUTE, &id).await?;
+    let release = release
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body must name an `allocation_id`: {e}")))?;
+    Ok(Json(s.resources.release_for(&caller_key(&caller)?, release.allocation_id).await?))
+}
+
+fn caller_key(caller: &str) -> Result<AgentPubKey, ApiError> {
+    AgentPubKey::try_from(caller).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("caller {caller}: {e}")))
 }
 
 async fn artifact(

@@ -63,8 +63,11 @@ pub(super) fn render_allocation(a: &Allocation) -> String {
         if a.endpoint.is_empty() { "-" } else { &a.endpoint },
         a.expires_at
     );
+    if let Some(granted) = a.attempts.iter().find(|t| t.outcome == "granted") {
+        out.push_str(&format!("answered   {}\n", granted.path));
+    }
     for attempt in a.attempts.iter().filter(|t| t.outcome != "granted") {
-        out.push_str(&format!("tried      {}: {}\n", attempt.node_name, attempt.outcome));
+        out.push_str(&format!("tried      {} ({}): {}\n", attempt.node_name, attempt.path, attempt.outcome));
     }
     out
 }

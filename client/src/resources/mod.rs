@@ -2,9 +2,11 @@
 //! (its offer, derived from its advert, and the loop that answers the requests addressed to it)
 //! and as requester (scheduling with `locality_aware_binpack`, allocating, releasing, accounting).
 //! The CLI, the HTTP API and the MCP `resources.*` tools all go through the functions here.
+pub mod group_commit;
 pub mod policy;
 pub mod scheduler;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,9 @@ use resource_mesh_types::*;
 use crate::mesh::{Mesh, MeshError};
 use crate::node::view::{MeshNode, MeshView};
 use crate::node::NodeAgent;
+use crate::peer::PeerClient;
 use crate::policy::PolicyService;
+use group_commit::GroupCommit;
 use policy::ComputePolicy;
 use scheduler::{locality_aware_binpack, subtract, Candidate, Plan, Task};
 
@@ -39,6 +43,12 @@ const PROVIDER_TICK: Duration = Duration::from_secs(1);
 const SETTLE_EVERY: Duration = Duration::from_secs(30);
 /// How long a requester waits for a provider's answer before trying the next candidate.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a requester waits for a provider to answer a request handed to it directly before it
+/// leaves the request to the provider's inbox (where it already is).
+const DIRECT_DEADLINE: Duration = Duration::from_secs(5);
+/// The provider's peer routes for requests and releases handed to it directly.
+pub const PEER_REQUESTS_PATH: &str = "/peer/v1/resources/requests";
+pub const PEER_RELEASES_PATH: &str = "/peer/v1/resources/releases";
 /// How many candidates one allocation tries, best first.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -55,6 +65,12 @@ pub enum ResourceError {
     /// Boxed: a denial carries its whole verdict.
     #[error(transparent)]
     Gate(#[from] Box<crate::policy::GateError>),
+    /// A request or release handed to this node that it cannot take as a provider.
+    #[error("{0}")]
+    NotProviding(String),
+    /// This node's conductor did not say how it answered: read the answer back from the DHT.
+    #[error("the answer to request {0} was not returned; it may still have been written")]
+    Unanswered(String),
 }
 
 fn describe_filtered(filtered: &[scheduler::Filtered]) -> String {
@@ -84,6 +100,10 @@ pub struct Attempt {
     pub node_id: String,
     pub node_name: String,
     pub request_id: String,
+    /// How the answer came: `direct` (the provider answered when handed the request) or `inbox`
+    /// (through the DHT).
+    #[serde(default)]
+    pub path: String,
     /// `granted`, the provider's rejection reason, or that it did not answer in time.
     pub outcome: String,
 }
@@ -170,9 +190,15 @@ pub struct ResourceService {
     node: Arc<NodeAgent>,
     view: Arc<MeshView>,
     pub policy: ComputePolicy,
+    peers: PeerClient,
     /// Held by every write to this node's resource_mesh chain: answers, offers and receipts would
     /// otherwise race for the chain head.
     chain: tokio::sync::Mutex<()>,
+    /// Requests handed to this node directly, queued for the next write of the chain.
+    direct: GroupCommit<SignedRequest, Result<Answer, String>>,
+    /// Allocations granted to this node in this run and not yet expired, with their provider and
+    /// its peer endpoint: released through the provider.
+    held: Mutex<HashMap<ActionHash, Held>>,
     /// Where the next settle pass starts among this node's requests (`SettleReport::pending_from`;
     /// 0 after a start: one pass over them all).
     settle_from: std::sync::atomic::AtomicU32,
@@ -185,6 +211,7 @@ impl ResourceService {
         mesh: Arc<Mesh>,
         node: Arc<NodeAgent>,
         view: Arc<MeshView>,
+        peers: PeerClient,
         policy: ComputePolicy,
         providing: bool,
     ) -> Arc<Self> {
@@ -192,8 +219,11 @@ impl ResourceService {
             mesh,
             node,
             view,
+            peers,
             policy,
             chain: tokio::sync::Mutex::new(()),
+            direct: GroupCommit::default(),
+            held: Mutex::default(),
             settle_from: Default::default(),
             wake: tokio::sync::Notify::new(),
             state: Mutex::new(ProviderState { providing, ..Default::default() }),
@@ -238,7 +268,7 @@ impl ResourceService {
     /// One pass: publish the offer if the advert changed it, then answer every request waiting.
     pub async fn provide_once(&self) -> Result<(), ResourceError> {
         let Some(advert) = self.node.state().advert.map(|a| a.advert) else { return Ok(()) };
-        let offer = offer_from_advert(&advert);
+        let offer = ResourceOffer { peer_endpoint: self.node.settings().peer_endpoint, ..offer_from_advert(&advert) };
         if offer.capacity.is_zero() {
             return Ok(());
         }
@@ -257,25 +287,99 @@ impl ResourceService {
             return Ok(());
         }
         let inbox: Inbox = self.mesh.call(ROLE, "scheduling", "get_inbox", &()).await?;
+        if !inbox.answered.is_empty() {
+            let _chain = self.chain.lock().await;
+            self.mesh.call::<_, ()>(ROLE, "scheduling", "clear_answered", &inbox.answered).await?;
+        }
         for request_id in inbox.requests {
-            let input = AnswerInput { request_id, endpoint: advert.inference.endpoint.clone().unwrap_or_default() };
+            let input = AnswerInput { request_id, endpoint: self.grant_endpoint() };
             let answer: Answer = {
                 let _chain = self.chain.lock().await;
                 self.mesh.call(ROLE, "scheduling", "answer_request", &input).await?
             };
-            match &answer {
-                Answer::Granted(g) => {
-                    tracing::info!(allocation = %g.allocation_id, request = %input.request_id, "granted");
-                    self.update(|s| s.granted += 1);
-                }
-                Answer::Rejected { reason, .. } => {
-                    tracing::info!(request = %input.request_id, "rejected: {reason}");
-                    self.update(|s| s.rejected += 1);
-                }
-            }
+            self.answered(&answer, "inbox");
         }
         self.update(|s| s.last_error = None);
         Ok(())
+    }
+
+    /// Where requesters reach what this node grants: its advertised inference endpoint, if any.
+    fn grant_endpoint(&self) -> String {
+        self.node.state().advert.and_then(|a| a.advert.inference.endpoint).unwrap_or_default()
+    }
+
+    fn answered(&self, answer: &Answer, path: &str) {
+        match answer {
+            Answer::Granted(g) => {
+                tracing::info!(allocation = %g.allocation_id, request = %g.request_id, path, "granted");
+                self.update(|s| s.granted += 1);
+            }
+            Answer::Rejected { reason, .. } => {
+                tracing::info!(path, "rejected: {reason}");
+                self.update(|s| s.rejected += 1);
+            }
+        }
+    }
+
+    /// A request its requester (`caller`, already authenticated) hands this node directly: answered
+    /// in this call, on this node's chain, together with any others that arrive meanwhile.
+    pub async fn answer_direct(&self, caller: &AgentPubKey, signed: SignedRequest) -> Result<Answer, ResourceError> {
+        if !self.state().providing || self.state().offer.is_none() {
+            return Err(ResourceError::NotProviding("this node offers no resources to allocate".into()));
+        }
+        if signed.requester() != caller {
+            return Err(ResourceError::BadInput("a node may hand over only requests it made itself".into()));
+        }
+        if signed.request.provider != self.mesh.agent {
+            return Err(ResourceError::BadInput("the request is addressed to another provider".into()));
+        }
+        let endpoint = self.grant_endpoint();
+        let answer = self
+            .direct
+            .submit(&self.chain, signed, |batch| self.answer_batch(batch, endpoint))
+            .await
+            .ok_or_else(|| ResourceError::Unanswered("handed over directly".into()))?
+            .map_err(|e| ResourceError::NotProviding(format!("answering the request failed: {e}")))?;
+        self.answered(&answer, "direct");
+        Ok(answer)
+    }
+
+    /// Answers a batch in one chain write; if the batch fails as a whole, each on its own, so one
+    /// bad request does not fail the others.
+    async fn answer_batch(&self, batch: Vec<SignedRequest>, endpoint: String) -> Vec<Result<Answer, String>> {
+        let input = SignedAnswerInput { requests: batch, endpoint };
+        let all: Result<Vec<Answer>, MeshError> = self.mesh.call(ROLE, "scheduling", "answer_signed", &input).await;
+        match all {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(e) if input.requests.len() == 1 => vec![Err(e.to_string())],
+            Err(e) => {
+                tracing::debug!(requests = input.requests.len(), "answering a batch failed, one by one: {e}");
+                let mut each = Vec::with_capacity(input.requests.len());
+                for signed in input.requests {
+                    let one = SignedAnswerInput { requests: vec![signed], endpoint: input.endpoint.clone() };
+                    let answer: Result<Vec<Answer>, MeshError> =
+                        self.mesh.call(ROLE, "scheduling", "answer_signed", &one).await;
+                    each.push(match answer {
+                        Ok(mut answers) if answers.len() == 1 => Ok(answers.remove(0)),
+                        Ok(_) => Err("the conductor returned no answer".into()),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+                each
+            }
+        }
+    }
+
+    /// The requester of an allocation this node granted (`caller`, already authenticated) ends it:
+    /// released on this node's chain at once, so the next grant counts the capacity free.
+    pub async fn release_for(
+        &self,
+        caller: &AgentPubKey,
+        allocation_id: ActionHash,
+    ) -> Result<ActionHash, ResourceError> {
+        let input = ReleaseFor { allocation_id, requester: caller.clone() };
+        let _chain = self.chain.lock().await;
+        Ok(self.mesh.call(ROLE, "scheduling", "release_for", &input).await?)
     }
 
     /// Bills this node's ended allocations and acknowledges receipts for its own.
@@ -291,10 +395,97 @@ impl ResourceService {
         Ok(report)
     }
 
+    /// Hands a request this node wrote to its provider and returns the answer the provider wrote:
+    /// in-process when this node is the provider, else on the provider's peer route, within
+    /// `DIRECT_DEADLINE`. An error means no answer came this way (the inbox still has the request).
+    async fn hand_over(
+        &self,
+        provider: &AgentPubKey,
+        endpoint: Option<&str>,
+        signed: &SignedRequest,
+    ) -> Result<Answer, String> {
+        if provider == &self.mesh.agent {
+            return self.answer_direct(provider, signed.clone()).await.map_err(|e| e.to_string());
+        }
+        let endpoint = endpoint.ok_or("the provider's offer names no peer endpoint")?;
+        let body = serde_json::to_vec(signed).map_err(|e| e.to_string())?;
+        let answer = self.post_to_provider(endpoint, PEER_REQUESTS_PATH, body).await?;
+        serde_json::from_slice(&answer).map_err(|e| format!("the provider's answer does not decode: {e}"))
+    }
+
+    /// A signed POST to a provider's peer route, within `DIRECT_DEADLINE`: the body of a success.
+    async fn post_to_provider(&self, endpoint: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        let url = format!("{}{path}", endpoint.trim_end_matches('/'));
+        let exchange = async {
+            let response = self.peers.post(&url, body).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("{url}: {status}: {}", String::from_utf8_lossy(&bytes)));
+            }
+            Ok(bytes.to_vec())
+        };
+        tokio::time::timeout(DIRECT_DEADLINE, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("{url}: no answer within {} s", DIRECT_DEADLINE.as_secs())))
+    }
+
+    /// Remembers an allocation granted to this node, to release it through its provider (and
+    /// forgets those that expired).
+    fn hold(&self, grant: &GrantRecord, endpoint: Option<String>) {
+        if let Ok(mut held) = self.held.lock() {
+            let now = holochain_types::prelude::Timestamp::now();
+            held.retain(|_, h| h.expires_at > now);
+            let entry = Held { provider: grant.provider.clone(), endpoint, expires_at: grant.expires_at };
+            held.insert(grant.allocation_id.clone(), entry);
+        }
+    }
+
+    /// Releases an allocation granted to this node in this run through its provider; `None` when it
+    /// was not, or the provider did not release it.
+    async fn release_directly(&self, allocation_id: &ActionHash) -> Option<ActionHash> {
+        let Held { provider, endpoint, .. } = self.held.lock().ok()?.get(allocation_id).cloned()?;
+        let released = if provider == self.mesh.agent {
+            self.release_for(&provider, allocation_id.clone()).await.map_err(|e| e.to_string())
+        } else {
+            let body = serde_json::to_vec(&ReleaseBody { allocation_id: allocation_id.clone() }).ok()?;
+            match self.post_to_provider(endpoint.as_deref()?, PEER_RELEASES_PATH, body).await {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }
+        };
+        match released {
+            Ok(release) => {
+                if let Ok(mut held) = self.held.lock() {
+                    held.remove(allocation_id);
+                }
+                Some(release)
+            }
+            Err(e) => {
+                tracing::debug!(allocation = %allocation_id, "the provider did not release it directly: {e}");
+                None
+            }
+        }
+    }
+
     async fn request(&self, request: &AllocationRequest) -> Result<RequestRecord, ResourceError> {
         let _chain = self.chain.lock().await;
         Ok(self.mesh.call(ROLE, "scheduling", "request_allocation", request).await?)
     }
+}
+
+/// An allocation granted to this node, as `ResourceService::release_directly` needs it.
+#[derive(Debug, Clone)]
+struct Held {
+    provider: AgentPubKey,
+    endpoint: Option<String>,
+    expires_at: holochain_types::prelude::Timestamp,
+}
+
+/// The body of a release handed to a provider (`PEER_RELEASES_PATH`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseBody {
+    pub allocation_id: ActionHash,
 }
 
 /// What a node offers: everything its advert says it has (cores, RAM, GPUs and their VRAM, local
@@ -311,6 +502,7 @@ pub fn offer_from_advert(advert: &NodeAdvert) -> ResourceOffer {
             model_slots: u32::try_from(advert.inference.models_loaded.len()).unwrap_or(u32::MAX),
         },
         models: advert.inference.models_loaded.clone(),
+        peer_endpoint: None,
     }
 }
 
@@ -394,8 +586,12 @@ async fn candidates(s: &Requester<'_>) -> Result<Vec<Known>, ResourceError> {
 pub async fn plan(s: &Requester<'_>, request: &AllocateRequest) -> Result<Plan, ResourceError> {
     let (task, _) = task_for(&s.resources.policy, request)?;
     let nodes: Vec<Candidate> = candidates(s).await?.into_iter().map(|k| k.candidate).collect();
+    plan_for(s, &task, &nodes)
+}
+
+fn plan_for(s: &Requester<'_>, task: &Task, nodes: &[Candidate]) -> Result<Plan, ResourceError> {
     let class = s.resources.policy.class(&task.workload_class).map_err(ResourceError::BadInput)?;
-    Ok(locality_aware_binpack(&task, class, &nodes))
+    Ok(locality_aware_binpack(task, class, nodes))
 }
 
 /// Passes the `resources.allocate` gate (`via` mcp, cli or api), schedules, then asks the best
@@ -412,7 +608,8 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
         "workload_class": task.workload_class,
     });
     s.policy.gate("resources.allocate", via, &args, &[]).await.map_err(Box::new)?;
-    let plan = plan(s, request).await?;
+    let nodes: Vec<Candidate> = candidates(s).await?.into_iter().map(|k| k.candidate).collect();
+    let plan = plan_for(s, &task, &nodes)?;
     if plan.candidates.is_empty() {
         return Err(ResourceError::NoCandidates(plan.filtered));
     }
@@ -431,24 +628,43 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
                 duration_secs,
             })
             .await?;
-        if provider == s.mesh.agent {
-            s.resources.wake.notify_one();
-        }
+        let offer = nodes.iter().find(|n| n.agent == candidate.agent).and_then(|n| n.offer.as_ref());
+        let endpoint = offer.and_then(|o| o.peer_endpoint.clone());
+        let (answer, path) = match s.resources.hand_over(&provider, endpoint.as_deref(), &written.signed).await {
+            Ok(answer) => (Some(answer), "direct"),
+            Err(e) => {
+                tracing::debug!(request = %written.request_id, "{} did not answer directly: {e}", candidate.name);
+                if provider == s.mesh.agent {
+                    s.resources.wake.notify_one();
+                }
+                (await_answer(s.mesh, &written.request_id).await?, "inbox")
+            }
+        };
         let mut attempt = Attempt {
             node_id: candidate.agent.clone(),
             node_name: candidate.name.clone(),
             request_id: written.request_id.to_string(),
+            path: path.into(),
             outcome: String::new(),
         };
-        let answer = await_answer(s.mesh, &written.request_id).await?;
-        // The answer changed (or, rejected, showed stale) what the view knows of this provider.
-        if let Err(e) = s.view.refresh_provider(&provider).await {
-            tracing::debug!("refreshing {}'s offer in the mesh view failed: {e}", candidate.name);
+        // The answer changed (or, rejected, showed stale) what the view knows of this provider. On
+        // the direct path the reader does not wait for that read (it goes to the DHT).
+        let view = s.resources.view.clone();
+        let refresh = async move {
+            if let Err(e) = view.refresh_provider(&provider).await {
+                tracing::debug!("refreshing {provider}'s offer in the mesh view failed: {e}");
+            }
+        };
+        if path == "direct" {
+            tokio::spawn(refresh);
+        } else {
+            refresh.await;
         }
         match answer {
             Some(Answer::Granted(grant)) => {
                 attempt.outcome = "granted".into();
                 attempts.push(attempt);
+                s.resources.hold(&grant, endpoint);
                 return Ok(Allocation {
                     allocation_id: grant.allocation_id.to_string(),
                     node_id: candidate.agent.clone(),
@@ -482,12 +698,18 @@ async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer
     }
 }
 
-/// Releases an allocation this node holds or granted, once the `resources.release` gate passed.
+/// Releases an allocation this node holds or granted, once the `resources.release` gate passed. An
+/// allocation this node was granted in this run is released by its provider when told directly
+/// (its ledger frees the capacity at once); otherwise, or if the provider does not answer, this
+/// node writes the release and the provider's inbox carries it.
 pub async fn release(s: &Requester<'_>, allocation_id: &str, via: &str) -> Result<String, ResourceError> {
     let hash = ActionHash::try_from(allocation_id)
         .map_err(|e| ResourceError::BadInput(format!("allocation_id `{allocation_id}` is not an action hash: {e}")))?;
     let args = serde_json::json!({ "allocation_id": allocation_id });
     s.policy.gate("resources.release", via, &args, &[]).await.map_err(Box::new)?;
+    if let Some(release) = s.resources.release_directly(&hash).await {
+        return Ok(release.to_string());
+    }
     let release: ActionHash = {
         let _chain = s.resources.chain.lock().await;
         s.mesh.call(ROLE, "scheduling", "release_allocation", &hash).await?

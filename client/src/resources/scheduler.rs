@@ -274,7 +274,7 @@ mod tests {
             tokens_per_second: 0,
             bandwidth_mbps: 1000,
             cpu_percent: Some(10),
-            offer: Some(ResourceOffer { capacity, models: vec![] }),
+            offer: Some(ResourceOffer { capacity, models: vec![], peer_endpoint: None }),
             in_use: Capacity::default(),
         }
     }

@@ -303,15 +303,21 @@ impl Runtime {
         .await;
         let policy =
             ComputePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
-        let resources =
-            ResourceService::new(mesh.clone(), node.clone(), view.clone(), policy, conductor.settings.provide);
+        let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
+        let resources = ResourceService::new(
+            mesh.clone(),
+            node.clone(),
+            view.clone(),
+            peers.clone(),
+            policy,
+            conductor.settings.provide,
+        );
         let storage_policy =
             StoragePolicy::load(&conductor.settings.manifests.root).map_err(|e| UpError::Setting(e.to_string()))?;
         let journal = AuditJournal::open(&conductor.settings.data_dir.join(AUDIT_JOURNAL_DIR))
             .map_err(|e| UpError::Setting(e.to_string()))?;
         let policy = PolicyService::new(mesh.clone(), conductor.settings.network.name.clone(), journal)
             .map_err(|e| UpError::Setting(format!("the built-in policies: {e}")))?;
-        let peers = crate::peer::PeerClient::new(mesh.clone(), conductor.info.network_seed.clone());
         let artifacts = ArtifactService::new(
             mesh.clone(),
             &node,

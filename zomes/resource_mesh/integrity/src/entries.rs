@@ -51,6 +51,10 @@ pub struct ResourceOffer {
     pub capacity: Capacity,
     /// Models it serves (inference allocations name one).
     pub models: Vec<String>,
+    /// Where its sidecar takes requests handed to it directly (`/peer/v1/resources/…`); none when
+    /// it answers only from its DHT inbox.
+    #[serde(default)]
+    pub peer_endpoint: Option<String>,
 }
 
 /// A requester asks one provider (chosen by its scheduler) for resources.
@@ -65,6 +69,29 @@ pub struct AllocationRequest {
     pub duration_secs: u32,
 }
 
+/// A request as its requester wrote it: the action that created it, the requester's signature over
+/// that action, and its entry. An answer carries it (rule AN1), so a provider can answer a request
+/// handed to it directly, before the request reaches the DHT, and every validator still knows who
+/// asked, for what, and when.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub action: Action,
+    pub signature: Signature,
+    pub request: AllocationRequest,
+}
+
+impl SignedRequest {
+    /// Who made the request: the author of its action.
+    pub fn requester(&self) -> &AgentPubKey {
+        self.action.author()
+    }
+
+    /// When the request was made: its action's timestamp, which its answer window counts from.
+    pub fn made_at(&self) -> Timestamp {
+        self.action.timestamp()
+    }
+}
+
 /// The named provider's answer to a request: capacity held until `expires_at`. Its action hash is
 /// the allocation id.
 ///
@@ -75,6 +102,8 @@ pub struct AllocationRequest {
 #[derive(Clone, PartialEq, Eq)]
 pub struct AllocationGrant {
     pub request: ActionHash,
+    /// The request `request` names, as its requester signed it (rule AN1).
+    pub signed_request: SignedRequest,
     /// The time the ledger is computed at (µs): at most `LEDGER_CLOCK_SLACK_SECS` before the
     /// action's own timestamp, which the provider's conductor sets only when it commits.
     pub ledger_at_micros: i64,
@@ -91,6 +120,8 @@ pub struct AllocationGrant {
 #[derive(Clone, PartialEq, Eq)]
 pub struct AllocationRejection {
     pub request: ActionHash,
+    /// The request `request` names, as its requester signed it (rule AN1).
+    pub signed_request: SignedRequest,
     pub reason: String,
 }
 
@@ -149,6 +180,9 @@ impl ResourceOffer {
     /// Rule OF1.
     pub fn check(&self) -> Result<(), RuleViolation> {
         ensure(!self.capacity.is_zero(), Rule::OF1, || "an offer must offer something".into())?;
+        if let Some(endpoint) = &self.peer_endpoint {
+            check_endpoint(endpoint).map_err(|e| RuleViolation::new(Rule::OF1, format!("peer_endpoint {e}")))?;
+        }
         check_models(&self.models).map_err(|e| RuleViolation::new(Rule::OF1, e))
     }
 }
@@ -180,8 +214,8 @@ impl AllocationGrant {
     /// Rule GR2, the part that needs only the grant itself.
     pub fn check(&self) -> Result<(), RuleViolation> {
         let fail = |detail: String| Err(RuleViolation::new(Rule::GR2, detail));
-        if self.endpoint.len() > ENDPOINT_MAX || !self.endpoint.chars().all(|c| c.is_ascii_graphic()) {
-            return fail(format!("endpoint must be at most {ENDPOINT_MAX} printable ASCII characters"));
+        if let Err(e) = check_endpoint(&self.endpoint) {
+            return fail(format!("endpoint {e}"));
         }
         if self.holdings.len() > HOLDINGS_MAX || self.releases.len() > RELEASES_MAX {
             return fail(format!("a grant carries at most {HOLDINGS_MAX} holdings and {RELEASES_MAX} releases"));
@@ -200,6 +234,13 @@ impl AllocationRejection {
             format!("a rejection gives a reason of 1-{REASON_MAX} bytes")
         })
     }
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    if endpoint.len() > ENDPOINT_MAX || !endpoint.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("must be at most {ENDPOINT_MAX} printable ASCII characters"));
+    }
+    Ok(())
 }
 
 fn check_models(models: &[String]) -> Result<(), String> {
@@ -250,10 +291,34 @@ mod tests {
         let offer = ResourceOffer {
             capacity: Capacity { model_slots: 2, ..Capacity::default() },
             models: vec!["a".into(), "A".into()],
+            peer_endpoint: None,
         };
         assert!(offer.check().is_err_and(|e| e.rule == Rule::OF1 && e.detail.contains("twice")));
-        let empty = ResourceOffer { capacity: Capacity::default(), models: vec![] };
+        let empty = ResourceOffer { capacity: Capacity::default(), models: vec![], peer_endpoint: None };
         assert!(empty.check().is_err());
+        let spaced = ResourceOffer {
+            capacity: Capacity { cpu_cores: 1, ..Capacity::default() },
+            models: vec![],
+            peer_endpoint: Some("http://a b".into()),
+        };
+        assert!(spaced.check().is_err_and(|e| e.rule == Rule::OF1 && e.detail.contains("peer_endpoint")));
+    }
+
+    /// A request's copy as answers carry it (the signature is not checked natively).
+    fn signed(request: AllocationRequest) -> SignedRequest {
+        let action = Action {
+            header: ActionHeader {
+                author: AgentPubKey::from_raw_36(vec![5; 36]),
+                timestamp: Timestamp::from_micros(0),
+                action_seq: 4,
+                prev_action: Some(ActionHash::from_raw_36(vec![6; 36])),
+            },
+            data: ActionData::Create(CreateData {
+                entry_type: EntryType::App(AppEntryDef::new(1.into(), 0.into(), EntryVisibility::Public)),
+                entry_hash: EntryHash::from_raw_36(vec![7; 36]),
+            }),
+        };
+        SignedRequest { action, signature: Signature([0; 64]), request }
     }
 
     #[test]
@@ -268,6 +333,7 @@ mod tests {
         };
         let grant = AllocationGrant {
             request,
+            signed_request: signed(super::tests::request()),
             ledger_at_micros: 0,
             offer: ActionHash::from_raw_36(vec![3; 36]),
             prev_grant: None,
@@ -280,7 +346,11 @@ mod tests {
         assert!(other.check().is_err_and(|e| e.rule == Rule::GR2));
         let spaced = AllocationGrant { endpoint: "http://a b".into(), ..grant };
         assert!(spaced.check().is_err_and(|e| e.detail.contains("endpoint")));
-        let reject = AllocationRejection { request: ActionHash::from_raw_36(vec![2; 36]), reason: " ".into() };
+        let reject = AllocationRejection {
+            request: ActionHash::from_raw_36(vec![2; 36]),
+            signed_request: signed(super::tests::request()),
+            reason: " ".into(),
+        };
         assert!(reject.check().is_err_and(|e| e.rule == Rule::RJ2));
         assert_eq!(ResourceSeconds::of(&own.amounts, 90).map(|s| s.gpu_slot_seconds), Some(90));
     }

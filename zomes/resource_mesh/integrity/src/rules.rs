@@ -23,6 +23,8 @@ pub enum Rule {
     RJ1,
     /// A rejection gives a short reason.
     RJ2,
+    /// An answer carries the request it names, as its requester signed it.
+    AN1,
     /// Only the provider or the requester of an allocation may release it.
     RL1,
     /// Only the provider of an allocation writes its usage receipt.

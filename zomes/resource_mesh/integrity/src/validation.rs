@@ -95,17 +95,17 @@ fn validate_delete_entry(_action: &TypedAction<DeleteData>) -> Verdict {
     Ok(Err(RuleViolation::new(Rule::DL1, "resource_mesh entries are never deleted")))
 }
 
-/// Rules: GR1 (only the named provider grants), GR2 (the grant's own holding is the request's,
-/// within its answer window, against the provider's own offer, which serves the requested model).
+/// Rules: AN1 (the grant carries the request it names, as signed), GR1 (only the named provider
+/// grants), GR2 (the grant's own holding is the request's, within its answer window, against the
+/// provider's own offer, which serves the requested model).
 fn validate_grant(author: &AgentPubKey, at: Timestamp, grant: &AllocationGrant) -> Verdict {
     if let Err(violation) = grant.check() {
         return Ok(Err(violation));
     }
-    let (request_action, request) =
-        match get_entry::<AllocationRequest>(&grant.request, UnitEntryTypes::AllocationRequest)? {
-            Some(found) => found,
-            None => return Ok(Err(RuleViolation::new(Rule::GR1, "a grant must name an allocation request"))),
-        };
+    if let Err(violation) = proven_request(&grant.request, &grant.signed_request)? {
+        return Ok(Err(violation));
+    }
+    let request = &grant.signed_request.request;
     if &request.provider != author {
         return Ok(Err(RuleViolation::new(Rule::GR1, "only the provider named in a request may grant it")));
     }
@@ -113,7 +113,7 @@ fn validate_grant(author: &AgentPubKey, at: Timestamp, grant: &AllocationGrant) 
     let Some(own) = grant.holding() else {
         return fail("a grant carries its own holding".into());
     };
-    let answer_by = request_action.timestamp().as_micros() + ANSWER_WINDOW_SECS * MICROS;
+    let answer_by = grant.signed_request.made_at().as_micros() + ANSWER_WINDOW_SECS * MICROS;
     let latest_expiry = at.as_micros() + i64::from(request.duration_secs) * MICROS;
     if own.amounts != request.requirements {
         return fail("a grant holds exactly what its request requires".into());
@@ -227,15 +227,42 @@ fn validate_grant_ledger(action: &TypedAction<CreateData>) -> Verdict {
     })
 }
 
-/// Rules: RJ1 (only the named provider rejects), RJ2 (a short reason).
+/// Rules: RJ2 (a short reason), AN1 (the rejection carries the request it names, as signed), RJ1
+/// (only the named provider rejects).
 fn validate_rejection(author: &AgentPubKey, rejection: &AllocationRejection) -> Verdict {
     if let Err(violation) = rejection.check() {
         return Ok(Err(violation));
     }
-    let request = get_entry::<AllocationRequest>(&rejection.request, UnitEntryTypes::AllocationRequest)?;
-    Ok(ensure(request.is_some_and(|(_, r)| &r.provider == author), Rule::RJ1, || {
+    if let Err(violation) = proven_request(&rejection.request, &rejection.signed_request)? {
+        return Ok(Err(violation));
+    }
+    Ok(ensure(&rejection.signed_request.request.provider == author, Rule::RJ1, || {
         "only the provider named in a request may reject it".into()
     }))
+}
+
+/// Rule AN1: `signed` is the request `named` as its requester wrote it. Its action hashes to
+/// `named` and creates an allocation request whose entry is `signed.request`, that entry passes
+/// RQ1, and the action's author signed the action. Then an answer needs nothing from the DHT to
+/// know the request, and a provider can answer one handed to it before it is published.
+fn proven_request(named: &ActionHash, signed: &SignedRequest) -> Verdict {
+    let fail = |detail: &str| Ok(Err(RuleViolation::new(Rule::AN1, detail)));
+    if &hash_action(signed.action.clone())? != named {
+        return fail("the signed request is not the request the answer names");
+    }
+    if !is_entry_type(&signed.action, UnitEntryTypes::AllocationRequest)? {
+        return fail("the signed request's action does not create an allocation request");
+    }
+    if signed.action.entry_hash() != Some(&hash_entry(&signed.request)?) {
+        return fail("the signed request's entry is not the one its action created");
+    }
+    if let Err(violation) = signed.request.check() {
+        return Ok(Err(RuleViolation::new(Rule::AN1, format!("the signed request breaks {violation}"))));
+    }
+    if !verify_signature(signed.requester().clone(), signed.signature.clone(), &signed.action)? {
+        return fail("the signature on the request is not its author's");
+    }
+    Ok(Ok(()))
 }
 
 /// Rules: RL1 (the provider or the requester of the allocation releases it).
@@ -244,8 +271,8 @@ fn validate_release(author: &AgentPubKey, release: &AllocationRelease) -> Verdic
     else {
         return Ok(Err(RuleViolation::new(Rule::RL1, "a release names an allocation grant")));
     };
-    let requester = must_get_action(grant.request)?.action().author().clone();
-    Ok(ensure(grant_action.author() == author || &requester == author, Rule::RL1, || {
+    let requester = grant.signed_request.requester();
+    Ok(ensure(grant_action.author() == author || requester == author, Rule::RL1, || {
         "only the provider or the requester of an allocation may release it".into()
     }))
 }
@@ -295,8 +322,7 @@ fn validate_ack(author: &AgentPubKey, ack: &UsageAck) -> Verdict {
     let Some((_, grant)) = get_entry::<AllocationGrant>(&receipt.grant, UnitEntryTypes::AllocationGrant)? else {
         return Ok(Err(RuleViolation::new(Rule::UA1, "the receipt names no grant")));
     };
-    let requester = must_get_action(grant.request)?.action().author().clone();
-    Ok(ensure(&requester == author, Rule::UA1, || {
+    Ok(ensure(grant.signed_request.requester() == author, Rule::UA1, || {
         "only the requester of an allocation acknowledges its receipt".into()
     }))
 }

@@ -5,8 +5,8 @@ use hdi::prelude::*;
 
 pub use resource_mesh_integrity::{
     is_entry_type, AllocationGrant, AllocationRejection, AllocationRelease, AllocationRequest, Capacity, Holding,
-    LocalityPreference, ResourceOffer, ResourceSeconds, ResourceType, UnitEntryTypes, UsageAck, UsageReceipt,
-    ANSWER_WINDOW_SECS, MAX_DURATION_SECS, MODEL_NAME_MAX,
+    LocalityPreference, ResourceOffer, ResourceSeconds, ResourceType, SignedRequest, UnitEntryTypes, UsageAck,
+    UsageReceipt, ANSWER_WINDOW_SECS, MAX_DURATION_SECS, MODEL_NAME_MAX,
 };
 
 /// A provider's offer as the DHT holds it.
@@ -37,6 +37,9 @@ pub struct RequestRecord {
     pub requester: AgentPubKey,
     pub made_at: Timestamp,
     pub request: AllocationRequest,
+    /// The request as signed, which its requester hands to the provider on the direct path and
+    /// every answer carries (rule AN1).
+    pub signed: SignedRequest,
 }
 
 /// A granted allocation.
@@ -68,6 +71,24 @@ pub struct AnswerInput {
     pub endpoint: String,
 }
 
+/// `scheduling.answer_signed`: the provider answers requests handed to it directly, in order, in
+/// one chain write.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SignedAnswerInput {
+    pub requests: Vec<SignedRequest>,
+    /// As in [`AnswerInput`].
+    pub endpoint: String,
+}
+
+/// `scheduling.release_for`: the provider releases its grant because the allocation's requester
+/// asked it to, directly.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ReleaseFor {
+    pub allocation_id: ActionHash,
+    /// Who asked (checked against the grant's request).
+    pub requester: AgentPubKey,
+}
+
 /// `scheduling.get_inbox`: what awaits the provider.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Inbox {
@@ -75,6 +96,10 @@ pub struct Inbox {
     pub requests: Vec<ActionHash>,
     /// Releases of this provider's grants not yet accounted for by a grant.
     pub releases: Vec<ActionHash>,
+    /// Inbox links of requests already answered (handed over directly as well): for
+    /// `scheduling.clear_answered`.
+    #[serde(default)]
+    pub answered: Vec<ActionHash>,
 }
 
 /// One allocation as either party sees it.
@@ -141,11 +166,13 @@ pub fn entry_of<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
 
 impl RequestRecord {
     pub fn from_record(record: &Record) -> Option<Self> {
+        let request: AllocationRequest = entry_of(record, UnitEntryTypes::AllocationRequest)?;
         Some(RequestRecord {
             request_id: record.action_address().clone(),
             requester: record.action().author().clone(),
             made_at: record.action().timestamp(),
-            request: entry_of(record, UnitEntryTypes::AllocationRequest)?,
+            request: request.clone(),
+            signed: SignedRequest { action: record.action().clone(), signature: record.signature().clone(), request },
         })
     }
 }
