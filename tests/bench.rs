@@ -727,8 +727,8 @@ async fn mcp() {
 ///   `get_answer`, holds the grant for 0.5 s and writes its release.
 ///
 /// Every provider's allocations are swept for over-allocation afterwards: at no instant may a
-/// provider hold more than it offered. Then `RACE_ROUNDS` direct races for the last slots of a
-/// fifth provider (`race_direct`, which checks every round).
+/// provider hold more than it offered. Then `RACE_ROUNDS` (or `RIPPLE_BENCH_RACE_ROUNDS`) direct
+/// races for the last slots of a fifth provider (`race_direct`, which checks every round).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo xtask bench mesh"]
 async fn mesh() {
@@ -760,13 +760,14 @@ async fn mesh() {
         let _: OfferRecord = conductors[0].call(&p.zome("resources"), "publish_offer", offer.clone()).await;
     }
     let (racer, providers) = providers.split_last().expect("a fifth provider races");
-    let request_to = |which: usize| AllocationRequest {
+    let request_to = |which: usize, answer_within_secs: u32| AllocationRequest {
         provider: providers[which].agent_pubkey().clone(),
         resource_type: ResourceType::Compute,
         requirements: Capacity { gpu_slots: 1, ..Capacity::default() },
         model_name: None,
         locality_preference: LocalityPreference::Any,
         duration_secs: 30,
+        answer_within_secs,
     };
 
     // The direct path.
@@ -786,7 +787,7 @@ async fn mesh() {
                 round += 1;
                 let started = Instant::now();
                 let written: RequestRecord =
-                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which)).await;
+                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which, 10)).await;
                 let zome = providers[which].zome("scheduling");
                 let answer = groups[which]
                     .submit(&chains[which], written.signed, |requests| {
@@ -855,7 +856,8 @@ async fn mesh() {
                 round += 1;
                 let started = Instant::now();
                 let written: RequestRecord =
-                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which)).await;
+                    conductor.call(&r.zome("scheduling"), "request_allocation", request_to(which, 30)).await;
+                let () = conductor.call(&r.zome("scheduling"), "post_to_inbox", written.request_id.clone()).await;
                 let answer = loop {
                     let answer: Option<Answer> =
                         conductor.call(&r.zome("scheduling"), "get_answer", written.request_id.clone()).await;
@@ -925,7 +927,8 @@ async fn mesh() {
     let race_started = Instant::now();
     let racer = Node { conductor: &conductors[0], cell: racer };
     let racing: Vec<Node> = requesters.iter().map(|cell| Node { conductor: &conductors[1], cell }).collect();
-    let race = race_direct(racer, &racing, RACE_ROUNDS, RACE_RACING_ROUNDS, SLOTS as usize).await;
+    let rounds = std::env::var("RIPPLE_BENCH_RACE_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(RACE_ROUNDS);
+    let race = race_direct(racer, &racing, rounds, RACE_RACING_ROUNDS.min(rounds), SLOTS as usize).await;
     let race_wall = race_started.elapsed();
 
     let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
@@ -951,7 +954,8 @@ async fn mesh() {
          slots held at once on any provider, counting each allocation from its grant until after its release \
          was written).\n\n\
          **Race:** {rounds} rounds on a fifth provider (conductor 1) with {REQUESTERS} requesters (conductor 2), \
-         each handing 1–3 requests in one batch, all at once without a lock: {rq} requests, {rg} granted, \
+         each handing 1–3 requests at once (in the first {RACE_RACING_ROUNDS} rounds each batch its own answer \
+         call without a lock, then through one group commit as the sidecar's peer route): {rq} requests, {rg} granted, \
          {rr} rejected, exactly {SLOTS} granted every round, so **0 over-allocations in {rounds} rounds**; \
          every answer was the same when asked again, and every request ended granted or rejected. \
          {moved} answer calls lost the chain head to another and were retried. {race_wall:.0} s.",

@@ -122,7 +122,7 @@ impl PeerClient {
     pub async fn get(&self, url: &str) -> Result<reqwest::Response, PeerClientError> {
         let parsed = url::Url::parse(url).map_err(|e| PeerClientError::Url(format!("{url}: {e}")))?;
         let headers = self.sign("GET", &parsed, b"").await?;
-        self.http.get(parsed).headers(headers).send().await.map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
+        self.http.get(parsed).headers(headers).send().await.map_err(|e| PeerClientError::sending(url, e))
     }
 
     /// A signed POST of a JSON `body` to `url` (a peer route of another node's sidecar).
@@ -136,7 +136,7 @@ impl PeerClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| PeerClientError::Http(format!("{url}: {e}")))
+            .map_err(|e| PeerClientError::sending(url, e))
     }
 }
 
@@ -144,10 +144,24 @@ impl PeerClient {
 pub enum PeerClientError {
     #[error("{0}")]
     Url(String),
+    /// No connection to the peer: the request did not leave this node.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The request may have reached the peer, but no response came back.
     #[error("{0}")]
     Http(String),
     #[error("cannot sign the peer request: {0}")]
     Sign(#[from] MeshError),
+}
+
+impl PeerClientError {
+    fn sending(url: &str, e: reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::Unreachable(format!("{url}: {e}"))
+        } else {
+            Self::Http(format!("{url}: {e}"))
+        }
+    }
 }
 
 /// Checks incoming peer requests. Nonces are remembered for twice the allowed skew, after which a

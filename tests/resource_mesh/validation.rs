@@ -87,8 +87,23 @@ impl Node<'_> {
         self.call("resources", "publish_offer", offer).await
     }
 
+    /// A request left in the provider's DHT inbox (the longest answer window).
     pub async fn request(&self, provider: &AgentPubKey, requirements: Capacity, secs: u32) -> RequestRecord {
-        self.call("scheduling", "request_allocation", request_to(provider, requirements, secs)).await
+        let request = self.request_within(provider, requirements, secs, ANSWER_WINDOW_MAX_SECS).await;
+        let () = self.call("scheduling", "post_to_inbox", request.request_id.clone()).await;
+        request
+    }
+
+    /// A request only written, to be handed to the provider directly, answerable for `window` s.
+    pub async fn request_within(
+        &self,
+        provider: &AgentPubKey,
+        requirements: Capacity,
+        secs: u32,
+        window: u32,
+    ) -> RequestRecord {
+        let request = AllocationRequest { answer_within_secs: window, ..request_to(provider, requirements, secs) };
+        self.call("scheduling", "request_allocation", request).await
     }
 
     pub async fn answer(&self, request: &ActionHash) -> Answer {
@@ -110,6 +125,7 @@ pub fn request_to(provider: &AgentPubKey, requirements: Capacity, duration_secs:
         model_name: None,
         locality_preference: LocalityPreference::Nearest,
         duration_secs,
+        answer_within_secs: ANSWER_WINDOW_MAX_SECS,
     }
 }
 
@@ -148,7 +164,7 @@ async fn forged_grant(
         request: request.request_id.clone(),
         amounts,
         expires_at_micros: now + millis * 1000,
-        answer_by_micros: request.made_at.as_micros() + ANSWER_WINDOW_SECS * 1_000_000,
+        answer_by_micros: request.signed.answer_by_micros(),
         released: false,
     });
     AllocationGrant {
@@ -202,6 +218,9 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
 
     let forever = Forged::Request(request_to(&alice.key(), gpus(1), 0));
     assert_cites(&mallory.refused("create_unchecked", forever).await, "RQ1");
+    let unanswerable =
+        AllocationRequest { answer_within_secs: ANSWER_WINDOW_MAX_SECS + 1, ..request_to(&alice.key(), gpus(1), 60) };
+    assert_cites(&mallory.refused("create_unchecked", Forged::Request(unanswerable)).await, "RQ1");
 
     // GR1: Mallory grants Alice's request to Alice, consistently with Mallory's own ledger.
     let foreign = forged_grant(mallory, &mallory_offer, None, &alice_request, gpus(1), 60_000).await;
@@ -211,6 +230,8 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     let own_request = mallory.request(&mallory.key(), gpus(1), 60).await;
     let greedy = forged_grant(mallory, &mallory_offer, None, &own_request, gpus(2), 60_000).await;
     assert_cites(&mallory.refused("create_unchecked", Forged::Grant(greedy)).await, "GR2");
+    // … and a grant written after its request's answer window closed (granted further down).
+    let late = mallory.request_within(&mallory.key(), gpus(1), 60, ANSWER_WINDOW_MIN_SECS).await;
 
     // AN1: a grant carrying another request's copy, an edited copy, or a copy whose signature is
     // not over its action (each otherwise a valid first grant of Mallory's own request).
@@ -230,6 +251,15 @@ async fn every_rule_refuses_a_commit_that_breaks_it() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let again = forged_grant(mallory, &mallory_offer, Some(&short_grant.allocation_id), &short, cpus(1), 900).await;
     assert_cites(&mallory.refused("create_unchecked", Forged::Grant(again)).await, "GR4");
+    let closed = late.signed.answer_by_micros() - Timestamp::now().as_micros();
+    tokio::time::sleep(Duration::from_micros(u64::try_from(closed).unwrap_or(0) + 100_000)).await;
+    let too_late =
+        forged_grant(mallory, &mallory_offer, Some(&short_grant.allocation_id), &late, gpus(1), 60_000).await;
+    assert_cites(&mallory.refused("create_unchecked", Forged::Grant(too_late)).await, "GR2");
+    match mallory.answer(&late.request_id).await {
+        Answer::Rejected { reason, .. } => assert!(reason.contains("answer window has passed"), "{reason}"),
+        other => panic!("a request past its window is rejected, got {other:?}"),
+    }
 
     // GR3: all four slots granted, then a fifth.
     let big = mallory.request(&mallory.key(), gpus(4), 3600).await;

@@ -73,7 +73,9 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
 
     // All of a node's cores: node-b has one in use now, so node-a's provider loop grants it.
     let all = cores.to_string();
+    let asked = std::time::Instant::now();
     let remote: Allocation = cli(&b, &b_data, &["allocate", "compute", "--cpu", &all, "--duration", "600"]);
+    eprintln!("`ripple allocate` answered by node-a in {:.0?} (CLI process included)", asked.elapsed());
     assert_eq!(remote.node_name, "node-a", "{remote:?}");
     assert_eq!(path(&remote), "direct", "node-a answered on its peer route: {remote:?}");
     // A second one fits nowhere: the plan says why for each node.

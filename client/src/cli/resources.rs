@@ -63,11 +63,13 @@ pub(super) fn render_allocation(a: &Allocation) -> String {
         if a.endpoint.is_empty() { "-" } else { &a.endpoint },
         a.expires_at
     );
+    let note = |t: &crate::resources::Attempt| t.note.as_ref().map(|n| format!(" (direct: {n})")).unwrap_or_default();
     if let Some(granted) = a.attempts.iter().find(|t| t.outcome == "granted") {
-        out.push_str(&format!("answered   {}\n", granted.path));
+        out.push_str(&format!("answered   {}{}\n", granted.path, note(granted)));
     }
     for attempt in a.attempts.iter().filter(|t| t.outcome != "granted") {
-        out.push_str(&format!("tried      {} ({}): {}\n", attempt.node_name, attempt.path, attempt.outcome));
+        let (name, path, outcome) = (&attempt.node_name, &attempt.path, &attempt.outcome);
+        out.push_str(&format!("tried      {name} ({path}): {outcome}{}\n", note(attempt)));
     }
     out
 }

@@ -19,7 +19,7 @@ use resource_mesh_types::*;
 use crate::mesh::{Mesh, MeshError};
 use crate::node::view::{MeshNode, MeshView};
 use crate::node::NodeAgent;
-use crate::peer::PeerClient;
+use crate::peer::{PeerClient, PeerClientError};
 use crate::policy::PolicyService;
 use group_commit::GroupCommit;
 use policy::ComputePolicy;
@@ -37,15 +37,22 @@ pub struct Requester<'a> {
 
 /// The hApp role of the resource_mesh DNA.
 pub const ROLE: &str = crate::mesh::RESOURCES_ROLE;
-/// How often the provider loop reads its inbox (it is also woken when this node asks itself).
-const PROVIDER_TICK: Duration = Duration::from_secs(1);
+/// How often the provider loop reads its inbox (it is also woken when this node asks itself). The
+/// inbox is the fallback path: requesters hand their requests over directly, so the loop reads it
+/// seldom, and the node's reads of its inbox on peers stay a small load.
+const PROVIDER_TICK: Duration = Duration::from_secs(5);
 /// How often ended allocations are billed and receipts acknowledged.
 const SETTLE_EVERY: Duration = Duration::from_secs(30);
-/// How long a requester waits for a provider's answer before trying the next candidate.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a requester waits for a provider to answer a request handed to it directly before it
-/// leaves the request to the provider's inbox (where it already is).
+/// The answer window of a request handed to its provider directly, and of one left in its inbox
+/// (read each `PROVIDER_TICK`, after the DHT delivered it). The provider's ledger remembers each
+/// request for its window, so the direct path's short one keeps every grant small.
+const DIRECT_WINDOW_SECS: u32 = 10;
+const INBOX_WINDOW_SECS: u32 = 30;
+/// How long a requester waits for the provider's response to a request handed over directly.
 const DIRECT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long after a request's answer window a requester still looks for the answer on the DHT
+/// (one written just in time may take this long to reach it).
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// The provider's peer routes for requests and releases handed to it directly.
 pub const PEER_REQUESTS_PATH: &str = "/peer/v1/resources/requests";
 pub const PEER_RELEASES_PATH: &str = "/peer/v1/resources/releases";
@@ -100,10 +107,12 @@ pub struct Attempt {
     pub node_id: String,
     pub node_name: String,
     pub request_id: String,
-    /// How the answer came: `direct` (the provider answered when handed the request) or `inbox`
-    /// (through the DHT).
+    /// How the request reached the provider: `direct` (handed to it) or `inbox` (through the DHT).
     #[serde(default)]
     pub path: String,
+    /// Why the direct path did not answer, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// `granted`, the provider's rejection reason, or that it did not answer in time.
     pub outcome: String,
 }
@@ -324,7 +333,8 @@ impl ResourceService {
     /// A request its requester (`caller`, already authenticated) hands this node directly: answered
     /// in this call, on this node's chain, together with any others that arrive meanwhile.
     pub async fn answer_direct(&self, caller: &AgentPubKey, signed: SignedRequest) -> Result<Answer, ResourceError> {
-        if !self.state().providing || self.state().offer.is_none() {
+        let state = self.state();
+        if !state.providing || state.offer.is_none() {
             return Err(ResourceError::NotProviding("this node offers no resources to allocate".into()));
         }
         if signed.requester() != caller {
@@ -397,37 +407,48 @@ impl ResourceService {
 
     /// Hands a request this node wrote to its provider and returns the answer the provider wrote:
     /// in-process when this node is the provider, else on the provider's peer route, within
-    /// `DIRECT_DEADLINE`. An error means no answer came this way (the inbox still has the request).
+    /// `DIRECT_DEADLINE`.
     async fn hand_over(
         &self,
         provider: &AgentPubKey,
         endpoint: Option<&str>,
         signed: &SignedRequest,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, HandOverFailure> {
         if provider == &self.mesh.agent {
-            return self.answer_direct(provider, signed.clone()).await.map_err(|e| e.to_string());
+            return self.answer_direct(provider, signed.clone()).await.map_err(|e| match e {
+                ResourceError::Unanswered(_) | ResourceError::Mesh(_) => HandOverFailure::Unknown(e.to_string()),
+                _ => HandOverFailure::NotTaken(e.to_string()),
+            });
         }
-        let endpoint = endpoint.ok_or("the provider's offer names no peer endpoint")?;
-        let body = serde_json::to_vec(signed).map_err(|e| e.to_string())?;
+        let endpoint = endpoint.ok_or_else(|| HandOverFailure::NotTaken("its offer names no peer endpoint".into()))?;
+        let body = serde_json::to_vec(signed).map_err(|e| HandOverFailure::NotTaken(e.to_string()))?;
         let answer = self.post_to_provider(endpoint, PEER_REQUESTS_PATH, body).await?;
-        serde_json::from_slice(&answer).map_err(|e| format!("the provider's answer does not decode: {e}"))
+        serde_json::from_slice(&answer)
+            .map_err(|e| HandOverFailure::Unknown(format!("the provider's answer does not decode: {e}")))
     }
 
     /// A signed POST to a provider's peer route, within `DIRECT_DEADLINE`: the body of a success.
-    async fn post_to_provider(&self, endpoint: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    async fn post_to_provider(&self, endpoint: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, HandOverFailure> {
+        use HandOverFailure::{NotTaken, Unknown};
         let url = format!("{}{path}", endpoint.trim_end_matches('/'));
         let exchange = async {
-            let response = self.peers.post(&url, body).await.map_err(|e| e.to_string())?;
+            let response = self.peers.post(&url, body).await.map_err(|e| match e {
+                PeerClientError::Http(_) => Unknown(e.to_string()),
+                _ => NotTaken(e.to_string()),
+            })?;
             let status = response.status();
-            let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-            if !status.is_success() {
-                return Err(format!("{url}: {status}: {}", String::from_utf8_lossy(&bytes)));
+            let bytes = response.bytes().await.map_err(|e| Unknown(format!("{url}: {e}")))?;
+            let refused = || format!("{url}: {status}: {}", String::from_utf8_lossy(&bytes));
+            match status {
+                s if s.is_success() => Ok(bytes.to_vec()),
+                // The provider's conductor did not say whether it wrote the answer.
+                reqwest::StatusCode::BAD_GATEWAY => Err(Unknown(refused())),
+                _ => Err(NotTaken(refused())),
             }
-            Ok(bytes.to_vec())
         };
         tokio::time::timeout(DIRECT_DEADLINE, exchange)
             .await
-            .unwrap_or_else(|_| Err(format!("{url}: no answer within {} s", DIRECT_DEADLINE.as_secs())))
+            .unwrap_or_else(|_| Err(Unknown(format!("{url}: no response within {} s", DIRECT_DEADLINE.as_secs()))))
     }
 
     /// Remembers an allocation granted to this node, to release it through its provider (and
@@ -451,7 +472,7 @@ impl ResourceService {
             let body = serde_json::to_vec(&ReleaseBody { allocation_id: allocation_id.clone() }).ok()?;
             match self.post_to_provider(endpoint.as_deref()?, PEER_RELEASES_PATH, body).await {
                 Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
             }
         };
         match released {
@@ -472,6 +493,23 @@ impl ResourceService {
         let _chain = self.chain.lock().await;
         Ok(self.mesh.call(ROLE, "scheduling", "request_allocation", request).await?)
     }
+
+    async fn post_to_inbox(&self, request: &ActionHash) -> Result<(), ResourceError> {
+        let _chain = self.chain.lock().await;
+        Ok(self.mesh.call(ROLE, "scheduling", "post_to_inbox", request).await?)
+    }
+}
+
+/// Why a request handed over directly came back without an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+enum HandOverFailure {
+    /// The provider did not take it (no peer endpoint, unreachable, or refused): it wrote nothing.
+    #[error("{0}")]
+    NotTaken(String),
+    /// It may have reached the provider, whose response did not come back: the answer may still be
+    /// written, within the request's answer window.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// An allocation granted to this node, as `ResourceService::release_directly` needs it.
@@ -617,34 +655,24 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
     for candidate in plan.candidates.iter().take(MAX_ATTEMPTS) {
         let provider = AgentPubKey::try_from(candidate.agent.as_str())
             .map_err(|e| ResourceError::BadInput(format!("agent key {}: {e}", candidate.agent)))?;
-        let written = s
-            .resources
-            .request(&AllocationRequest {
-                provider: provider.clone(),
-                resource_type: plan.task.resource_type,
-                requirements: plan.task.requirements,
-                model_name: plan.task.model_name.clone(),
-                locality_preference: plan.task.locality_preference,
-                duration_secs,
-            })
-            .await?;
+        let request = AllocationRequest {
+            provider: provider.clone(),
+            resource_type: plan.task.resource_type,
+            requirements: plan.task.requirements,
+            model_name: plan.task.model_name.clone(),
+            locality_preference: plan.task.locality_preference,
+            duration_secs,
+            answer_within_secs: INBOX_WINDOW_SECS,
+        };
         let offer = nodes.iter().find(|n| n.agent == candidate.agent).and_then(|n| n.offer.as_ref());
         let endpoint = offer.and_then(|o| o.peer_endpoint.clone());
-        let (answer, path) = match s.resources.hand_over(&provider, endpoint.as_deref(), &written.signed).await {
-            Ok(answer) => (Some(answer), "direct"),
-            Err(e) => {
-                tracing::debug!(request = %written.request_id, "{} did not answer directly: {e}", candidate.name);
-                if provider == s.mesh.agent {
-                    s.resources.wake.notify_one();
-                }
-                (await_answer(s.mesh, &written.request_id).await?, "inbox")
-            }
-        };
+        let asked = ask(s, request, endpoint.as_deref()).await?;
         let mut attempt = Attempt {
             node_id: candidate.agent.clone(),
             node_name: candidate.name.clone(),
-            request_id: written.request_id.to_string(),
-            path: path.into(),
+            request_id: asked.request.request_id.to_string(),
+            path: asked.path.into(),
+            note: asked.note,
             outcome: String::new(),
         };
         // The answer changed (or, rejected, showed stale) what the view knows of this provider. On
@@ -655,12 +683,12 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
                 tracing::debug!("refreshing {provider}'s offer in the mesh view failed: {e}");
             }
         };
-        if path == "direct" {
+        if asked.path == "direct" {
             tokio::spawn(refresh);
         } else {
             refresh.await;
         }
-        match answer {
+        match asked.answer {
             Some(Answer::Granted(grant)) => {
                 attempt.outcome = "granted".into();
                 attempts.push(attempt);
@@ -673,23 +701,71 @@ pub async fn allocate(s: &Requester<'_>, request: &AllocateRequest, via: &str) -
                     expires_at: grant.expires_at.to_string(),
                     granted_at: grant.granted_at.to_string(),
                     amounts: grant.amounts,
-                    request_id: written.request_id.to_string(),
+                    request_id: asked.request.request_id.to_string(),
                     attempts,
                 });
             }
             Some(Answer::Rejected { reason, .. }) => attempt.outcome = format!("rejected: {reason}"),
-            None => attempt.outcome = format!("no answer within {} s", ANSWER_TIMEOUT.as_secs()),
+            None => {
+                let window = asked.request.request.answer_within_secs;
+                attempt.outcome = format!("no answer within the request's {window} s answer window");
+            }
         }
         attempts.push(attempt);
     }
     Err(ResourceError::AllRefused(attempts))
 }
 
-async fn await_answer(mesh: &Mesh, request: &ActionHash) -> Result<Option<Answer>, ResourceError> {
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
+/// One request to one provider and its answer, if one came.
+struct Asked {
+    request: RequestRecord,
+    answer: Option<Answer>,
+    /// `direct` or `inbox`, as `Attempt::path`.
+    path: &'static str,
+    note: Option<String>,
+}
+
+/// Asks `request.provider` for `request`: handed over directly (with the short answer window)
+/// when the provider is this node or names a peer endpoint, else, or if the provider did not take
+/// it, through its DHT inbox (with `request`'s window). A hand-over whose response was lost waits
+/// for the answer on the DHT instead, so no request is ever answered twice.
+async fn ask(s: &Requester<'_>, request: AllocationRequest, endpoint: Option<&str>) -> Result<Asked, ResourceError> {
+    let provider = request.provider.clone();
+    let mut note = None;
+    if provider == s.mesh.agent || endpoint.is_some() {
+        let direct = AllocationRequest { answer_within_secs: DIRECT_WINDOW_SECS, ..request.clone() };
+        let written = s.resources.request(&direct).await?;
+        match s.resources.hand_over(&provider, endpoint, &written.signed).await {
+            Ok(answer) => return Ok(Asked { request: written, answer: Some(answer), path: "direct", note }),
+            Err(HandOverFailure::Unknown(e)) => {
+                tracing::debug!(request = %written.request_id, "no direct response, reading the answer: {e}");
+                let answer = await_answer(s.mesh, &written).await?;
+                let note = Some(format!("{e}; the answer was read from the DHT"));
+                return Ok(Asked { request: written, answer, path: "direct", note });
+            }
+            Err(HandOverFailure::NotTaken(e)) => {
+                tracing::debug!(request = %written.request_id, "the provider did not take it directly: {e}");
+                note = Some(e);
+            }
+        }
+    }
+    let written = s.resources.request(&request).await?;
+    s.resources.post_to_inbox(&written.request_id).await?;
+    if provider == s.mesh.agent {
+        s.resources.wake.notify_one();
+    }
+    let answer = await_answer(s.mesh, &written).await?;
+    Ok(Asked { request: written, answer, path: "inbox", note })
+}
+
+/// The provider's answer to `request`, read from the DHT until its answer window has closed (and
+/// `ANSWER_GRACE` after, for an answer written just in time to reach this node).
+async fn await_answer(mesh: &Mesh, request: &RequestRecord) -> Result<Option<Answer>, ResourceError> {
+    let left = request.signed.answer_by_micros() - holochain_types::prelude::Timestamp::now().as_micros();
+    let deadline = Instant::now() + Duration::from_micros(u64::try_from(left).unwrap_or(0)) + ANSWER_GRACE;
     let mut pause = Duration::from_millis(50);
     loop {
-        let answer: Option<Answer> = mesh.call(ROLE, "scheduling", "get_answer", request).await?;
+        let answer: Option<Answer> = mesh.call(ROLE, "scheduling", "get_answer", &request.request_id).await?;
         if answer.is_some() || Instant::now() >= deadline {
             return Ok(answer);
         }

@@ -75,7 +75,11 @@ pub fn settle_from(requests_from: u32) -> ExternResult<SettleReport> {
         let done = match answer_to(record.action_address())? {
             Some(Answered::Rejected) => true,
             // Never answered: done once no answer can come any more.
-            None => now > record.action().timestamp().as_micros() + (ANSWER_WINDOW_SECS + 60) * MICROS,
+            None => {
+                let window = entry_of::<AllocationRequest>(&record, UnitEntryTypes::AllocationRequest)
+                    .map_or(ANSWER_WINDOW_MAX_SECS, |r| r.answer_within_secs);
+                now > record.action().timestamp().as_micros() + (i64::from(window) + 60) * MICROS
+            }
             Some(Answered::Granted(grant)) => {
                 let receipts = followups::<UsageReceipt>(&grant, UnitEntryTypes::UsageReceipt)?;
                 for (receipt, _, _) in &receipts {

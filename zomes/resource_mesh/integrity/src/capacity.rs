@@ -68,7 +68,7 @@ pub struct Holding<R> {
     pub request: R,
     pub amounts: Capacity,
     pub expires_at_micros: i64,
-    /// The end of the request's answer window (request time + `ANSWER_WINDOW_SECS`).
+    /// The end of the request's answer window (request time + its `answer_within_secs`).
     pub answer_by_micros: i64,
     pub released: bool,
 }

@@ -30,9 +30,10 @@ pub enum LocalityPreference {
 pub const MAX_DURATION_SECS: u32 = 7 * 24 * 3600;
 /// Longest model name, as in agent_registry's adverts.
 pub const MODEL_NAME_MAX: usize = 128;
-/// A request may be granted only this long after it was made (by its action timestamp); the
-/// ledger remembers a granted request for as long, so it is never granted twice.
-pub const ANSWER_WINDOW_SECS: i64 = 600;
+/// Longest answer window a request may give its provider (`answer_within_secs`).
+pub const ANSWER_WINDOW_MAX_SECS: u32 = 600;
+/// Shortest answer window: time for one hand-over and one commit.
+pub const ANSWER_WINDOW_MIN_SECS: u32 = 2;
 /// How far a grant's `ledger_at_micros` may lag its action timestamp.
 pub const LEDGER_CLOCK_SLACK_SECS: i64 = 60;
 /// Longest grant endpoint (as agent_registry's advert endpoint).
@@ -67,6 +68,10 @@ pub struct AllocationRequest {
     pub model_name: Option<String>,
     pub locality_preference: LocalityPreference,
     pub duration_secs: u32,
+    /// How long after the request (its action timestamp) the provider may still answer it. The
+    /// provider's ledger remembers a granted request for as long, so it is never granted twice;
+    /// a short window (a request handed over directly) keeps that memory small.
+    pub answer_within_secs: u32,
 }
 
 /// A request as its requester wrote it: the action that created it, the requester's signature over
@@ -89,6 +94,11 @@ impl SignedRequest {
     /// When the request was made: its action's timestamp, which its answer window counts from.
     pub fn made_at(&self) -> Timestamp {
         self.action.timestamp()
+    }
+
+    /// The end of the request's answer window (µs since the epoch).
+    pub fn answer_by_micros(&self) -> i64 {
+        self.made_at().as_micros() + i64::from(self.request.answer_within_secs) * 1_000_000
     }
 }
 
@@ -197,6 +207,12 @@ impl AllocationRequest {
         if self.duration_secs == 0 || self.duration_secs > MAX_DURATION_SECS {
             return fail(format!("duration_secs must be 1..={MAX_DURATION_SECS}, got {}", self.duration_secs));
         }
+        if !(ANSWER_WINDOW_MIN_SECS..=ANSWER_WINDOW_MAX_SECS).contains(&self.answer_within_secs) {
+            return fail(format!(
+                "answer_within_secs must be {ANSWER_WINDOW_MIN_SECS}..={ANSWER_WINDOW_MAX_SECS}, got {}",
+                self.answer_within_secs
+            ));
+        }
         match (&self.resource_type, &self.model_name) {
             (ResourceType::Inference, None) => fail("an inference request names its model".into()),
             (_, Some(model)) => check_models(std::slice::from_ref(model)).or_else(fail),
@@ -270,6 +286,7 @@ mod tests {
             model_name: None,
             locality_preference: LocalityPreference::Nearest,
             duration_secs: 3600,
+            answer_within_secs: 30,
         }
     }
 
@@ -280,6 +297,10 @@ mod tests {
         assert!(nothing.check().is_err_and(|e| e.to_string().starts_with("RQ1: a request must require something")));
         let forever = AllocationRequest { duration_secs: MAX_DURATION_SECS + 1, ..request() };
         assert!(forever.check().is_err_and(|e| e.detail.contains("duration_secs")));
+        for window in [0, 1, ANSWER_WINDOW_MAX_SECS + 1] {
+            let unanswerable = AllocationRequest { answer_within_secs: window, ..request() };
+            assert!(unanswerable.check().is_err_and(|e| e.detail.contains("answer_within_secs")), "{window}");
+        }
         let inference = AllocationRequest { resource_type: ResourceType::Inference, ..request() };
         assert!(inference.check().is_err_and(|e| e.detail.contains("names its model")));
         let named = AllocationRequest { model_name: Some("qwen3:4b".into()), ..inference };

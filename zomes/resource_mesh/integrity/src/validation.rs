@@ -113,15 +113,13 @@ fn validate_grant(author: &AgentPubKey, at: Timestamp, grant: &AllocationGrant) 
     let Some(own) = grant.holding() else {
         return fail("a grant carries its own holding".into());
     };
-    let answer_by = grant.signed_request.made_at().as_micros() + ANSWER_WINDOW_SECS * MICROS;
+    let answer_by = grant.signed_request.answer_by_micros();
     let latest_expiry = at.as_micros() + i64::from(request.duration_secs) * MICROS;
     if own.amounts != request.requirements {
         return fail("a grant holds exactly what its request requires".into());
     }
     if own.answer_by_micros != answer_by || at.as_micros() > answer_by {
-        return fail(format!(
-            "a grant is written within {ANSWER_WINDOW_SECS} s of its request and records that window"
-        ));
+        return fail("a grant is written within its request's answer window and records that window".into());
     }
     if own.expires_at_micros <= at.as_micros() || own.expires_at_micros > latest_expiry {
         return fail("a grant expires after it is written and no later than the requested duration".into());

@@ -5,7 +5,7 @@
 use hdk::prelude::*;
 use peer_reads::{from_peers, links, links_from_peers};
 use resource_mesh_integrity::capacity::{check_within, next_holdings, used_at, LedgerError};
-use resource_mesh_integrity::{EntryTypes, LinkTypes, ANSWER_WINDOW_SECS};
+use resource_mesh_integrity::{EntryTypes, LinkTypes};
 use resource_mesh_types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +29,31 @@ impl From<SchedulingError> for WasmError {
 }
 
 const MICROS: i64 = 1_000_000;
+/// How much of a request's answer window a decision leaves for its commit (validators check the
+/// grant's action timestamp against the window).
+const COMMIT_MARGIN_MICROS: i64 = MICROS;
 
-/// A requester: writes the request and puts it in the provider's inbox.
+/// A requester: writes the request. Its sidecar hands it to the provider directly; a request that
+/// is to wait in the provider's DHT inbox instead goes there with `post_to_inbox`.
 #[hdk_extern]
 pub fn request_allocation(request: AllocationRequest) -> ExternResult<RequestRecord> {
     request.check().map_err(SchedulingError::InvalidRequest)?;
-    let hash = create_entry(EntryTypes::AllocationRequest(request.clone()))?;
-    create_link(request.provider.clone(), hash.clone(), LinkTypes::ProviderInbox, ())?;
-    let record = get(hash.clone(), GetOptions::local())?.ok_or(SchedulingError::NoSuchRequest(hash.clone()))?;
-    RequestRecord::from_record(&record).ok_or_else(|| SchedulingError::NoSuchRequest(hash).into())
+    let hash = create_entry(EntryTypes::AllocationRequest(request))?;
+    own_request(&hash)
+}
+
+/// A requester: puts one of its requests into its provider's inbox, where the provider's loop
+/// answers it (the path for a provider that does not take requests directly).
+#[hdk_extern]
+pub fn post_to_inbox(request_id: ActionHash) -> ExternResult<()> {
+    let request = own_request(&request_id)?;
+    create_link(request.request.provider, request_id, LinkTypes::ProviderInbox, ())?;
+    Ok(())
+}
+
+fn own_request(hash: &ActionHash) -> ExternResult<RequestRecord> {
+    let record = get(hash.clone(), GetOptions::local())?.ok_or_else(|| SchedulingError::NoSuchRequest(hash.clone()))?;
+    RequestRecord::from_record(&record).ok_or_else(|| SchedulingError::NoSuchRequest(hash.clone()).into())
 }
 
 /// The provider (its sidecar's loop): the requests and releases waiting in its inbox, and the inbox
@@ -177,10 +193,11 @@ impl Ledger {
         options: &GetOptions,
     ) -> ExternResult<Result<AllocationGrant, String>> {
         let now = sys_time()?.as_micros();
-        let answer_by = signed.made_at().as_micros() + ANSWER_WINDOW_SECS * MICROS;
-        // Leave a few seconds for the commit itself: the validators check the action's timestamp.
-        if now + 5 * MICROS > answer_by {
-            return Ok(Err(format!("the request is older than the {ANSWER_WINDOW_SECS} s answer window")));
+        let answer_by = signed.answer_by_micros();
+        // Leave time for the commit itself: the validators check the action's timestamp.
+        if now + COMMIT_MARGIN_MICROS > answer_by {
+            let window = signed.request.answer_within_secs;
+            return Ok(Err(format!("the request's {window} s answer window has passed")));
         }
         let Some((offer_hash, offer)) = self.offer.clone() else {
             return Ok(Err("this node offers no resources".into()));

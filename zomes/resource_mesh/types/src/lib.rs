@@ -6,7 +6,7 @@ use hdi::prelude::*;
 pub use resource_mesh_integrity::{
     is_entry_type, AllocationGrant, AllocationRejection, AllocationRelease, AllocationRequest, Capacity, Holding,
     LocalityPreference, ResourceOffer, ResourceSeconds, ResourceType, SignedRequest, UnitEntryTypes, UsageAck,
-    UsageReceipt, ANSWER_WINDOW_SECS, MAX_DURATION_SECS, MODEL_NAME_MAX,
+    UsageReceipt, ANSWER_WINDOW_MAX_SECS, ANSWER_WINDOW_MIN_SECS, MAX_DURATION_SECS, MODEL_NAME_MAX,
 };
 
 /// A provider's offer as the DHT holds it.
