@@ -55,12 +55,11 @@ async fn resource_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Answer>, ApiError> {
-    let signed: Result<SignedRequest, _> = serde_json::from_slice(&body);
-    let kind = signed.as_ref().map(|r| format!("{:?}", r.request.resource_type).to_lowercase()).unwrap_or_default();
-    let caller = admit(&s, &method, &uri, &headers, &body, RESOURCE_REQUEST_ROUTE, &kind).await?;
-    let signed = signed
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body must be a signed allocation request: {e}")))?;
-    Ok(Json(s.resources.answer_direct(&caller_key(&caller)?, signed).await?))
+    let kind = |r: &SignedRequest| format!("{:?}", r.request.resource_type).to_lowercase();
+    let request = (&method, &uri, &headers, &body[..]);
+    let (caller, signed) =
+        admit_json(&s, request, RESOURCE_REQUEST_ROUTE, kind, "be a signed allocation request").await?;
+    Ok(Json(s.resources.answer_direct(&caller, signed).await?))
 }
 
 /// The requester of an allocation this node granted ends it: released on this node's chain now.
@@ -71,16 +70,29 @@ async fn resource_release(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ActionHash>, ApiError> {
-    let release: Result<ReleaseBody, _> = serde_json::from_slice(&body);
-    let id = release.as_ref().map(|r| r.allocation_id.to_string()).unwrap_or_default();
-    let caller = admit(&s, &method, &uri, &headers, &body, RESOURCE_RELEASE_ROUTE, &id).await?;
-    let release = release
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body must name an `allocation_id`: {e}")))?;
-    Ok(Json(s.resources.release_for(&caller_key(&caller)?, release.allocation_id).await?))
+    let id = |r: &ReleaseBody| r.allocation_id.to_string();
+    let request = (&method, &uri, &headers, &body[..]);
+    let (caller, release) = admit_json(&s, request, RESOURCE_RELEASE_ROUTE, id, "name an `allocation_id`").await?;
+    Ok(Json(s.resources.release_for(&caller, release.allocation_id).await?))
 }
 
-fn caller_key(caller: &str) -> Result<AgentPubKey, ApiError> {
-    AgentPubKey::try_from(caller).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("caller {caller}: {e}")))
+/// A peer request whose body is JSON of type `T`, admitted (`admit`) before the body is checked, so
+/// a stranger learns nothing about what this node accepts; the policy sees `resource` of the body
+/// (empty when it does not parse). The caller's key and the body when all passes.
+async fn admit_json<T: serde::de::DeserializeOwned>(
+    s: &Services,
+    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &[u8]),
+    route: &str,
+    resource: impl Fn(&T) -> String,
+    what: &str,
+) -> Result<(AgentPubKey, T), ApiError> {
+    let parsed: Result<T, _> = serde_json::from_slice(body);
+    let label = parsed.as_ref().map(&resource).unwrap_or_default();
+    let caller = admit(s, method, uri, headers, body, route, &label).await?;
+    let parsed = parsed.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body must {what}: {e}")))?;
+    let key = AgentPubKey::try_from(caller.as_str())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("caller {caller}: {e}")))?;
+    Ok((key, parsed))
 }
 
 async fn artifact(

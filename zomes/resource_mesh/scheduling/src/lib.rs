@@ -355,26 +355,26 @@ fn clear_inbox(me: &AgentPubKey) -> ExternResult<()> {
 /// The provider's latest offer version, via its offer link (replaced on every update): a chain
 /// query would read the provider's whole chain, which every grant makes longer.
 fn latest_offer(me: &AgentPubKey) -> ExternResult<Option<(ActionHash, ResourceOffer)>> {
-    let links = get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderToOffer)?, GetStrategy::Local)?;
-    let Some(newest) = links.into_iter().filter(|l| &l.author == me).max_by_key(|l| l.timestamp) else {
-        return Ok(None);
-    };
-    let Some(hash) = newest.target.into_action_hash() else { return Ok(None) };
-    Ok(get(hash.clone(), GetOptions::local())?
-        .and_then(|r| entry_of::<ResourceOffer>(&r, UnitEntryTypes::ResourceOffer))
-        .map(|o| (hash, o)))
+    newest_linked(me, LinkTypes::ProviderToOffer, UnitEntryTypes::ResourceOffer)
 }
 
 /// The provider's latest grant, via its ledger link (written with every grant).
 fn latest_grant(me: &AgentPubKey) -> ExternResult<Option<(ActionHash, AllocationGrant)>> {
-    let links = get_links(LinkQuery::try_new(me.clone(), LinkTypes::ProviderToLedger)?, GetStrategy::Local)?;
+    newest_linked(me, LinkTypes::ProviderToLedger, UnitEntryTypes::AllocationGrant)
+}
+
+/// The entry of type `unit` that `me`'s newest own `link_type` link from its key points at.
+fn newest_linked<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
+    me: &AgentPubKey,
+    link_type: LinkTypes,
+    unit: UnitEntryTypes,
+) -> ExternResult<Option<(ActionHash, T)>> {
+    let links = get_links(LinkQuery::try_new(me.clone(), link_type)?, GetStrategy::Local)?;
     let Some(newest) = links.into_iter().filter(|l| &l.author == me).max_by_key(|l| l.timestamp) else {
         return Ok(None);
     };
     let Some(hash) = newest.target.into_action_hash() else { return Ok(None) };
-    Ok(get(hash.clone(), GetOptions::local())?
-        .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
-        .map(|g| (hash, g)))
+    Ok(get(hash.clone(), GetOptions::local())?.and_then(|r| entry_of::<T>(&r, unit)).map(|entry| (hash, entry)))
 }
 
 /// The answer to a request, if the provider's answer link is visible with `options`.
