@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use ripple::runtime::services::StatusReport;
 
-use crate::bench::McpSession;
 use crate::sidecar::harness::*;
 
 const NODES: usize = 6;
@@ -171,7 +170,7 @@ async fn soak() {
         if now >= next_rename {
             let name = format!("soak-0-{}", work.renames + 1);
             work.renames += 1;
-            if let Err(e) = register_node(&mcp, &name).await {
+            if let Err(e) = mcp.register_node(&name).await {
                 work.renames_failed += 1;
                 work.last_failure = Some(format!("renaming soak-0: {e}"));
             }
@@ -332,14 +331,4 @@ fn write_report(
         std::fs::write(&path, &out).unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
     Report { misses }
-}
-
-/// An advert update: `holochain.register_node` with a new name.
-async fn register_node(mcp: &McpSession, name: &str) -> Result<(), String> {
-    let params = serde_json::json!({ "name": "holochain.register_node", "arguments": { "agent_name": name } });
-    let result = mcp.try_request("tools/call", params).await?;
-    match result["isError"].as_bool() {
-        Some(false) => Ok(()),
-        _ => Err(result.to_string()),
-    }
 }

@@ -194,15 +194,20 @@ fn cli_json(node: &HostNode, manifests: &Path, args: &[&str]) -> Result<serde_js
 
 /// A node killed (SIGKILL) in the middle of a stream of writes keeps, after a plain restart on
 /// its data dir, every write it reported done: shard maps (memory_shards), policy versions
-/// (policy_store, each with the Decision that allowed it) and allocation grants (resource_mesh,
-/// this node asking itself). It comes back under the same agent key. About a minute.
+/// (policy_store, each with the Decision that allowed it), allocation grants (resource_mesh,
+/// this node asking itself), artifacts with their replica claims (artifact_index, bytes in a
+/// js-ipfs daemon) and advert updates (agent_registry, renames over MCP). It comes back under the
+/// same agent key. About a minute.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
     let tmp = TempDir::new("kill-mid-write");
     let manifests = test_manifests(&tmp.path().join("manifests")).await;
-    let launch = || Launch::node(tmp.path(), &manifests, "e2e", "node-k", &[]);
+    let ipfs = Ipfs::start(tmp.path(), "node-k");
+    let extra = ["--ipfs-api-url", ipfs.api_url.as_str(), "--mcp-http", "127.0.0.1:0"];
+    let launch = || Launch::node(tmp.path(), &manifests, "e2e", "node-k", &extra);
     let node = Sidecar::start(launch());
     let agent = node.agent().to_string();
+    let mcp = McpSession::open(&reqwest::Client::new(), node.ready.mcp_url.as_deref().expect("MCP over HTTP")).await;
     let data = HostNode { data: launch().data, host: None };
     let rego = tmp.path().join("tools.call.rego");
     std::fs::copy(crate::support::repo_root().join("manifests/policies/tools.call.rego"), &rego).unwrap();
@@ -212,11 +217,12 @@ async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
         let (m, data, dir) =
             (manifests.root.clone(), HostNode { data: data.data.clone(), host: None }, tmp.path().to_path_buf());
         let rego = rego.to_str().unwrap().to_string();
+        let runtime = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             let mut done: Vec<(&str, String)> = vec![];
             let mut failures = 0;
             for i in 0.. {
-                let written = match i % 3 {
+                let written = match i % 5 {
                     0 => cli_json(&data, &m, &["shards", "create", &format!("kill-{i}")])
                         .map(|_| ("map", format!("kill-{i}"))),
                     1 => {
@@ -225,8 +231,20 @@ async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
                         cli_json(&data, &m, &["policy", "publish", &rego, "--data-json", json.to_str().unwrap()])
                             .map(|p| ("policy", p["version"].to_string()))
                     }
-                    _ => cli_json(&data, &m, &["allocate", "compute", "--cpu", "1", "--duration", "600"])
+                    2 => cli_json(&data, &m, &["allocate", "compute", "--cpu", "1", "--duration", "600"])
                         .map(|a| ("allocation", a["allocation_id"].as_str().unwrap_or_default().to_string())),
+                    3 => {
+                        let file = dir.join(format!("artifact-{i}.bin"));
+                        std::fs::write(&file, format!("written before the kill, {i}")).unwrap();
+                        cli_json(&data, &m, &["artifact", "add", file.to_str().unwrap()])
+                            .map(|a| ("artifact", a["cid"].as_str().unwrap_or_default().to_string()))
+                    }
+                    _ => {
+                        let name = format!("node-k-{i}");
+                        runtime
+                            .block_on(mcp.register_node(&name))
+                            .map(|r| ("advert", format!("{name} {}", r["advert_version"].as_str().unwrap_or_default())))
+                    }
                 };
                 match written {
                     Ok(w) => done.push(w),
@@ -234,25 +252,24 @@ async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
                     Err(_) if failures < 40 => failures += 1,
                     Err(_) => break,
                 }
-                if done.len() >= 60 {
+                if done.len() >= 80 {
                     break;
                 }
             }
             done
         })
     };
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     node.kill_hard();
-    let done = writer.join().expect("the writer thread");
+    let done = tokio::task::spawn_blocking(move || writer.join().expect("the writer thread")).await.unwrap();
     let count = |kind: &str| done.iter().filter(|(k, _)| *k == kind).count();
+    let kinds = ["map", "policy", "allocation", "artifact", "advert"];
     eprintln!(
-        "{} writes reported before the kill: {} maps, {} policy versions, {} allocations",
+        "{} writes reported before the kill: {}",
         done.len(),
-        count("map"),
-        count("policy"),
-        count("allocation")
+        kinds.iter().map(|&k| format!("{k}: {}", count(k))).collect::<Vec<_>>().join(", ")
     );
-    assert!(count("map") > 0 && count("policy") > 0 && count("allocation") > 0, "every kind was written: {done:?}");
+    assert!(kinds.iter().all(|&k| count(k) > 0), "every kind was written: {done:?}");
 
     let again = Sidecar::start(launch());
     assert_eq!(again.agent(), agent, "the same agent key after the kill");
@@ -269,8 +286,40 @@ async fn a_node_killed_mid_write_keeps_every_write_it_reported() {
         match *kind {
             "map" => assert!(maps.contains(&format!("\"{what}\"")), "map {what} survived: {maps}"),
             "policy" => assert!(what.parse::<u64>().unwrap() <= version, "policy version {what} survived: {policy}"),
-            _ => assert!(allocations.contains(what.as_str()), "allocation {what} survived: {allocations}"),
+            "allocation" => assert!(allocations.contains(what.as_str()), "allocation {what} survived: {allocations}"),
+            "artifact" => {
+                let replicas = cli_json(&data, m, &["artifact", "replicas", what.as_str()]).expect("artifact replicas");
+                let rows = replicas["replicas"].as_array().expect("replica rows");
+                assert!(
+                    rows.iter().any(|r| r["holder"] == agent.as_str()),
+                    "artifact {what} and its claim survived: {replicas}"
+                );
+            }
+            _ => {}
         }
+    }
+    // The newest advert is the last rename reported, or one attempted after it (the kill may
+    // fall between a commit and its report); if it is the last reported, it is that very version
+    // (the restarted node found it on its chain and republished nothing).
+    let renamed = |name: &str| name.strip_prefix("node-k-").and_then(|i| i.parse::<usize>().ok());
+    let (last_name, last_version) = done
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == "advert")
+        .map(|(_, w)| w)
+        .and_then(|w| w.split_once(' '))
+        .expect("an advert update");
+    let advert = cli_json(&data, m, &["advert", "show"]).expect("advert show");
+    let name = advert["advert"]["advert"]["agent_name"].as_str().unwrap_or_default();
+    assert!(
+        renamed(name) >= renamed(last_name),
+        "the advert is {name}, older than the last update reported ({last_name}): {advert}"
+    );
+    if name == last_name {
+        // `advert show` prints the hash as the conductor serializes it: its 39 bytes.
+        let bytes: Vec<u8> = serde_json::from_value(advert["advert"]["version"].clone()).expect("version bytes");
+        let version = holochain_types::prelude::ActionHash::try_from_raw_39(bytes).expect("an action hash");
+        assert_eq!(version.to_string(), last_version, "the last advert update survived: {advert}");
     }
     assert!(decisions.contains("resources.allocate"), "the allocations' Decisions survived: {decisions}");
 }

@@ -846,3 +846,87 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A minimal streamable-HTTP MCP client (protocol 2025-11-25, which has sessions): initialize,
+/// then JSON-RPC requests whose answers arrive as JSON or as SSE `data:` lines.
+pub struct McpSession {
+    http: reqwest::Client,
+    url: String,
+    id: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl McpSession {
+    pub async fn open(http: &reqwest::Client, url: &str) -> McpSession {
+        let response = Self::post(
+            http,
+            url,
+            None,
+            &serde_json::json!({
+                "jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": { "protocolVersion": "2025-11-25", "capabilities": {},
+                            "clientInfo": { "name": "ripple-bench", "version": "1" } }
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let id = response.headers().get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
+        let _ = response.bytes().await;
+        let session = McpSession { http: http.clone(), url: url.into(), id, next: 1.into() };
+        let note = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let accepted = Self::post(http, url, Some(&session.id), &note).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(accepted.status().is_success(), "initialized: {}", accepted.status());
+        session
+    }
+
+    async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        session: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, String> {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if let Some(id) = session {
+            request = request.header("mcp-session-id", id).header("mcp-protocol-version", "2025-11-25");
+        }
+        request.send().await.map_err(|e| format!("MCP request to {url}: {e}"))
+    }
+
+    pub async fn request(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.try_request(method, params).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The request's `result`, or why there is none (no answer, or a JSON-RPC error).
+    pub async fn try_request(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let text = Self::post(&self.http, &self.url, Some(&self.id), &body)
+            .await?
+            .text()
+            .await
+            .map_err(|e| format!("{method}: reading the answer: {e}"))?;
+        let answer = std::iter::once(text.as_str())
+            .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
+            .filter_map(|chunk| serde_json::from_str::<serde_json::Value>(chunk.trim()).ok())
+            .find(|v| v["id"] == serde_json::json!(id))
+            .ok_or_else(|| format!("no answer to {method} in: {text}"))?;
+        match answer.get("error") {
+            Some(error) => Err(format!("{method}: {error}")),
+            None => Ok(answer["result"].clone()),
+        }
+    }
+
+    /// `holochain.register_node` with a new name (an advert update): the tool's structured result.
+    pub async fn register_node(&self, name: &str) -> Result<serde_json::Value, String> {
+        let params = serde_json::json!({ "name": "holochain.register_node", "arguments": { "agent_name": name } });
+        let result = self.try_request("tools/call", params).await?;
+        match result["isError"].as_bool() {
+            Some(false) => Ok(result["structuredContent"].clone()),
+            _ => Err(result.to_string()),
+        }
+    }
+}

@@ -10,6 +10,8 @@ use crate::workspace::{step, Workspace};
 pub enum Suite {
     /// Advert/heartbeat writes, discovery over 1,000 adverts, heartbeat propagation.
     Registry,
+    /// What a heartbeat costs on disk: SQLite bytes per beat in the writer's and a holder's stores.
+    Footprint,
     /// The real `ripple` binary: start (warm data dir) to advert visible on a second node, idle RSS.
     Node,
     /// `holochain.query_peers` over streamable HTTP: latency and calls/s with 50 concurrent sessions.
@@ -45,6 +47,7 @@ impl Suite {
     fn name(self) -> &'static str {
         match self {
             Suite::Registry => "registry",
+            Suite::Footprint => "footprint",
             Suite::Node => "node",
             Suite::Mcp => "mcp",
             Suite::Mesh => "mesh",
@@ -61,7 +64,9 @@ impl Suite {
 
     fn subject(self) -> &'static str {
         match self {
-            Suite::Registry | Suite::Mesh => "Holochain 0.7.1 sweettest conductors built with the release profile",
+            Suite::Registry | Suite::Footprint | Suite::Mesh => {
+                "Holochain 0.7.1 sweettest conductors built with the release profile"
+            }
             Suite::Policy => {
                 "regorus 0.14.1 in the test process and a Holochain 0.7.1 sweettest conductor, both built with the release profile"
             }

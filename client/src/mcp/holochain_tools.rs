@@ -93,15 +93,22 @@ async fn init_conductor(
 }
 
 /// Keeps `declared` on top of what was declared before, for this and later starts, and
-/// returns how to apply the result to the node's settings.
+/// returns what was declared before and how to apply the result to the node's settings. Kept
+/// before it is applied: a node killed between its advert's commit and a later save would come
+/// back with the old declarations and republish over the new advert.
 fn declare(runtime: &Runtime, declared: Declared) -> Result<(Declared, impl Fn(&mut NodeSettings) + Sync), String> {
-    let all = Declared::load(&runtime.base().data_dir)?.merged(&declared);
-    let apply = all.clone();
-    Ok((all, move |settings: &mut NodeSettings| apply.apply(settings)))
+    let data_dir = &runtime.base().data_dir;
+    let before = Declared::load(data_dir)?;
+    let all = before.merged(&declared);
+    all.save(data_dir).map_err(|e| format!("could not keep the declarations: {e}"))?;
+    Ok((before, move |settings: &mut NodeSettings| all.apply(settings)))
 }
 
-fn remember(runtime: &Runtime, declared: &Declared) -> Result<(), String> {
-    declared.save(&runtime.base().data_dir).map_err(|e| format!("applied, but could not keep the declarations: {e}"))
+/// Puts back the declarations `declare` replaced, when applying the new ones failed.
+fn undeclare(runtime: &Runtime, before: &Declared) {
+    if let Err(e) = before.save(&runtime.base().data_dir) {
+        tracing::warn!("could not put the previous declarations back: {e}");
+    }
 }
 
 #[derive(Deserialize)]
@@ -119,10 +126,12 @@ async fn join_mesh(runtime: &Runtime, args: JoinMesh, progress: &(dyn Fn(&str) +
     let choice = network_choice(Some(args.network), args.bootstrap_override, args.policy_admin)?;
     let (capabilities, claims) = Capabilities::from_spec_shape(args.capabilities)?;
     let declared = Declared { agent_name: Some(args.agent_name), capabilities: Some(capabilities.clone()) };
-    let (declared, configure) = declare(runtime, declared)?;
+    let (before, configure) = declare(runtime, declared)?;
     let joined_before = runtime.joined().is_some();
-    let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| e.to_string())?;
-    remember(runtime, &declared)?;
+    let joined = runtime.join(&choice, &configure, progress).await.map_err(|e| {
+        undeclare(runtime, &before);
+        e.to_string()
+    })?;
     let state = &joined.services;
     let view = state.mesh.network_view().await.map_err(|e| e.to_string())?;
     let cells = state.mesh.cell_reports();
@@ -161,10 +170,12 @@ async fn register_node(
     let joined = joined(runtime, progress).await?;
     let node = &joined.services.node;
     let (capabilities, claims) = args.capabilities.map(Capabilities::from_spec_shape).transpose()?.unwrap_or_default();
-    let (declared, configure) =
+    let (before, configure) =
         declare(runtime, Declared { agent_name: args.agent_name, capabilities: Some(capabilities.clone()) })?;
-    let refresh = node.reconfigure(&configure).await.map_err(|e| e.to_string())?;
-    remember(runtime, &declared)?;
+    let refresh = node.reconfigure(&configure).await.map_err(|e| {
+        undeclare(runtime, &before);
+        e.to_string()
+    })?;
     Ok(json!({
         "changed": refresh.changed,
         "advert_version": refresh.advert.version.to_string(),
