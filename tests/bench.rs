@@ -243,15 +243,15 @@ async fn footprint() {
     let _: AdvertRecord = pair[0].call(&cells[0].zome("capabilities"), "publish_node_advert", advert("beater")).await;
     let _: ActionHash = pair[0].call(&cells[0].zome("heartbeat"), "heartbeat", sample(0)).await;
     await_consistency_s(120, cells.iter()).await.unwrap();
-    let look = async |pair: &mut SweetConductorBatch| {
+    // Stopped, so each database's files are at rest while they are measured.
+    let stop_and_measure = async |pair: &mut SweetConductorBatch| {
         pair[0].shutdown().await;
         pair[1].shutdown().await;
-        let sizes = [store_files_bytes(pair[0].db_path()), store_files_bytes(pair[1].db_path())];
-        pair[0].startup().await;
-        pair[1].startup().await;
-        sizes
+        [store_files_bytes(pair[0].db_path()), store_files_bytes(pair[1].db_path())]
     };
-    let before = look(&mut pair).await;
+    let before = stop_and_measure(&mut pair).await;
+    pair[0].startup().await;
+    pair[1].startup().await;
     let started = Instant::now();
     for seq in 1..=beats {
         let _: ActionHash = pair[0].call(&cells[0].zome("heartbeat"), "heartbeat", sample(seq)).await;
@@ -261,7 +261,7 @@ async fn footprint() {
     }
     let wrote = started.elapsed();
     await_consistency_s(600, cells.iter()).await.unwrap();
-    let after = look(&mut pair).await;
+    let after = stop_and_measure(&mut pair).await;
 
     let mut out = String::from(
         "| conductor | store | database file grew, bytes a beat | its write-ahead log grew, bytes a beat |\n|---|---|---:|---:|\n",

@@ -865,7 +865,7 @@ impl McpSession {
             &serde_json::json!({
                 "jsonrpc": "2.0", "id": 0, "method": "initialize",
                 "params": { "protocolVersion": "2025-11-25", "capabilities": {},
-                            "clientInfo": { "name": "ripple-bench", "version": "1" } }
+                            "clientInfo": { "name": "ripple-tests", "version": "1" } }
             }),
         )
         .await
