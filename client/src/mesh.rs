@@ -353,7 +353,8 @@ impl Mesh {
         Ok((cells, installed_now))
     }
 
-    /// Calls `zome.function` in `role`'s cell, timing it into the zome-call histogram.
+    /// Calls `zome.function` in `role`'s cell, timing each attempt into the zome-call histogram.
+    /// A call whose commit Holochain left incomplete is repeated (see [`INCOMPLETE_COMMIT_RETRY`]).
     pub async fn call<I, O>(&self, role: &str, zome: &str, function: &str, input: &I) -> Result<O, MeshError>
     where
         I: Serialize + std::fmt::Debug,
@@ -361,11 +362,25 @@ impl Mesh {
     {
         let fail = |reason: String| MeshError::ZomeCall { zome: zome.into(), function: function.into(), reason };
         let payload = ExternIO::encode(input).map_err(|e| fail(e.to_string()))?;
-        let started = Instant::now();
-        let result =
-            self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
-        self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
-        result.map_err(|e| fail(zome_error_text(&e)))?.decode().map_err(|e| fail(e.to_string()))
+        let first = Instant::now();
+        let mut pause = INCOMPLETE_COMMIT_FIRST_PAUSE;
+        loop {
+            let started = Instant::now();
+            let result = self
+                .app
+                .call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload.clone())
+                .await;
+            self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
+            match result {
+                Ok(output) => return output.decode().map_err(|e| fail(e.to_string())),
+                Err(e) if incomplete_commit(&e) && first.elapsed() + pause < INCOMPLETE_COMMIT_RETRY => {
+                    tracing::debug!(zome, function, "commit incomplete, a record it names is not here yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(INCOMPLETE_COMMIT_MAX_PAUSE);
+                }
+                Err(e) => return Err(fail(zome_error_text(&e))),
+            }
+        }
     }
 
     /// Calls `handler` with each signal `role`'s cell emits to this node's app clients that
@@ -606,6 +621,20 @@ async fn still_waiting_every<T>(
     }
 }
 
+/// How long a zome call is repeated while Holochain answers that its commit "could not be
+/// completed but may be retried" (`IncompleteCommit`): validating it needs a record this node
+/// could not fetch yet (`DepMissingFromDht`), as when a node that just started writes a policy
+/// decision naming a bundle its peers hold. Nothing of the call was written, so repeating it is
+/// safe (the one message a zome function sends before its commits are final, an advert's news
+/// signal, is only sent again).
+const INCOMPLETE_COMMIT_RETRY: Duration = Duration::from_secs(20);
+const INCOMPLETE_COMMIT_FIRST_PAUSE: Duration = Duration::from_millis(250);
+const INCOMPLETE_COMMIT_MAX_PAUSE: Duration = Duration::from_secs(4);
+
+fn incomplete_commit(e: &holochain_client::ConductorApiError) -> bool {
+    format!("{e:?}").contains("could not be completed but may be retried")
+}
+
 /// Admin calls that write (enabling an app writes the conductor's state, a signing grant commits
 /// to the cell's chain) can be refused only because SQLite stayed locked past its busy timeout
 /// ("database is locked"), on a machine loaded by other conductors' writes. The conductor has then
@@ -791,7 +820,7 @@ mod tests {
     use holochain_client::ConductorApiError;
     use holochain_conductor_api::ExternalApiWireError;
 
-    use super::{busy, still_waiting_every, MeshStatus};
+    use super::{busy, incomplete_commit, still_waiting_every, MeshStatus};
 
     #[test]
     fn connected_needs_peers_a_completed_round_and_nothing_pending() {
@@ -834,5 +863,20 @@ mod tests {
             "AppNotInstalled(\"extra\")".into(),
         ));
         assert!(!busy(&refused));
+    }
+
+    #[test]
+    fn only_a_commit_holochain_says_may_be_retried_is_repeated() {
+        let wire = |text: &str| {
+            ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(format!(
+                "ExternalApiWireError(InternalError(\"Source chain error: {text}\"))"
+            )))
+        };
+        // As a node 2 s after its start answered `decisions.record_decision` in CI.
+        assert!(incomplete_commit(&wire(
+            "The commit could not be completed but may be retried: DepMissingFromDht([AnyDhtHash(uhCkkgyJ_-FjGUvV)])"
+        )));
+        assert!(!incomplete_commit(&wire("InvalidCommit error: DC3 the bundle is not a policy bundle")));
+        assert!(!incomplete_commit(&ConductorApiError::AppNotFound));
     }
 }

@@ -136,7 +136,15 @@ async fn five_hosts_ride_out_packet_loss_a_partition_and_a_crash() {
     let slowest = cut_off.values().max().unwrap();
     eprintln!("the other side offline on every node within {slowest:?} of the split");
 
-    // Heal: every node sees both writes and all five nodes online again.
+    // Heal: every node sees both writes and all five nodes online again, each side handed the
+    // other's re-signed agent infos over the liveness channel.
+    let introductions = || -> u64 {
+        let received = |i: usize| {
+            cli_json(&node(i), &manifests.root, &["status"]).ok()?["liveness"]["introductions_received"].as_u64()
+        };
+        (0..NAMES.len()).filter_map(received).sum()
+    };
+    let introduced_before = introductions();
     lan.heal().expect("heal the test hosts");
     let healed = Instant::now();
     let both: BTreeSet<String> = ["left", "right"].map(String::from).into();
@@ -146,7 +154,7 @@ async fn five_hosts_ride_out_packet_loss_a_partition_and_a_crash() {
                 .map_err(|e| e.to_string())?;
             let have: BTreeSet<String> = maps.into_iter().map(|m| m.collection).collect();
             if !both.is_subset(&have) {
-                return Err(format!("{name} has {have:?}"));
+                return Err(format!("{name} has {have:?}; {}", sync_state(&node(i), &manifests.root)));
             }
         }
         Ok(())
@@ -155,6 +163,9 @@ async fn five_hosts_ride_out_packet_loss_a_partition_and_a_crash() {
     eprintln!("every write on every node {:?} after the heal", healed.elapsed());
     eventually("every node to see all five online again", Duration::from_secs(180), &all_see_everyone).await;
     eprintln!("all five online on every node {:?} after the heal", healed.elapsed());
+    let introduced = introductions().saturating_sub(introduced_before);
+    eprintln!("{introduced} introductions received since the heal");
+    assert!(introduced > 0, "members that came back were handed agent infos");
 
     // Kill one: every survivor declares it offline; no survivor loses another.
     nodes.remove(KILLED).kill_hard();
@@ -181,6 +192,33 @@ async fn five_hosts_ride_out_packet_loss_a_partition_and_a_crash() {
     eprintln!("{} offline on the survivors after {times:?}", NAMES[KILLED]);
     assert_eq!(detected.len(), survivors.len(), "every survivor declared {} offline: {detected:?}", NAMES[KILLED]);
     assert!(changed_mind.is_empty(), "no survivor lost another: {changed_mind:?}");
+}
+
+/// What a node's status says about its sync with its peers, for a failing wait's message.
+fn sync_state(node: &HostNode, manifests: &Path) -> String {
+    match cli_json(node, manifests, &["status"]) {
+        Ok(status) => {
+            let d = &status["diagnostics"];
+            let l = &status["liveness"];
+            format!(
+                "its status: {} with {} peers, {} gossip rounds, last {}, {} fetches pending, blocked {}; \
+                 liveness {} alive {} dead, introductions {} sent {} received, {} bootstrap refreshes, last error {}",
+                status["mesh_status"],
+                status["peer_count"],
+                d["completed_gossip_rounds"],
+                d["last_gossip_ms"],
+                d["pending_fetch_ops"],
+                d["blocked_messages"],
+                l["alive"],
+                l["dead"],
+                l["introductions_sent"],
+                l["introductions_received"],
+                l["bootstrap_refreshes"],
+                l["last_error"]
+            )
+        }
+        Err(e) => format!("its status: {e}"),
+    }
 }
 
 /// `ripple --json ARGS` on node's host, decoded.

@@ -57,6 +57,19 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
         .await;
     assert!(available.iter().all(|r| r.offered.cpu_cores == cores && r.free.cpu_cores == cores), "{available:?}");
 
+    // node-a answers a peer's request directly only once it holds that peer's advert (its proof
+    // of membership); until then node-b's requests take the inbox, as for any node just joined.
+    let a_data = tmp.path().join("node-a");
+    let b_key = b.agent();
+    eventually("node-a to hold node-b's advert", Duration::from_secs(180), || async {
+        let rows: Vec<serde_json::Value> = ripple_json(&a_data, &["peers"])?;
+        match rows.iter().any(|r| r["agent_pubkey"] == b_key) {
+            true => Ok(()),
+            false => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
+
     // Nearest: this node first, then the other node of its region.
     let plan: Plan = cli(&b, &b_data, &["allocate", "compute", "--cpu", "1", "--memory-gb", "1", "--dry-run"]);
     let order: Vec<&str> = plan.candidates.iter().map(|c| c.name.as_str()).collect();
@@ -121,7 +134,6 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
 
     // Policy: node-a created the network, so it is the admin and published the defaults as
     // version 1; node-b's gate takes them from the DHT.
-    let a_data = tmp.path().join("node-a");
     tools_call_in_force(&b_data, 1).await;
     let shown: serde_json::Value = cli(&b, &b_data, &["policy", "show"]);
     assert_eq!(shown["admins"], serde_json::json!([a.agent()]), "{shown}");

@@ -19,7 +19,12 @@
 //! so it reaches a member that restarted at a new address within seconds, in every DNA. And it
 //! does the same when its transport's count of messages dropped from unknown addresses rises:
 //! a node that stopped cleanly and came back was never doubted.
-use std::collections::BTreeSet;
+//!
+//! Partitions: after a heal, each side's transport ignores the other's addresses for gossip,
+//! publish and fetch until it holds an agent info signed after its last failed attempt. A member
+//! that comes back is handed this node's infos at once and after each re-sign for a while
+//! (`REINTRODUCE_RETURNED_FOR`), over this channel, which that mark does not hold back.
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,10 +51,23 @@ const INTRODUCE_WHILE: Duration = Duration::from_secs(60);
 /// server, and for how long after a member's death (later, kitsune2's own polling, at most a
 /// minute apart, is left to find a node that comes back).
 const BOOTSTRAP_REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How long after a member comes back (a healed partition, a restart) it is handed this node's
+/// agent infos each time the conductor re-signs them (every minute, see the conductor template):
+/// its transport ignores this node's address for gossip, publish and fetch until it holds an
+/// info signed after its last failed attempt to reach it, and kitsune2's own ways of delivering
+/// one (the bootstrap server, both sides' polls, each with backoff) took over three minutes.
+const REINTRODUCE_RETURNED_FOR: Duration = Duration::from_secs(180);
 const DOUBT_WINDOW: Duration = Duration::from_secs(600);
 /// Messages taken from the inbox in one step: their answers go out in one zome call, so a burst
 /// (a busy conductor delivering late) costs one send, not one each.
 const INBOX_BATCH: usize = 64;
+
+/// A member that came back: when, and the signed infos last handed to it since (none yet right
+/// after it came back).
+struct Returned {
+    at: std::time::Instant,
+    handed: Option<Vec<String>>,
+}
 
 /// What one liveness remote signal carries.
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,6 +133,8 @@ pub struct Liveness {
     started: std::time::Instant,
     /// The addresses last introduced to every member.
     introduced: Mutex<BTreeSet<String>>,
+    /// Members that came back within `REINTRODUCE_RETURNED_FOR`.
+    returned: Mutex<BTreeMap<String, Returned>>,
     /// An introduction is under way (it reads the conductor, off the protocol's loop).
     introducing: AtomicBool,
     /// Where peers' current agent infos are read after a suspicion (unknown when attached).
@@ -155,6 +175,7 @@ impl Liveness {
             report: Arc::new(Mutex::new(report)),
             started: std::time::Instant::now(),
             introduced: Mutex::new(BTreeSet::new()),
+            returned: Mutex::new(BTreeMap::new()),
             introducing: AtomicBool::new(false),
             bootstrap,
             last_refresh: Mutex::new(None),
@@ -215,19 +236,26 @@ impl Liveness {
             };
             self.send(out);
             self.publish_changes();
-            self.send_advert_to_returned();
+            self.welcome_returned();
         }
     }
 
-    /// This node's advert to each member that just became alive to it. Adverts sent with the
+    /// Each member that just became alive to it gets this node's advert now, and its agent infos
+    /// at the next introduction (see `REINTRODUCE_RETURNED_FOR`). Adverts sent with the
     /// introductions are dropped by a peer that does not know this node's new address yet, and
     /// once the peer answers it is no longer introduced to: without this, a node restarted after a
     /// clean stop stays offline on that peer until the DHT republishes its advert (5 minutes).
-    fn send_advert_to_returned(&self) {
+    fn welcome_returned(self: &Arc<Self>) {
         let returned = self.with_swim(Swim::take_returned);
-        if !returned.is_empty() {
-            self.send_advert(returned);
+        if returned.is_empty() {
+            return;
         }
+        if let Ok(mut welcomed) = self.returned.lock() {
+            let now = std::time::Instant::now();
+            welcomed.extend(returned.iter().map(|id| (id.clone(), Returned { at: now, handed: None })));
+        }
+        self.send_advert(returned);
+        self.introduce_in_background();
     }
 
     /// The advert this node published in this run, to `to`.
@@ -382,23 +410,43 @@ impl Liveness {
             }
         };
         let changed = self.introduced.lock().is_ok_and(|last| *last != infos.urls);
-        if !changed && self.started.elapsed() > INTRODUCE_WHILE {
-            return;
-        }
-        let to: Vec<String> = self.with_swim(|swim| {
-            let members = swim.members().filter(|(_, state)| changed || *state != MemberState::Alive);
-            members.map(|(id, _)| id.clone()).collect()
-        });
+        let starting = self.started.elapsed() <= INTRODUCE_WHILE;
+        let mut to: BTreeSet<String> = if changed || starting {
+            self.with_swim(|swim| {
+                let members = swim.members().filter(|(_, state)| changed || *state != MemberState::Alive);
+                members.map(|(id, _)| id.clone()).collect()
+            })
+        } else {
+            BTreeSet::new()
+        };
+        let returned = self.returned_needing(&infos.signed);
+        let with_advert: Vec<String> = to.iter().cloned().collect();
+        to.extend(returned);
         if to.is_empty() {
             return;
         }
         let wire = Wire::Introduce { agent_infos: infos.signed };
         self.send_wire(to.iter().map(|id| (id.clone(), &wire)).collect());
-        self.send_advert(to);
+        self.send_advert(with_advert);
         self.update_report(|r| r.introductions_sent += 1);
         if let Ok(mut last) = self.introduced.lock() {
             *last = infos.urls;
         }
+    }
+
+    /// The members that came back lately and have not been handed `signed` (this node's infos as
+    /// the conductor signed them last) yet, marked as handed; those back for longer are dropped.
+    fn returned_needing(&self, signed: &[String]) -> Vec<String> {
+        let Ok(mut returned) = self.returned.lock() else { return Vec::new() };
+        returned.retain(|_, r| r.at.elapsed() < REINTRODUCE_RETURNED_FOR);
+        returned
+            .iter_mut()
+            .filter(|(_, r)| r.handed.as_deref() != Some(signed))
+            .map(|(id, r)| {
+                r.handed = Some(signed.to_vec());
+                id.clone()
+            })
+            .collect()
     }
 
     fn send(&self, out: Vec<Outgoing>) {
