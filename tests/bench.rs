@@ -278,7 +278,8 @@ async fn footprint() {
             out += &format!("| {who} | {store} | {db_each:.0} | {wal_each:.0} |\n");
         }
     }
-    let day = |bytes: f64| bytes * 60.0 / 1000.0;
+    let beats_a_day = ripple::node::max_beats_a_day(&RegistryProperties::default());
+    let day = |bytes: f64| bytes * beats_a_day / 1000.0;
     out += &format!(
         "\n{beats} heartbeats written in {:.0} s and held by a second conductor. A store's bytes are its database \
          file and its write-ahead log (`<store>-<dna>.db`, `-wal`), both conductors stopped, before and after; \
@@ -287,8 +288,9 @@ async fn footprint() {
          commit (the same pages again and again) and reset only when no reader holds it, which the conductor's open \
          connections rarely allow: it counts writes, not what is held. A replica's `dht` database grew **{:.0} bytes** \
          a beat (the holder), the writer's {:.0} (its authored chain too); the docs' formula counts 1.5 KB. At the \
-         pinned networks' cadence (at most 60 beats a node a day, docs/reliability.md): **{:.0} KB** a node a day in \
-         each holder's database (goal ≤ 100 KB), {:.0} KB in the writer's, before the logs.\n",
+         pinned networks' default cadence (at most {beats_a_day:.1} beats a node a day before restarts, \
+         docs/reliability.md): **{:.0} KB** a node a day in each holder's database (goal ≤ 100 KB), {:.0} KB in the \
+         writer's, before the logs; each restart adds a beat.\n",
         wrote.as_secs_f64(),
         per_beat[1],
         per_beat[0],

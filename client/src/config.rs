@@ -127,8 +127,9 @@ agent_name = "{agent_name}"
 # Latency region, e.g. "us-west". Empty means unknown.
 # region = ""
 # bandwidth_mbps = 1000
-# Seconds between heartbeats. Default: half the network's heartbeat bucket.
-# heartbeat_secs = 1800
+# Seconds between heartbeats. Default: the network's heartbeat bucket less 10 minutes (at least
+# half of it), so a live node stays in the online window and each beat kept forever is rare.
+# heartbeat_secs = 3000
 # Seconds between hardware probes; the advert is republished only when something changed.
 # advert_refresh_secs = 60
 # Seconds between the mesh view's reads of what changed on the mesh (other nodes' heartbeats

@@ -18,7 +18,7 @@ fn init_writes_a_commented_config_that_up_reads_and_never_overwrites_it() {
     assert!(out.contains(&config.display().to_string()), "{out}");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("network = \"testnet\"") && text.contains("agent_name = \"gpu-box-01\""), "{text}");
-    assert!(text.contains("# heartbeat_secs = 1800"), "defaults are written out, commented");
+    assert!(text.contains("# heartbeat_secs = 3000"), "defaults are written out, commented");
     let parsed = ripple::config::ConfigFile::load(&config, true).expect("the template parses");
     assert_eq!(parsed.network.as_deref(), Some("testnet"));
     assert_eq!(parsed.node.agent_name.as_deref(), Some("gpu-box-01"));

@@ -451,7 +451,8 @@ pub struct UpArgs {
     /// Latency region in the advert, e.g. us-west.
     #[arg(long)]
     pub region: Option<String>,
-    /// Seconds between heartbeats [default: half the network's heartbeat bucket].
+    /// Seconds between heartbeats [default: the network's heartbeat bucket less 10 minutes, at
+    /// least half of it: 3000 on the pinned networks].
     #[arg(long)]
     pub heartbeat_secs: Option<u32>,
     /// Seconds between the mesh view's reads of what changed on the registry (other nodes'

@@ -1,6 +1,6 @@
 //! When this node writes a DHT heartbeat. Every beat is kept forever on every node holding the
-//! registry (Holochain has no TTL), so beats are few: one at start, one every cadence (half the
-//! network's bucket, so a live node never leaves the DHT rule's online window), and one when the
+//! registry (Holochain has no TTL), so beats are few: one at start, one every cadence (a bucket
+//! less ten minutes by default, so a live node never leaves the DHT rule's online window), and one when the
 //! node's load moves to another band, drawn from a small daily allowance. The liveness protocol
 //! carries the live load on every message; the DHT beat is the durable record
 //! (docs/reliability.md, "The DHT heartbeat").
@@ -127,7 +127,7 @@ mod tests {
     }
 
     const MIN: Duration = Duration::from_secs(30);
-    const EVERY: Duration = Duration::from_secs(1800);
+    const EVERY: Duration = Duration::from_secs(3000);
     const CHECK: Duration = Duration::from_secs(15);
 
     #[test]

@@ -351,13 +351,33 @@ impl NodeAgent {
     }
 }
 
-/// Half a heartbeat bucket by default, so a live node is never missing from the online window
-/// (current or previous bucket); never faster than the network allows (HB4).
+/// How much sooner than a whole bucket a node beats by default: room, inside the online window,
+/// for a failed write's retries (one a minute), the load check's interval, the beat's way to its
+/// readers and clock skew.
+const BEAT_MARGIN_SECS: u32 = 600;
+
+/// The default heartbeat period: a bucket less `BEAT_MARGIN_SECS` (3,000 s on the pinned
+/// networks' 3,600 s buckets), at least half a bucket, never faster than the network allows
+/// (HB4). Beats at most a bucket apart keep a live node in the online window (current or previous
+/// bucket), and every holder keeps each beat forever, so the cadence is as slow as that allows:
+/// the storage budget in docs/reliability.md.
+pub fn default_heartbeat_secs(timing: &RegistryProperties) -> u32 {
+    let bucket = timing.heartbeat_bucket_secs;
+    bucket.saturating_sub(BEAT_MARGIN_SECS).max(bucket / 2).max(timing.heartbeat_min_interval_secs + 1)
+}
+
+/// The most heartbeats a node writes a day at the default period, restarts aside: the cadence's
+/// and the load-band allowance's.
+pub fn max_beats_a_day(timing: &RegistryProperties) -> f64 {
+    86_400.0 / f64::from(default_heartbeat_secs(timing)) + f64::from(cadence::LOAD_BEATS_PER_DAY)
+}
+
+/// The configured period, checked against the network's window, or the default.
 fn heartbeat_period(timing: &RegistryProperties, configured: Option<u32>) -> Result<u32, NodeError> {
     let min = timing.heartbeat_min_interval_secs;
     let bucket = timing.heartbeat_bucket_secs;
     match configured {
-        None => Ok((bucket / 2).max(min + 1)),
+        None => Ok(default_heartbeat_secs(timing)),
         Some(secs) if secs <= min => Err(NodeError::HeartbeatPeriod {
             configured: secs,
             reason: format!("the network rejects heartbeats closer than {min} s (heartbeat_min_interval_secs); use more"),
@@ -434,10 +454,19 @@ mod tests {
     }
 
     #[test]
-    fn the_default_period_is_half_a_bucket_but_never_below_the_minimum() {
+    fn the_default_period_leaves_ten_minutes_of_a_bucket_but_never_below_half_or_the_minimum() {
+        assert_eq!(heartbeat_period(&timing(3600, 30), None).unwrap(), 3000, "the pinned networks' bucket");
+        assert_eq!(heartbeat_period(&timing(7200, 30), None).unwrap(), 6600);
+        assert_eq!(heartbeat_period(&timing(1200, 30), None).unwrap(), 600);
         assert_eq!(heartbeat_period(&timing(300, 30), None).unwrap(), 150);
         assert_eq!(heartbeat_period(&timing(10, 2), None).unwrap(), 5);
         assert_eq!(heartbeat_period(&timing(40, 30), None).unwrap(), 31);
+    }
+
+    #[test]
+    fn a_node_on_a_pinned_network_writes_at_most_41_beats_a_day_before_restarts() {
+        let beats = max_beats_a_day(&RegistryProperties::default());
+        assert!((beats - 40.8).abs() < 1e-9, "{beats}");
     }
 
     #[test]
