@@ -115,6 +115,13 @@ async fn eight_requesters_race_for_four_slots_across_conductors() {
         (inbox.releases.len() == 4).then_some(())
     })
     .await;
+    // A reader counts the released slots free at once, before the provider's next grant folds them in.
+    let status = eventually("a requester reads the slots free", Duration::from_secs(60), || async {
+        let status: ProviderStatus = requesters[0].call("resources", "get_provider_status", provider.key()).await;
+        (status.active == 0).then_some(status)
+    })
+    .await;
+    assert_eq!(status.in_use, Capacity::default(), "{status:?}");
     // 20 s: long enough that none expires while the provider is still answering this round.
     let round2 = race(provider, &requesters, 20).await;
     // Round 3: nobody releases; expiry frees the slots.

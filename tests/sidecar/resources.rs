@@ -121,6 +121,15 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     .await;
     let status = |id: &str| status_in(&rows, id);
     assert_eq!(status(&local.allocation_id).as_deref(), Some("granted"), "{rows:?}");
+    // The released cores are free at once, not at node-a's next grant or the allocation's expiry.
+    eventually("node-a's released cores to be free again on node-b", Duration::from_secs(30), || async {
+        let rows: Vec<Available> = ripple_json(&b_data, &["available"])?;
+        match rows.iter().find(|r| r.node_name == "node-a") {
+            Some(a) if a.free.cpu_cores == cores && a.active_allocations == 0 => Ok(()),
+            _ => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
     assert!(rows
         .iter()
         .any(|r| r.side == "provider" && r.allocation_id.as_deref() == Some(local.allocation_id.as_str())));

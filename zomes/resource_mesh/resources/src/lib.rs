@@ -1,7 +1,7 @@
 //! Coordinator `resources`: a provider publishes what it offers (derived by its sidecar from the
 //! node's advert), and anyone reads a provider's offer and load in one hop each, for scheduling.
 use hdk::prelude::*;
-use peer_reads::{from_peers, links_from_peers};
+use peer_reads::{from_peers, link_targets, links_from_peers, records_from_peers};
 use resource_mesh_integrity::capacity::used_at;
 use resource_mesh_integrity::{EntryTypes, LinkTypes};
 use resource_mesh_types::*;
@@ -53,13 +53,19 @@ pub fn get_provider_status(provider: AgentPubKey) -> ExternResult<ProviderStatus
         .as_ref()
         .and_then(offer_record);
     let latest_grant = newest_target(&provider, LinkTypes::ProviderToLedger)?;
-    let holdings = match &latest_grant {
+    let mut holdings = match &latest_grant {
         Some(hash) => get(hash.clone(), from_peers())?
             .and_then(|r| entry_of::<AllocationGrant>(&r, UnitEntryTypes::AllocationGrant))
             .map(|g| g.holdings)
             .unwrap_or_default(),
         None => vec![],
     };
+    if holdings.iter().any(|h| !h.released) {
+        let released = waiting_releases(&provider)?;
+        for holding in holdings.iter_mut().filter(|h| released.contains(&h.request)) {
+            holding.released = true;
+        }
+    }
     let now = sys_time()?.as_micros();
     Ok(ProviderStatus {
         provider,
@@ -74,6 +80,27 @@ pub fn get_provider_status(provider: AgentPubKey) -> ExternResult<ProviderStatus
 #[hdk_extern]
 pub fn get_provider_statuses(providers: Vec<AgentPubKey>) -> ExternResult<Vec<ProviderStatus>> {
     providers.into_iter().map(get_provider_status).collect()
+}
+
+/// The requests of the provider's grants whose releases wait in its inbox. Its next grant folds
+/// them into the holdings it carries; until then the latest grant still lists them, yet the
+/// capacity is free (the provider accounts for every release in its inbox when it grants), so
+/// readers count it free at once rather than at the provider's next grant or the expiry.
+fn waiting_releases(provider: &AgentPubKey) -> ExternResult<Vec<ActionHash>> {
+    let inbox = links_from_peers(LinkQuery::try_new(provider.clone(), LinkTypes::ProviderInbox)?)?;
+    let grants: Vec<ActionHash> = records_from_peers(link_targets(inbox))?
+        .iter()
+        .flatten()
+        .filter_map(|r| entry_of::<AllocationRelease>(r, UnitEntryTypes::AllocationRelease))
+        .map(|release| release.grant)
+        .collect();
+    Ok(records_from_peers(grants)?
+        .iter()
+        .flatten()
+        .filter(|r| r.action().author() == provider)
+        .filter_map(|r| entry_of::<AllocationGrant>(r, UnitEntryTypes::AllocationGrant))
+        .map(|grant| grant.request)
+        .collect())
 }
 
 /// The target of the provider's own newest link of `link_type` on its agent key.
