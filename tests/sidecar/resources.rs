@@ -108,6 +108,16 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
 
     // Release the remote allocation (node-a writes it when told); both show up in this node's list.
     let _: serde_json::Value = cli(&b, &b_data, &["release", &remote.allocation_id]);
+    // The released cores are free at once on node-b, the node that told node-a to release them
+    // (not at node-a's next grant, at the expiry, or once the release reaches node-b's DHT).
+    eventually("node-a's released cores to be free again on node-b", Duration::from_secs(30), || async {
+        let rows: Vec<Available> = ripple_json(&b_data, &["available"])?;
+        match rows.iter().find(|r| r.node_name == "node-a") {
+            Some(a) if a.free.cpu_cores == cores && a.active_allocations == 0 => Ok(()),
+            _ => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
     let status_in = |rows: &[AllocationRow], id: &str| {
         rows.iter().find(|r| r.allocation_id.as_deref() == Some(id)).map(|r| r.status.clone())
     };
@@ -121,15 +131,6 @@ async fn two_sidecars_allocate_locally_then_remotely_and_skip_a_stopped_provider
     .await;
     let status = |id: &str| status_in(&rows, id);
     assert_eq!(status(&local.allocation_id).as_deref(), Some("granted"), "{rows:?}");
-    // The released cores are free at once, not at node-a's next grant or the allocation's expiry.
-    eventually("node-a's released cores to be free again on node-b", Duration::from_secs(30), || async {
-        let rows: Vec<Available> = ripple_json(&b_data, &["available"])?;
-        match rows.iter().find(|r| r.node_name == "node-a") {
-            Some(a) if a.free.cpu_cores == cores && a.active_allocations == 0 => Ok(()),
-            _ => Err(format!("{rows:?}")),
-        }
-    })
-    .await;
     assert!(rows
         .iter()
         .any(|r| r.side == "provider" && r.allocation_id.as_deref() == Some(local.allocation_id.as_str())));

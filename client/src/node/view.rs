@@ -689,6 +689,14 @@ impl MeshView {
             .collect())
     }
 
+    /// Applies what this node learnt of a provider's use before the DHT tells it (a release the
+    /// provider confirmed), until the provider's status is read again.
+    pub fn amend_provider(&self, agent: &AgentPubKey, amend: impl FnOnce(&mut ProviderStatus)) {
+        if let Some(seen) = self.providers.write().unwrap_or_else(|p| p.into_inner()).get_mut(agent) {
+            amend(&mut seen.status);
+        }
+    }
+
     /// One provider's offer and use read again now (after it granted or rejected a request).
     pub async fn refresh_provider(&self, agent: &AgentPubKey) -> Result<(), MeshError> {
         self.read_providers(vec![agent.clone()]).await

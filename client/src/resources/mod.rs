@@ -457,7 +457,12 @@ impl ResourceService {
         if let Ok(mut held) = self.held.lock() {
             let now = holochain_types::prelude::Timestamp::now();
             held.retain(|_, h| h.expires_at > now);
-            let entry = Held { provider: grant.provider.clone(), endpoint, expires_at: grant.expires_at };
+            let entry = Held {
+                provider: grant.provider.clone(),
+                endpoint,
+                amounts: grant.amounts,
+                expires_at: grant.expires_at,
+            };
             held.insert(grant.allocation_id.clone(), entry);
         }
     }
@@ -465,7 +470,7 @@ impl ResourceService {
     /// Releases an allocation granted to this node in this run through its provider; `None` when it
     /// was not, or the provider did not release it.
     async fn release_directly(&self, allocation_id: &ActionHash) -> Option<ActionHash> {
-        let Held { provider, endpoint, .. } = self.held.lock().ok()?.get(allocation_id).cloned()?;
+        let Held { provider, endpoint, amounts, .. } = self.held.lock().ok()?.get(allocation_id).cloned()?;
         let released = if provider == self.mesh.agent {
             self.release_for(&provider, allocation_id.clone()).await.map_err(|e| e.to_string())
         } else {
@@ -480,6 +485,13 @@ impl ResourceService {
                 if let Ok(mut held) = self.held.lock() {
                     held.remove(allocation_id);
                 }
+                // The provider freed it on its ledger now; the DHT tells this node's view later
+                // (its next read of the provider may even predate the release reaching it), and
+                // this node's next plan should not pass the provider over meanwhile.
+                self.view.amend_provider(&provider, |status| {
+                    status.in_use = subtract(&status.in_use, &amounts);
+                    status.active = status.active.saturating_sub(1);
+                });
                 Some(release)
             }
             Err(e) => {
@@ -517,6 +529,7 @@ enum HandOverFailure {
 struct Held {
     provider: AgentPubKey,
     endpoint: Option<String>,
+    amounts: Capacity,
     expires_at: holochain_types::prelude::Timestamp,
 }
 
