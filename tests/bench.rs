@@ -51,10 +51,27 @@ fn report(rows: &[Stats], note: &str) {
         out.push('\n');
     }
     out += &format!("\n{}\n", note.trim());
+    write_results(&out);
+}
+
+/// Prints a benchmark's results and writes them where `cargo xtask bench` picks them up.
+fn write_results(out: &str) {
     println!("{out}");
     if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
         std::fs::write(path, out).expect("write benchmark results");
     }
+}
+
+/// The number in environment variable `name` (a smaller or larger run than the default).
+fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// agent_registry with no minimum heartbeat interval, so a write benchmark measures the
+/// conductor, not HB4.
+async fn unthrottled_registry_dna(seed: &str) -> DnaFile {
+    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0, ..Default::default() };
+    registry_dna(&unique_seed(seed), &props, false).await
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -80,10 +97,8 @@ fn varied_advert(i: usize) -> agent_registry_types::NodeAdvert {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo xtask bench registry"]
 async fn registry() {
-    let nodes: usize = std::env::var("RIPPLE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(NODES);
-    // No minimum heartbeat interval, so the write benchmark measures the conductor, not HB4.
-    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0, ..Default::default() };
-    let dna = registry_dna(&unique_seed("bench"), &props, false).await;
+    let nodes: usize = env_count("RIPPLE_BENCH_NODES", NODES);
+    let dna = unthrottled_registry_dna("bench").await;
     let mut rows = vec![];
 
     // Writes on one conductor.
@@ -234,9 +249,8 @@ const FOOTPRINT_BEATS: u64 = 10_000;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: cargo xtask bench footprint"]
 async fn footprint() {
-    let beats: u64 = std::env::var("RIPPLE_BENCH_BEATS").ok().and_then(|n| n.parse().ok()).unwrap_or(FOOTPRINT_BEATS);
-    let props = RegistryProperties { heartbeat_bucket_secs: 300, heartbeat_min_interval_secs: 0, ..Default::default() };
-    let dna = registry_dna(&unique_seed("footprint"), &props, false).await;
+    let beats: u64 = env_count("RIPPLE_BENCH_BEATS", FOOTPRINT_BEATS);
+    let dna = unthrottled_registry_dna("footprint").await;
     let mut pair = SweetConductorBatch::standard(2).await;
     let apps = pair.setup_app("ripple", [&role(&dna)]).await.unwrap();
     let cells: Vec<SweetCell> = apps.into_inner().into_iter().map(|app| app.into_cells().remove(0)).collect();
@@ -297,10 +311,7 @@ async fn footprint() {
         day(per_beat[1]),
         day(per_beat[0]),
     );
-    println!("{out}");
-    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
-        std::fs::write(path, out).expect("write benchmark results");
-    }
+    write_results(&out);
 }
 
 /// Bytes of each store's database files under a conductor's data dir, by store (the file name up
@@ -492,10 +503,7 @@ fn liveness() {
         settings.suspicion_mult,
         settings.suspicion_max_mult
     );
-    println!("{out}");
-    if let Ok(path) = std::env::var("RIPPLE_BENCH_OUT") {
-        std::fs::write(path, out).expect("write benchmark results");
-    }
+    write_results(&out);
 }
 
 /// `cargo xtask bench node`: the real `ripple` binary (release). Node A serves a local network;
@@ -961,7 +969,7 @@ async fn mesh() {
     let race_started = Instant::now();
     let racer = Node { conductor: &conductors[0], cell: racer };
     let racing: Vec<Node> = requesters.iter().map(|cell| Node { conductor: &conductors[1], cell }).collect();
-    let rounds = std::env::var("RIPPLE_BENCH_RACE_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(RACE_ROUNDS);
+    let rounds = env_count("RIPPLE_BENCH_RACE_ROUNDS", RACE_ROUNDS);
     let race = race_direct(racer, &racing, rounds, RACE_RACING_ROUNDS.min(rounds), SLOTS as usize).await;
     let race_wall = race_started.elapsed();
 

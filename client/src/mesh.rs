@@ -361,15 +361,14 @@ impl Mesh {
         O: DeserializeOwned + std::fmt::Debug,
     {
         let fail = |reason: String| MeshError::ZomeCall { zome: zome.into(), function: function.into(), reason };
-        let payload = ExternIO::encode(input).map_err(|e| fail(e.to_string()))?;
         let first = Instant::now();
         let mut pause = INCOMPLETE_COMMIT_FIRST_PAUSE;
         loop {
+            // Encoded for each attempt: the client takes the payload, and a repeat is rare.
+            let payload = ExternIO::encode(input).map_err(|e| fail(e.to_string()))?;
             let started = Instant::now();
-            let result = self
-                .app
-                .call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload.clone())
-                .await;
+            let result =
+                self.app.call_zome(ZomeCallTarget::RoleName(role.into()), zome.into(), function.into(), payload).await;
             self.metrics.observe_zome_call(zome, function, started.elapsed(), result.is_ok());
             match result {
                 Ok(output) => return output.decode().map_err(|e| fail(e.to_string())),
